@@ -1,0 +1,1 @@
+//! flottectl: the command-line interface.

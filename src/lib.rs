@@ -1,0 +1,6 @@
+//! flotte: a cluster scheduler for systemd units. See ARCHITECTURE.md for the codemap.
+
+pub mod cli;
+pub mod machine;
+pub mod schedule;
+pub mod unit;
