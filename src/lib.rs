@@ -3,4 +3,6 @@
 pub mod cli;
 pub mod machine;
 pub mod schedule;
+pub mod systemd;
+pub mod testkit;
 pub mod unit;

@@ -1,0 +1,135 @@
+//! systemd's unit states as reported by the manager: LOAD, ACTIVE and SUB.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! systemd_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(from = "String", into = "String")]
+        pub enum $name {
+            $($variant,)+
+            /// A value this version of flotte does not know, kept verbatim.
+            Other(String),
+        }
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $($name::$variant => $text,)+
+                    $name::Other(s) => s,
+                }
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                match s.as_str() {
+                    $($text => $name::$variant,)+
+                    _ => $name::Other(s),
+                }
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self::from(s.to_owned())
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.as_str().to_owned()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+systemd_enum! {
+    /// systemd's LoadState of a unit.
+    LoadState {
+        Loaded => "loaded",
+        NotFound => "not-found",
+        BadSetting => "bad-setting",
+        Error => "error",
+        Masked => "masked",
+        Stub => "stub",
+        Merged => "merged",
+    }
+}
+
+systemd_enum! {
+    /// systemd's ActiveState of a unit.
+    ActiveState {
+        Active => "active",
+        Reloading => "reloading",
+        Inactive => "inactive",
+        Failed => "failed",
+        Activating => "activating",
+        Deactivating => "deactivating",
+        Maintenance => "maintenance",
+        Refreshing => "refreshing",
+    }
+}
+
+/// One unit as the manager reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitStatus {
+    pub load: LoadState,
+    pub active: ActiveState,
+    pub sub: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip_through_strings_and_keep_unknown_values() {
+        for s in [
+            "loaded",
+            "not-found",
+            "bad-setting",
+            "error",
+            "masked",
+            "stub",
+            "merged",
+            "weird",
+        ] {
+            assert_eq!(LoadState::from(s).as_str(), s);
+        }
+        for s in [
+            "active",
+            "reloading",
+            "inactive",
+            "failed",
+            "activating",
+            "deactivating",
+            "maintenance",
+            "refreshing",
+            "new",
+        ] {
+            assert_eq!(ActiveState::from(s).as_str(), s);
+        }
+        assert_eq!(ActiveState::from("failed"), ActiveState::Failed);
+        assert_eq!(ActiveState::from("new"), ActiveState::Other("new".into()));
+        let json = serde_json::to_string(&UnitStatus {
+            load: LoadState::Loaded,
+            active: ActiveState::Active,
+            sub: "running".into(),
+        })
+        .unwrap();
+        assert_eq!(
+            json,
+            r#"{"load":"loaded","active":"active","sub":"running"}"#
+        );
+    }
+}

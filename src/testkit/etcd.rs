@@ -1,0 +1,172 @@
+//! A real etcd server on free loopback ports, with its data in a directory of its own.
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use super::{TestkitError, wait_for};
+
+/// What is needed to reach and stop an etcd started by the testkit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EtcdRecord {
+    pub pid: i32,
+    pub client_url: String,
+    pub data_dir: PathBuf,
+}
+
+impl EtcdRecord {
+    pub fn is_running(&self) -> bool {
+        Path::new(&format!("/proc/{}", self.pid)).exists()
+    }
+
+    /// Kills the server and removes its data.
+    pub fn kill(&self) -> Result<(), TestkitError> {
+        let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
+        // Reap it if it is our child, so no zombie keeps the PID alive.
+        let _ = nix::sys::wait::waitpid(Pid::from_raw(self.pid), None);
+        match fs::remove_dir_all(&self.data_dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(TestkitError::io(
+                format!("removing {}", self.data_dir.display()),
+                e,
+            )),
+        }
+    }
+}
+
+/// A running etcd, killed (and its data removed) when dropped unless detached.
+pub struct Etcd {
+    record: EtcdRecord,
+    detached: bool,
+}
+
+impl Etcd {
+    /// Starts etcd with its data directory and log under `dir`.
+    pub async fn start(dir: &Path) -> Result<Etcd, TestkitError> {
+        if super::which("etcd").is_none() {
+            return Err(TestkitError::Missing(
+                "`etcd` (Debian package etcd-server)".into(),
+            ));
+        }
+        fs::create_dir_all(dir)
+            .map_err(|e| TestkitError::io(format!("creating {}", dir.display()), e))?;
+        let mut last = None;
+        // Free ports are found by binding port 0; another process may take one before etcd
+        // binds it, so a failed start is retried with new ports.
+        for _ in 0..3 {
+            match Self::try_start(dir).await {
+                Ok(etcd) => return Ok(etcd),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("at least one attempt"))
+    }
+
+    async fn try_start(dir: &Path) -> Result<Etcd, TestkitError> {
+        let client = free_port()?;
+        let peer = free_port()?;
+        let client_url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let data_dir = dir.join("data");
+        let _ = fs::remove_dir_all(&data_dir);
+        let log = fs::File::create(dir.join("etcd.log"))
+            .map_err(|e| TestkitError::io("creating etcd.log", e))?;
+        let child = std::process::Command::new("etcd")
+            .args(["--name", "flotte-test"])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--listen-client-urls", &client_url])
+            .args(["--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("flotte-test={peer_url}")])
+            .args(["--log-level", "warn"])
+            .stdin(Stdio::null())
+            .stdout(
+                log.try_clone()
+                    .map_err(|e| TestkitError::io("etcd.log", e))?,
+            )
+            .stderr(log)
+            .spawn()
+            .map_err(|e| TestkitError::io("spawning etcd", e))?;
+        let etcd = Etcd {
+            record: EtcdRecord {
+                pid: child.id() as i32,
+                client_url: client_url.clone(),
+                data_dir,
+            },
+            detached: false,
+        };
+        drop(child);
+        let log_path = dir.join("etcd.log");
+        wait_for(
+            Duration::from_secs(20),
+            || {
+                format!(
+                    "etcd did not serve on {client_url} (log: {})",
+                    fs::read_to_string(&log_path).unwrap_or_default().trim()
+                )
+            },
+            || async {
+                if !etcd.record.is_running() {
+                    // Exited (port taken?): stop waiting at once.
+                    return Some(false);
+                }
+                let mut c = etcd_client::Client::connect([client_url.as_str()], None)
+                    .await
+                    .ok()?;
+                c.status().await.ok().map(|_| true)
+            },
+        )
+        .await
+        .and_then(|up| {
+            if up {
+                Ok(etcd)
+            } else {
+                Err(TestkitError::Missing(format!(
+                    "etcd exited at start-up (log: {})",
+                    fs::read_to_string(dir.join("etcd.log"))
+                        .unwrap_or_default()
+                        .trim()
+                )))
+            }
+        })
+    }
+
+    pub fn client_url(&self) -> &str {
+        &self.record.client_url
+    }
+
+    pub fn record(&self) -> &EtcdRecord {
+        &self.record
+    }
+
+    pub fn detach(mut self) -> EtcdRecord {
+        self.detached = true;
+        self.record.clone()
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        if !self.detached
+            && let Err(e) = self.record.kill()
+        {
+            eprintln!("testkit: {e}");
+        }
+    }
+}
+
+fn free_port() -> Result<u16, TestkitError> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| TestkitError::io("finding a free port", e))
+}

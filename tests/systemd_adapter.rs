@@ -1,0 +1,155 @@
+//! The systemd adapter against a real systemd manager in an isolated test host.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use flotte::systemd::{ActiveState, LoadState, Systemd, UnitChanges};
+use flotte::testkit::Host;
+use flotte::unit::UnitName;
+
+fn test_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("flotte-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+async fn start_host(name: &str) -> Host {
+    flotte::testkit::sweep_stale_test_hosts();
+    let dir = test_dir(name);
+    let group = format!("flotte-test-{}-{name}", std::process::id());
+    Host::start(name, &dir, &group)
+        .await
+        .expect("test host starts")
+}
+
+/// Waits for the named unit to reach `active` as announced by the manager's signals, checking
+/// the state with ListUnitsByNames after each signal for it.
+async fn await_state(
+    systemd: &Systemd,
+    changes: &mut UnitChanges,
+    name: &UnitName,
+    wanted: ActiveState,
+) {
+    let wait = async {
+        loop {
+            let state = systemd
+                .list_by_names(std::slice::from_ref(name))
+                .await
+                .unwrap();
+            if state[0].1.active == wanted {
+                return;
+            }
+            // Next signal about this unit.
+            loop {
+                let changed = changes.next().await.expect("signal stream stays open");
+                if &changed == name {
+                    break;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .unwrap_or_else(|_| panic!("{name} did not become {wanted} within 10 s"));
+}
+
+#[tokio::test]
+async fn units_are_linked_started_watched_and_unloaded_through_dbus() {
+    let host = start_host("adapter").await;
+    let systemd = Systemd::connect(&host.bus()).await.unwrap();
+    let mut changes = systemd.changes().await.unwrap();
+
+    let name = UnitName::new("hello.service").unwrap();
+    let file = host.dir().join("units").join(name.as_str());
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, "[Service]\nExecStart=/bin/sleep 1000\n").unwrap();
+
+    let started = std::time::Instant::now();
+    systemd
+        .link_runtime(std::slice::from_ref(&file))
+        .await
+        .unwrap();
+    systemd.reload().await.unwrap();
+    systemd.start(&name).await.unwrap();
+    await_state(&systemd, &mut changes, &name, ActiveState::Active).await;
+    eprintln!(
+        "link + reload + start until active: {:?}",
+        started.elapsed()
+    );
+
+    let state = systemd
+        .list_by_names(std::slice::from_ref(&name))
+        .await
+        .unwrap();
+    assert_eq!(state[0].1.load, LoadState::Loaded);
+    assert_eq!(state[0].1.sub, "running");
+    let pid = systemd.main_pid(&name).await.unwrap();
+    assert!(pid > 0, "a running service has a main PID");
+
+    systemd.restart(&name).await.unwrap();
+    await_state(&systemd, &mut changes, &name, ActiveState::Active).await;
+    let new_pid = systemd.main_pid(&name).await.unwrap();
+    assert_ne!(pid, new_pid, "restart starts a new main process");
+
+    systemd.stop(&name).await.unwrap();
+    await_state(&systemd, &mut changes, &name, ActiveState::Inactive).await;
+    systemd
+        .unlink_runtime(std::slice::from_ref(&name))
+        .await
+        .unwrap();
+    systemd.reload().await.unwrap();
+    let state = systemd
+        .list_by_names(std::slice::from_ref(&name))
+        .await
+        .unwrap();
+    assert_eq!(
+        state[0].1.load,
+        LoadState::NotFound,
+        "unlinked unit is gone after reload"
+    );
+
+    // Tolerated: stopping and unlinking what systemd no longer knows.
+    systemd.stop(&name).await.unwrap();
+    systemd
+        .unlink_runtime(std::slice::from_ref(&name))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_unit_whose_process_exits_with_an_error_is_failed() {
+    let host = start_host("failing").await;
+    let systemd = Systemd::connect(&host.bus()).await.unwrap();
+    let mut changes = systemd.changes().await.unwrap();
+    let name = UnitName::new("crash.service").unwrap();
+    let file = host.dir().join(name.as_str());
+    std::fs::write(&file, "[Service]\nExecStart=/bin/sh -c 'exit 3'\n").unwrap();
+    systemd
+        .link_runtime(std::slice::from_ref(&file))
+        .await
+        .unwrap();
+    systemd.reload().await.unwrap();
+    systemd.start(&name).await.unwrap();
+    await_state(&systemd, &mut changes, &name, ActiveState::Failed).await;
+}
+
+#[tokio::test]
+async fn a_unit_systemd_rejects_gives_systemds_message() {
+    let host = start_host("rejects").await;
+    let systemd = Systemd::connect(&host.bus()).await.unwrap();
+    let name = UnitName::new("bad.service").unwrap();
+    let file = host.dir().join(name.as_str());
+    std::fs::write(&file, "[Service]\nExecStart=relative/path\n").unwrap();
+    systemd
+        .link_runtime(std::slice::from_ref(&file))
+        .await
+        .unwrap();
+    systemd.reload().await.unwrap();
+    let err = systemd.start(&name).await.unwrap_err().to_string();
+    assert!(err.contains("bad.service"), "{err}");
+    let state = systemd
+        .list_by_names(std::slice::from_ref(&name))
+        .await
+        .unwrap();
+    assert_eq!(state[0].1.load, LoadState::BadSetting);
+}
