@@ -4,6 +4,7 @@
 mod file;
 mod name;
 mod requirements;
+mod specifier;
 mod state;
 
 pub use file::{
@@ -12,6 +13,7 @@ pub use file::{
 };
 pub use name::{NameError, NameProblem, UnitName, UnitType};
 pub use requirements::{
-    CompareOp, ConflictPattern, MachineIdPattern, MetadataCondition, Requirements, conflict_between,
+    Checked, CompareOp, ConflictPattern, MachineIdPattern, MetadataCondition, RequirementError,
+    RequirementWarning, Requirements, conflict_between,
 };
 pub use state::DesiredState;
