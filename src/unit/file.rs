@@ -177,6 +177,8 @@ pub enum Flaw {
     Control(char),
     /// An odd number of trailing backslashes, which the parser reads as a line continuation.
     TrailingBackslash,
+    /// The option's line takes the canonical form over `MAX_FILE_SIZE`, which parse would refuse.
+    PastSizeLimit,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -204,6 +206,11 @@ impl fmt::Display for OptionProblem {
             Flaw::StartsWith(c) => write!(f, " starts with `{c}`"),
             Flaw::Control(c) => write!(f, " contains the control character U+{:04X}", c as u32),
             Flaw::TrailingBackslash => f.write_str(" ends in an unescaped backslash"),
+            Flaw::PastSizeLimit => write!(
+                f,
+                " takes the unit past the {} KiB limit",
+                MAX_FILE_SIZE / 1024
+            ),
         }
     }
 }
@@ -315,6 +322,38 @@ fn check_option(option: &UnitOption) -> Result<(), OptionProblem> {
     check_section(&option.section)?;
     check_name(&option.name)?;
     check_value(&option.name, &option.value)
+}
+
+/// The length of the canonical form after each option, as `serialize` writes it.
+fn serialized_lengths(options: &[UnitOption]) -> impl Iterator<Item = usize> {
+    let mut total = 0;
+    let mut section: Option<&str> = None;
+    options.iter().map(move |option| {
+        if section != Some(option.section.as_str()) {
+            let blank_line = usize::from(section.is_some());
+            total += blank_line + option.section.len() + "[]\n".len();
+            section = Some(&option.section);
+        }
+        total += option.name.len() + option.value.len() + "=\n".len();
+        total
+    })
+}
+
+/// The canonical form can be longer than the file it came from (a blank line is added between
+/// sections), so the size limit is checked on it too: a unit that parse would refuse must not
+/// get in through the API, nor through a file just under the limit.
+fn check_size(options: &[UnitOption]) -> Result<(), (usize, OptionProblem)> {
+    match serialized_lengths(options).position(|len| len > MAX_FILE_SIZE) {
+        None => Ok(()),
+        Some(index) => {
+            let option = &options[index];
+            let flaw = Flaw::PastSizeLimit;
+            Err((
+                index,
+                problem(OptionField::Value, &option.name, &option.value, flaw),
+            ))
+        }
+    }
 }
 
 /// The bytes as text, or the line of the first NUL or invalid UTF-8 byte, whichever comes first.
@@ -440,6 +479,10 @@ impl UnitFile {
         if let Some((start, logical)) = pending {
             builder.line(start, &logical)?;
         }
+        check_size(&builder.options).map_err(|(index, problem)| ParseError {
+            line: builder.lines[index],
+            problem: problem.into(),
+        })?;
         Ok(ParsedUnit {
             file: UnitFile {
                 options: builder.options,
@@ -454,6 +497,7 @@ impl UnitFile {
         for (index, option) in options.iter().enumerate() {
             check_option(option).map_err(|problem| OptionError { index, problem })?;
         }
+        check_size(&options).map_err(|(index, problem)| OptionError { index, problem })?;
         Ok(UnitFile { options })
     }
 
@@ -702,12 +746,51 @@ mod tests {
     #[test]
     fn files_over_the_size_limit_are_refused_with_the_limit_stated() {
         let mut big = b"[Service]\nA=".to_vec();
-        big.resize(MAX_FILE_SIZE, b'x');
-        assert!(UnitFile::parse(&big).is_ok(), "exactly the limit is fine");
-        big.push(b'x');
+        big.resize(MAX_FILE_SIZE - 1, b'x');
+        big.push(b'\n');
+        let parsed = UnitFile::parse(&big).expect("exactly the limit is fine");
+        assert_eq!(parsed.file.serialize().len(), MAX_FILE_SIZE);
+        big.push(b'\n');
         let err = UnitFile::parse(&big).unwrap_err();
         assert_eq!(err.line, 0);
         assert_eq!(err.to_string(), "the file is larger than the 512 KiB limit");
+    }
+
+    #[test]
+    fn a_file_whose_canonical_form_passes_the_limit_is_refused() {
+        // Each section change gains a blank line when serialized: 14 bytes become 16.
+        let block = "[A]\nk=\n[B]\nk=\n";
+        let input = block.repeat(MAX_FILE_SIZE / block.len());
+        assert!(input.len() <= MAX_FILE_SIZE);
+        let err = UnitFile::parse(input.as_bytes()).unwrap_err();
+        assert_eq!(
+            err.problem.to_string(),
+            "value `` of `k` takes the unit past the 512 KiB limit"
+        );
+        // the option that crosses the limit is on this line
+        let options: Vec<_> = (0..MAX_FILE_SIZE / block.len() * 2)
+            .map(|i| opt(if i % 2 == 0 { "A" } else { "B" }, "k", ""))
+            .collect();
+        let index = UnitFile::from_options(options).unwrap_err().index;
+        assert_eq!(err.line, index * 2 + 2);
+    }
+
+    #[test]
+    fn from_options_refuses_lists_past_the_size_limit() {
+        let half = "x".repeat(MAX_FILE_SIZE / 2);
+        let options = vec![
+            opt("Service", "A", &half),
+            opt("Service", "B", &half),
+            opt("Service", "C", "1"),
+        ];
+        let err = UnitFile::from_options(options).unwrap_err();
+        assert_eq!(err.index, 1);
+        assert_eq!(err.problem.flaw, Flaw::PastSizeLimit);
+        assert!(
+            err.to_string()
+                .ends_with("of `B` takes the unit past the 512 KiB limit"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -957,6 +1040,7 @@ mod tests {
             let parsed = UnitFile::parse(serialized.as_bytes()).expect("a serialized unit parses");
             prop_assert_eq!(parsed.file.options(), options.as_slice());
             prop_assert_eq!(parsed.file.hash(), file.hash());
+            prop_assert_eq!(serialized_lengths(&options).last().unwrap_or(0), serialized.len());
         }
 
         #[test]
