@@ -132,7 +132,7 @@ pub enum ParseProblem {
     TooLarge,
     #[error("invalid UTF-8 (byte {byte:#04x})")]
     InvalidUtf8 { byte: u8 },
-    #[error("a NUL byte")]
+    #[error("a NUL byte, which a unit file cannot contain")]
     Nul,
     #[error("`{}` is outside any section: put a section header such as `[Unit]` before it", shown(.name))]
     OutsideSection { name: String },
@@ -737,8 +737,14 @@ mod tests {
             b"[S]\nA=1\nB=\xff\n\0",
             Err((3, "invalid UTF-8 (byte 0xff)")),
         );
-        check_bytes(b"[S]\nA=\0\nB=\xff\n", Err((2, "a NUL byte")));
-        check_bytes(b"\0", Err((1, "a NUL byte")));
+        check_bytes(
+            b"[S]\nA=\0\nB=\xff\n",
+            Err((2, "a NUL byte, which a unit file cannot contain")),
+        );
+        check_bytes(
+            b"\0",
+            Err((1, "a NUL byte, which a unit file cannot contain")),
+        );
         // a truncated multi-byte character at the very end
         check_bytes(b"[S]\nA=\xc3", Err((2, "invalid UTF-8 (byte 0xc3)")));
     }

@@ -224,11 +224,16 @@ pub struct RequirementError {
 }
 
 /// An `[X-Fleet]` option that is ignored or means less than it seems to.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequirementWarning {
     pub option: usize,
     pub message: String,
+}
+
+impl fmt::Display for RequirementWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 const SECTION: &str = "X-Fleet";
