@@ -1,12 +1,19 @@
 //! The unit-file model: names, the options list, content hashes, `[X-Fleet]` requirements and
 //! template instances. No I/O.
 
+mod file;
 mod name;
 mod requirements;
+mod specifier;
 mod state;
 
+pub use file::{
+    Flaw, HashError, MAX_FILE_SIZE, OptionError, OptionField, OptionProblem, ParseError,
+    ParseProblem, ParsedUnit, UnitFile, UnitHash, UnitOption,
+};
 pub use name::{NameError, NameProblem, UnitName, UnitType};
 pub use requirements::{
-    CompareOp, ConflictPattern, MachineIdPattern, MetadataCondition, Requirements, conflict_between,
+    Checked, CompareOp, ConflictPattern, MachineIdPattern, MetadataCondition, RequirementError,
+    RequirementWarning, Requirements, conflict_between,
 };
 pub use state::DesiredState;
