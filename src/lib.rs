@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod machine;
+pub mod registry;
 pub mod schedule;
 pub mod systemd;
 pub mod testkit;

@@ -16,4 +16,4 @@ pub use requirements::{
     Checked, CompareOp, ConflictPattern, MachineIdPattern, MetadataCondition, RequirementError,
     RequirementWarning, Requirements, conflict_between,
 };
-pub use state::DesiredState;
+pub use state::{DesiredState, StateError, Target};

@@ -1,0 +1,190 @@
+//! etcd leases: granting, finding one again after a restart, and keeping one alive with a
+//! clear signal the moment it must be considered lost.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{Registry, RegistryError, timed};
+
+/// A granted lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    id: i64,
+    ttl: Duration,
+}
+
+impl Lease {
+    pub fn id(&self) -> i64 {
+        self.id
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+}
+
+/// When a lease kept alive counts as lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LossPolicy {
+    /// At the first renewal that fails: the engine stops acting before anything else happens.
+    FirstFailure,
+    /// Once no renewal succeeded for a whole TTL: by then etcd has expired the lease, so the
+    /// agent's machine and unit states are gone and the engine may have moved its units.
+    AfterTtl,
+}
+
+/// A task renewing a lease every third of its TTL. Dropping it stops the renewals.
+pub struct KeepAlive {
+    lost: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl KeepAlive {
+    /// Resolves when the lease is lost (see `LossPolicy`).
+    pub async fn lost(&self) {
+        self.lost.cancelled().await
+    }
+
+    pub fn is_lost(&self) -> bool {
+        self.lost.is_cancelled()
+    }
+
+    /// A token cancelled when the lease is lost, for tasks that must stop with it.
+    pub fn token(&self) -> CancellationToken {
+        self.lost.clone()
+    }
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Registry {
+    pub async fn grant_lease(&self, ttl: Duration) -> Result<Lease, RegistryError> {
+        let seconds = ttl.as_secs().max(1) as i64;
+        let resp = timed(
+            "granting a lease".into(),
+            self.client().lease_grant(seconds, None),
+        )
+        .await?
+        .map_err(|e| RegistryError::etcd("granting a lease", e))?;
+        Ok(Lease {
+            id: resp.id(),
+            ttl: Duration::from_secs(resp.ttl().max(1) as u64),
+        })
+    }
+
+    /// The lease with this ID if it still exists (an agent restarted within its TTL).
+    pub async fn existing_lease(
+        &self,
+        id: i64,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, RegistryError> {
+        let resp = timed(
+            "reading a lease".into(),
+            self.client().lease_time_to_live(id, None),
+        )
+        .await?
+        .map_err(|e| RegistryError::etcd(format!("reading lease {id:x}"), e))?;
+        Ok((resp.ttl() > 0).then_some(Lease { id, ttl }))
+    }
+
+    /// Ends a lease now: every key under it is deleted.
+    pub async fn revoke_lease(&self, lease: &Lease) -> Result<(), RegistryError> {
+        match timed(
+            "revoking a lease".into(),
+            self.client().lease_revoke(lease.id),
+        )
+        .await?
+        {
+            Ok(_) => Ok(()),
+            // Already expired: the keys are gone either way. etcd-client does not re-export
+            // gRPC status codes, so etcd's message ("requested lease not found") identifies it.
+            Err(e) if e.to_string().contains("lease not found") => Ok(()),
+            Err(e) => Err(RegistryError::etcd(
+                format!("revoking lease {:x}", lease.id),
+                e,
+            )),
+        }
+    }
+
+    pub fn keep_alive(&self, lease: &Lease, policy: LossPolicy) -> KeepAlive {
+        let lost = CancellationToken::new();
+        let task = tokio::spawn(renew(self.client(), *lease, policy, lost.clone()));
+        KeepAlive { lost, task }
+    }
+}
+
+async fn renew(
+    client: etcd_client::Client,
+    lease: Lease,
+    policy: LossPolicy,
+    lost: CancellationToken,
+) {
+    let interval = (lease.ttl / 3).max(Duration::from_millis(300));
+    let mut last_renewal = Instant::now();
+    loop {
+        let outcome = renew_on_one_stream(client.clone(), lease, interval, &mut last_renewal).await;
+        match (outcome, policy) {
+            (Renewals::LeaseGone, _) => {
+                tracing::warn!(lease = format_args!("{:x}", lease.id), "lease expired");
+                break;
+            }
+            (Renewals::Failed(e), LossPolicy::FirstFailure) => {
+                tracing::warn!(lease = format_args!("{:x}", lease.id), error = %e, "lease renewal failed");
+                break;
+            }
+            (Renewals::Failed(e), LossPolicy::AfterTtl) => {
+                if last_renewal.elapsed() >= lease.ttl {
+                    tracing::warn!(lease = format_args!("{:x}", lease.id), error = %e, "no lease renewal for a whole TTL");
+                    break;
+                }
+                tracing::info!(lease = format_args!("{:x}", lease.id), error = %e, "lease renewal failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    lost.cancel();
+}
+
+enum Renewals {
+    LeaseGone,
+    Failed(String),
+}
+
+/// Renews over one keep-alive stream until it fails.
+async fn renew_on_one_stream(
+    mut client: etcd_client::Client,
+    lease: Lease,
+    interval: Duration,
+    last_renewal: &mut Instant,
+) -> Renewals {
+    let opened = tokio::time::timeout(interval, client.lease_keep_alive(lease.id)).await;
+    let (mut keeper, mut stream) = match opened {
+        Err(_) => return Renewals::Failed("opening the keep-alive stream timed out".into()),
+        Ok(Err(etcd_client::Error::LeaseKeepAliveError(e))) if e.contains("not found") => {
+            return Renewals::LeaseGone;
+        }
+        Ok(Err(e)) => return Renewals::Failed(e.to_string()),
+        Ok(Ok(pair)) => pair,
+    };
+    // Opening the stream renewed the lease once.
+    *last_renewal = Instant::now();
+    loop {
+        tokio::time::sleep(interval).await;
+        if let Err(e) = keeper.keep_alive().await {
+            return Renewals::Failed(e.to_string());
+        }
+        match tokio::time::timeout(interval, stream.message()).await {
+            Err(_) => return Renewals::Failed("no keep-alive answer in time".into()),
+            Ok(Err(e)) => return Renewals::Failed(e.to_string()),
+            Ok(Ok(None)) => return Renewals::Failed("keep-alive stream closed".into()),
+            Ok(Ok(Some(resp))) if resp.ttl() <= 0 => return Renewals::LeaseGone,
+            Ok(Ok(Some(_))) => *last_renewal = Instant::now(),
+        }
+    }
+}

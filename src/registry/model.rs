@@ -1,0 +1,116 @@
+//! The values stored in etcd, as JSON. Only the registry encodes and decodes them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::machine::{MachineId, Metadata};
+use crate::systemd::{ActiveState, LoadState};
+use crate::unit::{DesiredState, Target, UnitHash, UnitOption};
+
+/// A machine as its agent registers it, under the agent's lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MachineRecord {
+    pub id: MachineId,
+    /// The address other machines and users reach it at (`public_ip`).
+    pub ip: String,
+    /// The metadata from the agent's configuration; API overrides are stored apart.
+    pub metadata: Metadata,
+    /// The flotted version that registered it.
+    pub version: String,
+    /// Where its API listens over TCP, if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<String>,
+    pub hostname: String,
+}
+
+/// A metadata change made through the API, applied over the machine's configured metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetadataOverride {
+    Set(String),
+    Removed,
+}
+
+/// A submitted unit: which content, and what the user wants of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitRecord {
+    pub hash: UnitHash,
+    pub desired: DesiredState,
+}
+
+/// A unit's content, stored once per hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentRecord {
+    pub options: Vec<UnitOption>,
+}
+
+/// One unit assigned to one machine: everything its agent needs to act.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleEntry {
+    pub hash: UnitHash,
+    pub target: Target,
+    /// Global units keep running when the agent loses its lease (they are not moved).
+    pub global: bool,
+}
+
+/// Where a unit is placed: one machine, or every machine of a global unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacementRecord {
+    pub machines: Vec<MachineId>,
+}
+
+/// Why a unit that should run is placed nowhere.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReasonRecord {
+    pub reason: String,
+}
+
+/// A unit's state on one machine, as that machine's agent reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitStateRecord {
+    /// The content the agent wrote for this unit.
+    pub hash: UnitHash,
+    /// What the agent did: linked it (`loaded`) or also started it (`launched`).
+    pub current: Target,
+    pub load: LoadState,
+    pub active: ActiveState,
+    pub sub: String,
+    /// systemd's message when it refused the unit or an action on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_encode_as_stable_json() {
+        let hash: UnitHash = "0123456789abcdef0123456789abcdef01234567".parse().unwrap();
+        let entry = ScheduleEntry {
+            hash,
+            target: Target::Launched,
+            global: false,
+        };
+        assert_eq!(
+            serde_json::to_string(&entry).unwrap(),
+            r#"{"hash":"0123456789abcdef0123456789abcdef01234567","target":"launched","global":false}"#
+        );
+        let o = MetadataOverride::Set("ssd".into());
+        assert_eq!(serde_json::to_string(&o).unwrap(), r#"{"set":"ssd"}"#);
+        assert_eq!(
+            serde_json::to_string(&MetadataOverride::Removed).unwrap(),
+            r#""removed""#
+        );
+        let state = UnitStateRecord {
+            hash,
+            current: Target::Loaded,
+            load: LoadState::Loaded,
+            active: ActiveState::Inactive,
+            sub: "dead".into(),
+            message: None,
+        };
+        let back: UnitStateRecord =
+            serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+        assert_eq!(back, state);
+    }
+}

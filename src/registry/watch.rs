@@ -1,0 +1,349 @@
+//! Resumable prefix watches: list, then watch from the next revision; after a broken stream,
+//! resume from the last revision seen; after compaction lost that history, list again.
+
+use etcd_client::{Client, EventType, GetOptions, WatchOptions, WatchStream};
+use serde::de::DeserializeOwned;
+
+use super::RegistryError;
+use super::keys::Keys;
+
+/// Where a watch stands. Changes only through `step`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// Read the whole prefix (at the start, and when history was compacted away).
+    List,
+    /// Open a watch stream starting at revision `from`.
+    Open { from: i64 },
+    /// The stream is open; the next event has revision `from` or later.
+    Watching { from: i64 },
+}
+
+/// What happened to a watch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    Listed {
+        revision: i64,
+    },
+    Opened,
+    Events {
+        revision: i64,
+    },
+    /// The server no longer has the history we asked for.
+    Compacted,
+    /// The stream failed or ended; nothing is known to be lost.
+    Broken,
+}
+
+pub fn step(phase: Phase, input: Input) -> Phase {
+    match (phase, input) {
+        (_, Input::Compacted) => Phase::List,
+        (_, Input::Listed { revision }) => Phase::Open { from: revision + 1 },
+        (Phase::Open { from }, Input::Opened) => Phase::Watching { from },
+        (Phase::Watching { from }, Input::Events { revision }) => Phase::Watching {
+            from: from.max(revision + 1),
+        },
+        (Phase::List, _) => Phase::List,
+        (Phase::Open { from } | Phase::Watching { from }, Input::Broken) => Phase::Open { from },
+        // Events or an open confirmation out of turn: reopen where we stand.
+        (Phase::Open { from } | Phase::Watching { from }, _) => Phase::Open { from },
+    }
+}
+
+/// Raw changes under a prefix.
+#[derive(Debug)]
+pub enum RawUpdate {
+    /// The complete contents of the prefix at `revision`; replaces everything known before.
+    Reset {
+        kvs: Vec<(Vec<u8>, Vec<u8>)>,
+        revision: i64,
+    },
+    /// Changes at `revision`, in order; `None` is a deletion.
+    Changes {
+        changes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        revision: i64,
+    },
+}
+
+pub struct PrefixWatch {
+    client: Client,
+    prefix: String,
+    phase: Phase,
+    stream: Option<WatchStream>,
+}
+
+impl PrefixWatch {
+    pub fn new(client: Client, prefix: String) -> Self {
+        Self {
+            client,
+            prefix,
+            phase: Phase::List,
+            stream: None,
+        }
+    }
+
+    fn advance(&mut self, input: Input) {
+        self.phase = step(self.phase.clone(), input);
+        if matches!(self.phase, Phase::List | Phase::Open { .. }) {
+            self.stream = None;
+        }
+    }
+
+    /// The next update. An error leaves the watch resumable: call `next` again (after a
+    /// backoff) and it continues from where it stood.
+    pub async fn next(&mut self) -> Result<RawUpdate, RegistryError> {
+        loop {
+            match self.phase.clone() {
+                Phase::List => {
+                    let resp = self
+                        .client
+                        .get(self.prefix.as_str(), Some(GetOptions::new().with_prefix()))
+                        .await
+                        .map_err(|e| RegistryError::etcd(format!("listing {}", self.prefix), e))?;
+                    let revision = resp.header().map_or(0, |h| h.revision());
+                    let kvs = resp
+                        .kvs()
+                        .iter()
+                        .map(|kv| (kv.key().to_vec(), kv.value().to_vec()))
+                        .collect();
+                    self.advance(Input::Listed { revision });
+                    return Ok(RawUpdate::Reset { kvs, revision });
+                }
+                Phase::Open { from } => {
+                    let options = WatchOptions::new().with_prefix().with_start_revision(from);
+                    let opened = async {
+                        let mut stream = self
+                            .client
+                            .watch(self.prefix.as_str(), Some(options))
+                            .await?;
+                        let first = stream.message().await?;
+                        Ok::<_, etcd_client::Error>((stream, first))
+                    };
+                    match opened.await {
+                        Ok((stream, Some(resp))) if resp.created() && !resp.canceled() => {
+                            self.stream = Some(stream);
+                            self.advance(Input::Opened);
+                        }
+                        Ok((_, Some(resp))) if resp.compact_revision() > 0 => {
+                            self.advance(Input::Compacted);
+                        }
+                        Ok((_, resp)) => {
+                            self.advance(Input::Broken);
+                            let why = resp.map_or("stream closed".to_owned(), |r| {
+                                r.cancel_reason().to_owned()
+                            });
+                            return Err(RegistryError::Watch(format!(
+                                "watch on {} not created: {why}",
+                                self.prefix
+                            )));
+                        }
+                        Err(e) => {
+                            self.advance(Input::Broken);
+                            return Err(RegistryError::etcd(
+                                format!("watching {}", self.prefix),
+                                e,
+                            ));
+                        }
+                    }
+                }
+                Phase::Watching { .. } => {
+                    let stream = self.stream.as_mut().expect("a watching phase has a stream");
+                    match stream.message().await {
+                        Ok(Some(resp)) if resp.canceled() || resp.compact_revision() > 0 => {
+                            if resp.compact_revision() > 0 {
+                                self.advance(Input::Compacted);
+                            } else {
+                                self.advance(Input::Broken);
+                                return Err(RegistryError::Watch(format!(
+                                    "watch on {} canceled: {}",
+                                    self.prefix,
+                                    resp.cancel_reason()
+                                )));
+                            }
+                        }
+                        Ok(Some(resp)) => {
+                            if resp.events().is_empty() {
+                                continue; // progress notification
+                            }
+                            let revision = resp
+                                .events()
+                                .iter()
+                                .filter_map(|e| e.kv().map(|kv| kv.mod_revision()))
+                                .max()
+                                .unwrap_or(0);
+                            let changes = resp
+                                .events()
+                                .iter()
+                                .filter_map(|e| {
+                                    let kv = e.kv()?;
+                                    let value = match e.event_type() {
+                                        EventType::Put => Some(kv.value().to_vec()),
+                                        EventType::Delete => None,
+                                    };
+                                    Some((kv.key().to_vec(), value))
+                                })
+                                .collect();
+                            self.advance(Input::Events { revision });
+                            return Ok(RawUpdate::Changes { changes, revision });
+                        }
+                        Ok(None) => {
+                            self.advance(Input::Broken);
+                            return Err(RegistryError::Watch(format!(
+                                "watch on {} ended",
+                                self.prefix
+                            )));
+                        }
+                        Err(e) => {
+                            self.advance(Input::Broken);
+                            return Err(RegistryError::etcd(
+                                format!("watching {}", self.prefix),
+                                e,
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Typed changes under a prefix.
+#[derive(Debug)]
+pub enum Update<K, V> {
+    /// Everything under the prefix; replaces what was known.
+    Reset(Vec<(K, V)>),
+    /// Changes in order; `None` is a deletion.
+    Changes(Vec<(K, Option<V>)>),
+}
+
+/// A `PrefixWatch` whose keys and values are decoded. An entry that does not decode is logged
+/// and skipped: one bad value never hides the others.
+pub struct TypedWatch<K, V> {
+    raw: PrefixWatch,
+    keys: Keys,
+    key: fn(&Keys, &[u8]) -> Option<K>,
+    revision: i64,
+    _value: std::marker::PhantomData<fn() -> V>,
+}
+
+impl<K, V: DeserializeOwned> TypedWatch<K, V> {
+    pub(super) fn new(raw: PrefixWatch, keys: Keys, key: fn(&Keys, &[u8]) -> Option<K>) -> Self {
+        Self {
+            raw,
+            keys,
+            key,
+            revision: 0,
+            _value: std::marker::PhantomData,
+        }
+    }
+
+    /// The revision of the last update returned.
+    pub fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    pub async fn next(&mut self) -> Result<Update<K, V>, RegistryError> {
+        let update = self.raw.next().await?;
+        Ok(match update {
+            RawUpdate::Reset { kvs, revision } => {
+                self.revision = revision;
+                Update::Reset(
+                    kvs.iter()
+                        .filter_map(|(k, v)| Some((self.decode_key(k)?, decode_value(k, v)?)))
+                        .collect(),
+                )
+            }
+            RawUpdate::Changes { changes, revision } => {
+                self.revision = revision;
+                Update::Changes(
+                    changes
+                        .iter()
+                        .filter_map(|(k, v)| {
+                            let key = self.decode_key(k)?;
+                            match v {
+                                Some(v) => Some((key, Some(decode_value(k, v)?))),
+                                None => Some((key, None)),
+                            }
+                        })
+                        .collect(),
+                )
+            }
+        })
+    }
+
+    fn decode_key(&self, raw: &[u8]) -> Option<K> {
+        let key = (self.key)(&self.keys, raw);
+        if key.is_none() {
+            tracing::warn!(key = %String::from_utf8_lossy(raw), "ignoring a key flotte cannot read");
+        }
+        key
+    }
+}
+
+pub(super) fn decode_value<V: DeserializeOwned>(key: &[u8], value: &[u8]) -> Option<V> {
+    match serde_json::from_slice(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::warn!(key = %String::from_utf8_lossy(key), error = %e, "ignoring a value flotte cannot read");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_watch_lists_then_opens_after_the_listed_revision() {
+        let p = step(Phase::List, Input::Listed { revision: 10 });
+        assert_eq!(p, Phase::Open { from: 11 });
+        assert_eq!(step(p, Input::Opened), Phase::Watching { from: 11 });
+    }
+
+    #[test]
+    fn events_advance_the_resume_point_and_never_move_it_back() {
+        let p = step(Phase::Watching { from: 11 }, Input::Events { revision: 15 });
+        assert_eq!(p, Phase::Watching { from: 16 });
+        assert_eq!(
+            step(p, Input::Events { revision: 12 }),
+            Phase::Watching { from: 16 }
+        );
+    }
+
+    #[test]
+    fn a_broken_stream_resumes_where_it_stood() {
+        assert_eq!(
+            step(Phase::Watching { from: 16 }, Input::Broken),
+            Phase::Open { from: 16 }
+        );
+        assert_eq!(
+            step(Phase::Open { from: 16 }, Input::Broken),
+            Phase::Open { from: 16 }
+        );
+        assert_eq!(step(Phase::List, Input::Broken), Phase::List);
+    }
+
+    #[test]
+    fn compaction_forces_a_new_list_from_any_phase() {
+        for p in [
+            Phase::List,
+            Phase::Open { from: 3 },
+            Phase::Watching { from: 3 },
+        ] {
+            assert_eq!(step(p, Input::Compacted), Phase::List);
+        }
+    }
+
+    #[test]
+    fn inputs_out_of_turn_reopen_the_stream() {
+        assert_eq!(
+            step(Phase::Open { from: 5 }, Input::Events { revision: 9 }),
+            Phase::Open { from: 5 }
+        );
+        assert_eq!(
+            step(Phase::Watching { from: 5 }, Input::Opened),
+            Phase::Open { from: 5 }
+        );
+        assert_eq!(step(Phase::List, Input::Opened), Phase::List);
+    }
+}

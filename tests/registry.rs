@@ -1,0 +1,260 @@
+//! The registry against a real etcd.
+
+use std::time::Duration;
+
+use flotte::machine::{MachineId, Metadata};
+use flotte::registry::{
+    EngineWrite, EtcdSettings, LossPolicy, MachineRecord, ReasonRecord, Registry, RegistryError,
+    Update,
+};
+use flotte::testkit::Etcd;
+use flotte::unit::{DesiredState, UnitFile, UnitName};
+
+async fn etcd() -> (Etcd, tempfile::TempDir) {
+    let dir = tempfile::Builder::new()
+        .prefix("flotte-etcd-")
+        .tempdir()
+        .unwrap();
+    let etcd = Etcd::start(dir.path()).await.expect("etcd starts");
+    (etcd, dir)
+}
+
+fn settings(etcd: &Etcd, prefix: &str) -> EtcdSettings {
+    EtcdSettings {
+        endpoints: vec![etcd.client_url().to_owned()],
+        prefix: prefix.to_owned(),
+        ..EtcdSettings::default()
+    }
+}
+
+fn unit(name: &str) -> UnitName {
+    UnitName::new(name).unwrap()
+}
+
+fn file(text: &str) -> UnitFile {
+    UnitFile::parse(text.as_bytes()).unwrap().file
+}
+
+fn machine(c: char) -> MachineId {
+    MachineId::new(&c.to_string().repeat(32)).unwrap()
+}
+
+async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not happen within 10 s"))
+}
+
+#[tokio::test]
+async fn units_are_stored_with_their_content_and_read_back() {
+    let (etcd, _dir) = etcd().await;
+    let registry = Registry::connect(&settings(&etcd, "/t1/")).await.unwrap();
+    let name = unit("web.service");
+    let content = file("[Service]\nExecStart=/bin/sleep 1\n");
+    let hash = registry
+        .put_unit(&name, &content, DesiredState::Loaded)
+        .await
+        .unwrap();
+    let (record, revision) = registry.unit(&name).await.unwrap().unwrap();
+    assert_eq!(record.hash, hash);
+    assert_eq!(record.desired, DesiredState::Loaded);
+    assert_eq!(registry.content(&hash).await.unwrap(), Some(content));
+
+    let mut launched = record.clone();
+    launched.desired = DesiredState::Launched;
+    registry
+        .set_desired(&name, &launched, revision)
+        .await
+        .unwrap();
+    let stale = registry
+        .set_desired(&name, &launched, revision)
+        .await
+        .unwrap_err();
+    assert!(matches!(stale, RegistryError::Conflict(_)), "{stale}");
+
+    assert!(registry.delete_unit(&name).await.unwrap());
+    assert!(!registry.delete_unit(&name).await.unwrap());
+    assert!(registry.unit(&name).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_watch_lists_then_streams_changes_and_relists_after_compaction() {
+    let (etcd, _dir) = etcd().await;
+    let registry = Registry::connect(&settings(&etcd, "/t2/")).await.unwrap();
+    let content = file("[Service]\nExecStart=/bin/true\n");
+    registry
+        .put_unit(&unit("a.service"), &content, DesiredState::Inactive)
+        .await
+        .unwrap();
+
+    let mut watch = registry.watch_units();
+    match within("first list", watch.next()).await.unwrap() {
+        Update::Reset(items) => assert_eq!(
+            items.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+            ["a.service"]
+        ),
+        other => panic!("expected a reset, got {other:?}"),
+    }
+    registry
+        .put_unit(&unit("b.service"), &content, DesiredState::Launched)
+        .await
+        .unwrap();
+    match within("change after list", watch.next()).await.unwrap() {
+        Update::Changes(changes) => {
+            assert_eq!(changes.len(), 1);
+            assert_eq!(changes[0].0.as_str(), "b.service");
+            assert_eq!(
+                changes[0].1.as_ref().unwrap().desired,
+                DesiredState::Launched
+            );
+        }
+        other => panic!("expected changes, got {other:?}"),
+    }
+    registry.delete_unit(&unit("a.service")).await.unwrap();
+    match within("deletion", watch.next()).await.unwrap() {
+        Update::Changes(changes) => {
+            assert!(changes[0].0.as_str() == "a.service" && changes[0].1.is_none())
+        }
+        other => panic!("expected a deletion, got {other:?}"),
+    }
+
+    // History the watch has not seen yet is compacted away while no stream is open: it must
+    // list again rather than miss the change.
+    let mut fresh = registry.watch_units();
+    within("list", fresh.next()).await.unwrap();
+    registry
+        .put_unit(&unit("c.service"), &content, DesiredState::Loaded)
+        .await
+        .unwrap();
+    let mut client = etcd_client::Client::connect([etcd.client_url()], None)
+        .await
+        .unwrap();
+    // A write outside the prefix moves the revision past c's, so compacting at it removes
+    // the revision the watch would resume from.
+    let rev = client
+        .put("/elsewhere", "x", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    client.compact(rev, None).await.unwrap();
+    match within("relist after compaction", fresh.next())
+        .await
+        .unwrap()
+    {
+        Update::Reset(items) => {
+            let names: Vec<_> = items.iter().map(|(n, _)| n.as_str()).collect();
+            assert_eq!(names, ["b.service", "c.service"]);
+        }
+        other => panic!("expected a reset after compaction, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_bad_value_is_skipped_without_hiding_the_others() {
+    let (etcd, _dir) = etcd().await;
+    let registry = Registry::connect(&settings(&etcd, "/t3/")).await.unwrap();
+    let content = file("[Service]\nExecStart=/bin/true\n");
+    registry
+        .put_unit(&unit("good.service"), &content, DesiredState::Loaded)
+        .await
+        .unwrap();
+    let mut client = etcd_client::Client::connect([etcd.client_url()], None)
+        .await
+        .unwrap();
+    client
+        .put("/t3/units/bad.service", "{not json", None)
+        .await
+        .unwrap();
+    client.put("/t3/units/..evil", "{}", None).await.unwrap();
+    let (units, _) = registry.units().await.unwrap();
+    assert_eq!(
+        units.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["good.service"]
+    );
+}
+
+#[tokio::test]
+async fn a_deposed_leaders_late_write_is_fenced_off() {
+    let (etcd, _dir) = etcd().await;
+    let registry = Registry::connect(&settings(&etcd, "/t4/")).await.unwrap();
+    let lease_a = registry.grant_lease(Duration::from_secs(5)).await.unwrap();
+    let lease_b = registry.grant_lease(Duration::from_secs(5)).await.unwrap();
+    let a = within("campaign a", registry.campaign(&lease_a, &machine('a')))
+        .await
+        .unwrap();
+    assert_eq!(registry.leader().await.unwrap(), Some(machine('a')));
+
+    let write = vec![vec![EngineWrite::PutReason(
+        unit("x.service"),
+        ReasonRecord { reason: "a".into() },
+    )]];
+    registry.apply(&a.fence, &write).await.unwrap();
+
+    let b_campaign = tokio::spawn({
+        let registry = registry.clone();
+        async move { registry.campaign(&lease_b, &machine('b')).await }
+    });
+    registry.revoke_lease(&lease_a).await.unwrap();
+    let b = within("campaign b after a's lease ended", b_campaign)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(registry.leader().await.unwrap(), Some(machine('b')));
+
+    let late = registry.apply(&a.fence, &write).await.unwrap_err();
+    assert!(matches!(late, RegistryError::Fenced), "{late}");
+    registry.apply(&b.fence, &write).await.unwrap();
+}
+
+#[tokio::test]
+async fn losing_a_lease_is_signalled_and_a_live_lease_can_be_found_again() {
+    let (etcd, _dir) = etcd().await;
+    let registry = Registry::connect(&settings(&etcd, "/t5/")).await.unwrap();
+    let lease = registry.grant_lease(Duration::from_secs(3)).await.unwrap();
+    let record = MachineRecord {
+        id: machine('c'),
+        ip: "10.0.0.3".into(),
+        metadata: Metadata::parse_list("region=eu").unwrap(),
+        version: "test".into(),
+        api: None,
+        hostname: "host-c".into(),
+    };
+    registry.register_machine(&record, &lease).await.unwrap();
+    let keep = registry.keep_alive(&lease, LossPolicy::AfterTtl);
+    assert_eq!(registry.machines().await.unwrap(), vec![record]);
+
+    let found = registry
+        .existing_lease(lease.id(), lease.ttl())
+        .await
+        .unwrap();
+    assert_eq!(found, Some(lease), "a kept lease is found again by ID");
+
+    registry.revoke_lease(&lease).await.unwrap();
+    within("lease loss signal", keep.lost()).await;
+    assert!(
+        registry.machines().await.unwrap().is_empty(),
+        "keys under the lease are gone"
+    );
+    assert_eq!(
+        registry
+            .existing_lease(lease.id(), lease.ttl())
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_etcd_is_a_clear_error() {
+    let settings = EtcdSettings {
+        endpoints: vec!["http://127.0.0.1:1".into()],
+        ..EtcdSettings::default()
+    };
+    let err = Registry::connect(&settings)
+        .await
+        .err()
+        .expect("nothing listens on port 1");
+    assert!(err.to_string().contains("http://127.0.0.1:1"), "{err}");
+}
