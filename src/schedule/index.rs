@@ -2,12 +2,14 @@
 //! and everything about them that does not change while a plan is made.
 
 use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::ops::Range;
 
 use crate::machine::MachineId;
-use crate::unit::{DesiredState, MachineIdPattern, Requirements, UnitName};
+use crate::unit::{DesiredState, MachineIdPattern, MetadataCondition, Requirements, UnitName};
 
 use super::conflicts::ConflictIndex;
+use super::hash::FxHashMap;
 use super::order::{MachineOfOrder, components, machine_of_order};
 use super::{ClusterView, Machine, Unit};
 
@@ -61,6 +63,8 @@ pub(super) struct Index<'v> {
     classes: Vec<Vec<u64>>,
     /// Strongly connected components of the Replaces relation.
     replace_component: Vec<usize>,
+    /// Machine IDs to positions: current placements name machines by ID, thousands of times.
+    machine_ix: FxHashMap<&'v str, MachineIx>,
 }
 
 impl<'v> Index<'v> {
@@ -69,10 +73,11 @@ impl<'v> Index<'v> {
         // Metadata breaks ties so that duplicate IDs resolve the same way in any input order.
         machines.sort_by(|a, b| (&a.id, a.metadata.as_map()).cmp(&(&b.id, b.metadata.as_map())));
         machines.dedup_by(|b, a| a.id == b.id);
-        let mut units: Vec<&Unit> = view.units.iter().collect();
-        // Names are keys; if one repeats anyway, the first in input order wins (stable sort).
-        units.sort_by(|a, b| a.name.cmp(&b.name));
-        units.dedup_by(|b, a| a.name == b.name);
+        let mut units: Vec<(usize, &Unit)> = view.units.iter().enumerate().collect();
+        // Names are keys; if one repeats anyway, the first in input order wins.
+        units.sort_unstable_by(|(i, a), (j, b)| a.name.cmp(&b.name).then(i.cmp(j)));
+        units.dedup_by(|(_, b), (_, a)| a.name == b.name);
+        let units: Vec<&Unit> = units.into_iter().map(|(_, u)| u).collect();
 
         let (class_of, classes) = classes(&machines, &units);
         let lookup = |name: &UnitName| units.binary_search_by(|u| u.name.cmp(name)).ok();
@@ -111,6 +116,11 @@ impl<'v> Index<'v> {
         let replaces: Vec<Vec<UnitIx>> = info.iter().map(|i| i.replaces.clone()).collect();
         Self {
             replace_component: components(&replaces),
+            machine_ix: machines
+                .iter()
+                .enumerate()
+                .map(|(m, machine)| (machine.id.as_str(), m))
+                .collect(),
             conflicts: ConflictIndex::new(&units),
             order: machine_of_order(&targets),
             machines,
@@ -138,7 +148,7 @@ impl<'v> Index<'v> {
     }
 
     pub(super) fn machine(&self, id: &MachineId) -> Option<MachineIx> {
-        self.machines.binary_search_by(|m| m.id.cmp(id)).ok()
+        self.machine_ix.get(id.as_str()).copied()
     }
 
     /// The machines a `MachineID=` pattern names: a contiguous run, since machines are sorted.
@@ -211,28 +221,51 @@ fn classes(machines: &[&Machine], units: &[&Unit]) -> (Vec<usize>, Vec<Vec<u64>>
         *last = (1 << (machines.len() % 64)) - 1;
     }
     let mut classes = vec![everywhere];
-    let mut keys: HashMap<String, usize> = HashMap::new();
+    // By hash of the constraints, the classes (with a unit that has them) sharing that hash.
+    let mut by_hash: HashMap<u64, Vec<(usize, &Requirements)>> = HashMap::new();
     let class_of = units
         .iter()
         .map(|unit| {
-            let req = &unit.requirements;
+            let req: &Requirements = &unit.requirements;
             if req.machine_id.is_none() && req.metadata.is_empty() {
                 return 0;
             }
-            // Debug output quotes every value, so two different condition lists never share
-            // a key (Display would merge `a|b` as one value with `a`, `b` as two).
-            let key = format!("{:?} {:?}", req.machine_id, req.metadata);
-            *keys.entry(key).or_insert_with(|| {
-                let mut bits = vec![0u64; words];
-                for (m, machine) in machines.iter().enumerate() {
-                    if req.allows_machine(&machine.id, &machine.metadata) {
-                        bits[m / 64] |= 1 << (m % 64);
-                    }
+            let same = by_hash.entry(constraint_hash(req)).or_default();
+            let found = same.iter().find(|(_, other)| {
+                other.machine_id == req.machine_id && other.metadata == req.metadata
+            });
+            if let Some(&(class, _)) = found {
+                return class;
+            }
+            let mut bits = vec![0u64; words];
+            for (m, machine) in machines.iter().enumerate() {
+                if req.allows_machine(&machine.id, &machine.metadata) {
+                    bits[m / 64] |= 1 << (m % 64);
                 }
-                classes.push(bits);
-                classes.len() - 1
-            })
+            }
+            classes.push(bits);
+            same.push((classes.len() - 1, req));
+            classes.len() - 1
         })
         .collect();
     (class_of, classes)
+}
+
+/// A hash of MachineID and the metadata conditions (the shared types do not derive `Hash`).
+fn constraint_hash(req: &Requirements) -> u64 {
+    let mut h = DefaultHasher::new();
+    match &req.machine_id {
+        Some(MachineIdPattern::Full(id)) => id.as_str().hash(&mut h),
+        Some(MachineIdPattern::Prefix(prefix)) => prefix.hash(&mut h),
+        None => 0u8.hash(&mut h),
+    }
+    for condition in &req.metadata {
+        match condition {
+            MetadataCondition::OneOf { key, values } => (0u8, key, values).hash(&mut h),
+            MetadataCondition::Compare { key, op, value } => {
+                (1u8, key, op.as_str(), value).hash(&mut h)
+            }
+        }
+    }
+    h.finish()
 }

@@ -25,6 +25,7 @@
 //! placements.
 
 mod conflicts;
+mod hash;
 mod index;
 mod order;
 mod place;

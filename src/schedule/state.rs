@@ -1,9 +1,10 @@
 //! The placements being built: which units are on which machine, machines ordered by load, and
 //! per-machine conflict counters so that "may this unit go there" costs a few lookups.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use super::conflicts::PatternIx;
+use super::hash::FxHashMap;
 use super::index::{Index, MachineIx, UnitIx};
 
 /// On one machine, for one `Conflicts=` pattern: how many placed units match it and how many
@@ -40,7 +41,7 @@ enum Change {
 
 /// Empty counters are dropped so the map only holds patterns present on a machine.
 fn bump(
-    counts: &mut HashMap<(MachineIx, PatternIx), Counts>,
+    counts: &mut FxHashMap<(MachineIx, PatternIx), Counts>,
     key: (MachineIx, PatternIx),
     change: Change,
     field: fn(&mut Counts) -> &mut u32,
@@ -63,7 +64,7 @@ pub(super) struct State<'i, 'v> {
     units_on: Vec<BTreeSet<UnitIx>>,
     /// (load, machine): the first entry is the least-loaded machine, ties broken by ID.
     by_load: BTreeSet<(usize, MachineIx)>,
-    counts: HashMap<(MachineIx, PatternIx), Counts>,
+    counts: FxHashMap<(MachineIx, PatternIx), Counts>,
     /// How many more units a `Replaces=` may displace in this plan. Replaces cycles never
     /// displace; this bounds the rarer loops that MachineOf and Replaces can make together.
     displacements_left: usize,
@@ -76,7 +77,7 @@ impl<'i, 'v> State<'i, 'v> {
             on: vec![Vec::new(); ix.units.len()],
             units_on: vec![BTreeSet::new(); ix.machines.len()],
             by_load: (0..ix.machines.len()).map(|m| (0, m)).collect(),
-            counts: HashMap::new(),
+            counts: FxHashMap::default(),
             displacements_left: ix.units.len(),
         }
     }
@@ -90,7 +91,7 @@ impl<'i, 'v> State<'i, 'v> {
     }
 
     pub(super) fn is_on(&self, u: UnitIx, m: MachineIx) -> bool {
-        self.units_on[m].contains(&u)
+        self.on[u].binary_search(&m).is_ok()
     }
 
     pub(super) fn units_on(&self, m: MachineIx) -> &BTreeSet<UnitIx> {
@@ -111,21 +112,21 @@ impl<'i, 'v> State<'i, 'v> {
     }
 
     pub(super) fn place(&mut self, u: UnitIx, m: MachineIx) {
-        if !self.units_on[m].insert(u) {
+        let Err(at) = self.on[u].binary_search(&m) else {
             return;
-        }
-        if let Err(at) = self.on[u].binary_search(&m) {
-            self.on[u].insert(at, m);
-        }
+        };
+        self.on[u].insert(at, m);
+        self.units_on[m].insert(u);
         self.reload(m, self.load(m) - 1);
         self.count(u, m, Change::Add);
     }
 
     pub(super) fn remove(&mut self, u: UnitIx, m: MachineIx) {
-        if !self.units_on[m].remove(&u) {
+        let Ok(at) = self.on[u].binary_search(&m) else {
             return;
-        }
-        self.on[u].retain(|&x| x != m);
+        };
+        self.on[u].remove(at);
+        self.units_on[m].remove(&u);
         self.reload(m, self.load(m) + 1);
         self.count(u, m, Change::Remove);
     }
@@ -226,7 +227,7 @@ impl<'i, 'v> State<'i, 'v> {
 
     /// May `u` be placed on `m` now: its own constraints and what is on `m`.
     pub(super) fn can_place(&self, u: UnitIx, m: MachineIx) -> bool {
-        !self.is_on(u, m) && self.ix.allows(u, m) && !self.is_blocked(u, m)
+        self.ix.allows(u, m) && !self.is_on(u, m) && !self.is_blocked(u, m)
     }
 
     /// The machines holding every MachineOf target of `u`, in ID order.
