@@ -1,1 +1,116 @@
 //! The pure scheduler: where each unit should run, and why a unit cannot be placed. No I/O.
+//!
+//! `plan` is a function of its input only (no clock, no randomness, no I/O): the same view, in
+//! any order, gives the same plan. The rules, in the order they are applied:
+//!
+//! 1. Units desired `inactive` are placed nowhere; templates are never placed (with a reason).
+//! 2. Current placements that are still valid stay (no rebalancing). A placement goes when its
+//!    machine left or no longer satisfies MachineID/metadata, when a unit on that machine
+//!    replaces it, when it conflicts with a unit that stays there (a normal unit stays over a
+//!    global one, then the first name over later ones), or when a MachineOf target is not on
+//!    that machine any more. A MachineOf cycle is never placed.
+//! 3. Global units go to every machine that allows them and holds nothing they conflict with;
+//!    they never push a placed normal unit away.
+//! 4. Pending normal units, in name order but MachineOf targets before their followers, go to
+//!    the eligible machine with the fewest units (placements of this plan counted), ties by ID.
+//!    A follower goes only to the machine of its targets.
+//! 5. A unit with `Replaces=Y` ignores Y when choosing; if it lands where Y is, Y (and Y's
+//!    followers there) are taken off and placed again by Y's own rules, never next to a unit
+//!    that replaces Y. Units that replace each other in a cycle never displace one another;
+//!    they just never share a machine.
+//! 6. Steps 3 to 5 repeat until nothing more can be placed, so planning again over the result
+//!    gives an empty plan.
+//!
+//! Every unit that should run and ends up nowhere gets a reason, computed from the final
+//! placements.
+
+mod conflicts;
+mod hash;
+mod index;
+mod order;
+mod place;
+mod reason;
+mod state;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::machine::{MachineId, Metadata};
+use crate::unit::{DesiredState, Requirements, UnitName};
+
+use index::{Index, Role};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Machine {
+    pub id: MachineId,
+    pub metadata: Metadata,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unit {
+    pub name: UnitName,
+    pub requirements: Arc<Requirements>,
+    pub desired: DesiredState,
+    /// Where it is placed now: at most one machine for a normal unit, any number for a global one.
+    pub placed: Vec<MachineId>,
+}
+
+/// Everything the scheduler looks at. Machine IDs and unit names are keys: if one repeats, the
+/// machine with the smallest metadata and the unit that comes first are used.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterView {
+    pub machines: Vec<Machine>,
+    pub units: Vec<Unit>,
+}
+
+/// What to change so that placements follow the rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// New placements, sorted.
+    pub place: Vec<(UnitName, MachineId)>,
+    /// Removals, sorted (a move is one removal and one placement).
+    pub unplace: Vec<(UnitName, MachineId)>,
+    /// Every unit that should run but ends up placed nowhere, with why.
+    pub reasons: BTreeMap<UnitName, String>,
+}
+
+impl Plan {
+    /// True when nothing is to be placed or removed (reasons may remain).
+    pub fn is_settled(&self) -> bool {
+        self.place.is_empty() && self.unplace.is_empty()
+    }
+}
+
+pub fn plan(view: &ClusterView) -> Plan {
+    let ix = Index::new(view);
+    let state = place::run(&ix);
+    let mut plan = Plan::default();
+    for (u, unit) in ix.units.iter().enumerate() {
+        let mut before: Vec<&MachineId> = unit.placed.iter().collect();
+        before.sort_unstable();
+        before.dedup();
+        let after: Vec<&MachineId> = state.on(u).iter().map(|&m| &ix.machines[m].id).collect();
+        for id in &before {
+            if after.binary_search(id).is_err() {
+                plan.unplace.push((unit.name.clone(), (*id).clone()));
+            }
+        }
+        for id in &after {
+            if before.binary_search(id).is_err() {
+                plan.place.push((unit.name.clone(), (*id).clone()));
+            }
+        }
+        let reason = match ix.info[u].role {
+            Role::Stored => None,
+            Role::Template => Some(reason::template(&unit.name)),
+            Role::Run if after.is_empty() => Some(reason::unplaced(&state, u)),
+            Role::Run => None,
+        };
+        if let Some(reason) = reason {
+            plan.reasons.insert(unit.name.clone(), reason);
+        }
+    }
+    plan
+}

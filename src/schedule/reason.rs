@@ -1,0 +1,234 @@
+//! Why a unit that should run is placed nowhere, worked out from the final placements alone, so
+//! that planning again over the result gives the same words.
+
+use std::collections::BTreeSet;
+
+use crate::machine::Metadata;
+use crate::unit::{MachineIdPattern, MetadataCondition, Requirements, UnitName};
+
+use super::index::{Index, MachineIx, UnitIx};
+use super::state::{Obstacle, State};
+
+/// How many unit names a reason lists before `and N more`.
+const LISTED: usize = 3;
+
+pub(super) fn template(name: &UnitName) -> String {
+    format!(
+        "a template unit is never placed: start an instance such as {}@1.{}",
+        name.prefix(),
+        name.unit_type().suffix()
+    )
+}
+
+/// Which machines a blocked unit was looking at, for the end of the sentence.
+#[derive(Clone, Copy)]
+enum Scope {
+    Eligible,
+    Targets,
+}
+
+pub(super) fn unplaced(state: &State, u: UnitIx) -> String {
+    let ix = state.index();
+    if let Some(cycle) = ix.cycle(u) {
+        let mut names: Vec<&str> = cycle.iter().map(|&c| ix.name(c).as_str()).collect();
+        if let Some(&first) = names.first() {
+            names.push(first);
+        }
+        return format!("MachineOf cycle: {}", names.join(" -> "));
+    }
+    if ix.machines.is_empty() {
+        return "no machines in the cluster".to_owned();
+    }
+    let req = ix.requirements(u);
+    let id_machines: Vec<MachineIx> = ix.id_candidates(u).collect();
+    if let (Some(pattern), true) = (&req.machine_id, id_machines.is_empty()) {
+        return format!("machine {} is not in the cluster", short(pattern));
+    }
+    let allowed: Vec<MachineIx> = id_machines
+        .iter()
+        .copied()
+        .filter(|&m| ix.allows(u, m))
+        .collect();
+    if allowed.is_empty() {
+        return missing_metadata(ix, req, &id_machines);
+    }
+    if req.machine_of.is_empty() {
+        return blocked(state, u, &allowed, Scope::Eligible);
+    }
+    let targets: BTreeSet<&UnitName> = req.machine_of.iter().collect();
+    let waiting: Vec<&UnitName> = targets
+        .iter()
+        .copied()
+        .filter(|t| ix.unit(t).is_none_or(|t| state.on(t).is_empty()))
+        .collect();
+    if !waiting.is_empty() {
+        return format!(
+            "waits for MachineOf {} {} to be placed",
+            plural("target", waiting.len()),
+            join(&waiting)
+        );
+    }
+    let holders = state.target_holders(u);
+    let names: Vec<&UnitName> = targets.into_iter().collect();
+    let suitable: Vec<MachineIx> = holders
+        .iter()
+        .copied()
+        .filter(|&m| ix.allows(u, m))
+        .collect();
+    match (holders.as_slice(), suitable.is_empty()) {
+        ([], _) => format!(
+            "MachineOf targets {} are on different machines",
+            join(&names)
+        ),
+        ([m], true) => format!(
+            "MachineOf {} {} {} on machine {}, which {}",
+            plural("target", names.len()),
+            join(&names),
+            if names.len() == 1 { "is" } else { "are" },
+            ix.machines[*m].id.short(),
+            unmet_on(req, ix, *m)
+        ),
+        (_, true) => format!(
+            "no machine holding MachineOf {} {} meets its MachineID and metadata",
+            plural("target", names.len()),
+            join(&names)
+        ),
+        (_, false) => blocked(state, u, &suitable, Scope::Targets),
+    }
+}
+
+/// No machine allowed by `MachineID=` (all machines without one) meets the metadata. Names
+/// the conditions no machine meets on its own; if each is met somewhere, all of them.
+fn missing_metadata(ix: &Index, req: &Requirements, machines: &[MachineIx]) -> String {
+    let met_somewhere = |c: &MetadataCondition| {
+        machines
+            .iter()
+            .any(|&m| c.matches(&ix.machines[m].metadata))
+    };
+    let alone: Vec<&MetadataCondition> =
+        req.metadata.iter().filter(|c| !met_somewhere(c)).collect();
+    let subject = match &req.machine_id {
+        Some(pattern) => format!("machine {} does not have", short(pattern)),
+        None => "no machine has".to_owned(),
+    };
+    if alone.is_empty() {
+        let all: Vec<&MetadataCondition> = req.metadata.iter().collect();
+        format!("{subject} {}", join_with(&all, " and "))
+    } else {
+        format!("{subject} {}", join_with(&alone, " or "))
+    }
+}
+
+/// What machine `m` lacks for `req`, as the end of "which ...".
+fn unmet_on(req: &Requirements, ix: &Index, m: MachineIx) -> String {
+    let machine = ix.machines[m];
+    match &req.machine_id {
+        Some(pattern) if !pattern.matches(&machine.id) => {
+            format!("is not machine {}", short(pattern))
+        }
+        _ => {
+            let failing = failing(req, &machine.metadata);
+            format!("does not have {}", join_with(&failing, " and "))
+        }
+    }
+}
+
+fn failing<'r>(req: &'r Requirements, metadata: &Metadata) -> Vec<&'r MetadataCondition> {
+    req.metadata
+        .iter()
+        .filter(|c| !c.matches(metadata))
+        .collect()
+}
+
+/// `u` may go on each of `machines` by its own constraints, but something there is in the way.
+fn blocked(state: &State, u: UnitIx, machines: &[MachineIx], scope: Scope) -> String {
+    let ix = state.index();
+    let info = &ix.info[u];
+    let mut replacers = BTreeSet::new();
+    let mut conflicting = BTreeSet::new();
+    let mut cycle = BTreeSet::new();
+    let mut limit = BTreeSet::new();
+    let mut own_targets = BTreeSet::new();
+    for &m in machines {
+        replacers.extend(
+            info.replaced_by
+                .iter()
+                .copied()
+                .filter(|&r| state.is_on(r, m)),
+        );
+        let displacement = state.displacement(u, m);
+        for obstacle in &displacement.obstacles {
+            match *obstacle {
+                Obstacle::Cycle(v) => cycle.insert(v),
+                Obstacle::Limit(v) => limit.insert(v),
+                Obstacle::OwnTarget(t) => own_targets.insert(t),
+            };
+        }
+        conflicting.extend(state.units_on(m).iter().copied().filter(|&v| {
+            !displacement.units.contains(&v)
+                && info.replaced_by.binary_search(&v).is_err()
+                && ix.conflicts.between(u, v)
+        }));
+    }
+    let parts: Vec<String> = [
+        ("replaced by", replacers),
+        ("conflicts with", conflicting),
+        ("in a Replaces cycle with", cycle),
+        ("would push away its MachineOf target", own_targets),
+        ("would displace, past this plan's limit of moves,", limit),
+    ]
+    .into_iter()
+    .filter(|(_, units)| !units.is_empty())
+    .map(|(what, units)| format!("{what} {}", listed(ix, &units)))
+    .collect();
+    if parts.is_empty() {
+        // The passes place a unit whenever nothing above holds, so this is never expected;
+        // it keeps the function total.
+        return "no eligible machine accepted it".to_owned();
+    }
+    let place = match scope {
+        Scope::Eligible => "on every eligible machine",
+        Scope::Targets => "on every machine holding its MachineOf targets",
+    };
+    format!("{} {place}", parts.join("; "))
+}
+
+/// Unit names in name order, at most `LISTED` of them, then `and N more`.
+fn listed(ix: &Index, units: &BTreeSet<UnitIx>) -> String {
+    let names: Vec<&str> = units
+        .iter()
+        .take(LISTED)
+        .map(|&v| ix.name(v).as_str())
+        .collect();
+    match units.len().checked_sub(LISTED) {
+        Some(more) if more > 0 => format!("{} and {more} more", names.join(", ")),
+        _ => names.join(", "),
+    }
+}
+
+fn short(pattern: &MachineIdPattern) -> &str {
+    match pattern {
+        MachineIdPattern::Full(id) => id.short(),
+        MachineIdPattern::Prefix(prefix) => prefix,
+    }
+}
+
+fn plural(word: &str, n: usize) -> String {
+    if n == 1 {
+        word.to_owned()
+    } else {
+        format!("{word}s")
+    }
+}
+
+fn join(names: &[&UnitName]) -> String {
+    join_with(names, ", ")
+}
+
+fn join_with<T: std::fmt::Display>(items: &[T], separator: &str) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(separator)
+}

@@ -1,0 +1,245 @@
+//! The placements being built: which units are on which machine, machines ordered by load, and
+//! per-machine conflict counters so that "may this unit go there" costs a few lookups.
+
+use std::collections::BTreeSet;
+
+use super::conflicts::PatternIx;
+use super::hash::FxHashMap;
+use super::index::{Index, MachineIx, UnitIx};
+
+/// On one machine, for one `Conflicts=` pattern: how many placed units match it and how many
+/// carry it.
+#[derive(Default, Clone, Copy)]
+struct Counts {
+    matched: u32,
+    owned: u32,
+}
+
+/// The units a placement would push off its machine: those the placed unit replaces there, then
+/// their followers there.
+pub(super) struct Displacement {
+    pub(super) units: Vec<UnitIx>,
+    pub(super) obstacles: Vec<Obstacle>,
+}
+
+/// Why a unit may not push a unit it replaces off a machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Obstacle {
+    /// The replaced unit replaces it back, directly or through others.
+    Cycle(UnitIx),
+    /// This plan has displaced as many units as it may.
+    Limit(UnitIx),
+    /// Its own MachineOf target would go too.
+    OwnTarget(UnitIx),
+}
+
+#[derive(Clone, Copy)]
+enum Change {
+    Add,
+    Remove,
+}
+
+/// Empty counters are dropped so the map only holds patterns present on a machine.
+fn bump(
+    counts: &mut FxHashMap<(MachineIx, PatternIx), Counts>,
+    key: (MachineIx, PatternIx),
+    change: Change,
+    field: fn(&mut Counts) -> &mut u32,
+) {
+    let c = counts.entry(key).or_default();
+    match change {
+        Change::Add => *field(c) += 1,
+        Change::Remove => *field(c) -= 1,
+    }
+    if c.owned == 0 && c.matched == 0 {
+        counts.remove(&key);
+    }
+}
+
+pub(super) struct State<'i, 'v> {
+    ix: &'i Index<'v>,
+    /// Per unit, sorted: the machines it is on.
+    on: Vec<Vec<MachineIx>>,
+    /// Per machine: the units on it, in name order.
+    units_on: Vec<BTreeSet<UnitIx>>,
+    /// (load, machine): the first entry is the least-loaded machine, ties broken by ID.
+    by_load: BTreeSet<(usize, MachineIx)>,
+    counts: FxHashMap<(MachineIx, PatternIx), Counts>,
+    /// How many more units a `Replaces=` may displace in this plan. Replaces cycles never
+    /// displace; this bounds the rarer loops that MachineOf and Replaces can make together.
+    displacements_left: usize,
+}
+
+impl<'i, 'v> State<'i, 'v> {
+    pub(super) fn new(ix: &'i Index<'v>) -> Self {
+        Self {
+            ix,
+            on: vec![Vec::new(); ix.units.len()],
+            units_on: vec![BTreeSet::new(); ix.machines.len()],
+            by_load: (0..ix.machines.len()).map(|m| (0, m)).collect(),
+            counts: FxHashMap::default(),
+            displacements_left: ix.units.len(),
+        }
+    }
+
+    pub(super) fn index(&self) -> &'i Index<'v> {
+        self.ix
+    }
+
+    pub(super) fn on(&self, u: UnitIx) -> &[MachineIx] {
+        &self.on[u]
+    }
+
+    pub(super) fn is_on(&self, u: UnitIx, m: MachineIx) -> bool {
+        self.on[u].binary_search(&m).is_ok()
+    }
+
+    pub(super) fn units_on(&self, m: MachineIx) -> &BTreeSet<UnitIx> {
+        &self.units_on[m]
+    }
+
+    pub(super) fn load(&self, m: MachineIx) -> usize {
+        self.units_on[m].len()
+    }
+
+    /// Machines from least to most loaded, ties by ID.
+    pub(super) fn by_load(&self) -> impl Iterator<Item = MachineIx> + '_ {
+        self.by_load.iter().map(|&(_, m)| m)
+    }
+
+    pub(super) fn spend_displacement(&mut self) {
+        self.displacements_left = self.displacements_left.saturating_sub(1);
+    }
+
+    pub(super) fn place(&mut self, u: UnitIx, m: MachineIx) {
+        let Err(at) = self.on[u].binary_search(&m) else {
+            return;
+        };
+        self.on[u].insert(at, m);
+        self.units_on[m].insert(u);
+        self.reload(m, self.load(m) - 1);
+        self.count(u, m, Change::Add);
+    }
+
+    pub(super) fn remove(&mut self, u: UnitIx, m: MachineIx) {
+        let Ok(at) = self.on[u].binary_search(&m) else {
+            return;
+        };
+        self.on[u].remove(at);
+        self.units_on[m].remove(&u);
+        self.reload(m, self.load(m) + 1);
+        self.count(u, m, Change::Remove);
+    }
+
+    fn reload(&mut self, m: MachineIx, old: usize) {
+        self.by_load.remove(&(old, m));
+        self.by_load.insert((self.load(m), m));
+    }
+
+    fn count(&mut self, u: UnitIx, m: MachineIx, change: Change) {
+        let conflicts = &self.ix.conflicts;
+        for &p in conflicts.owns(u) {
+            bump(&mut self.counts, (m, p), change, |c| &mut c.owned);
+        }
+        for &p in conflicts.matched_by(u) {
+            bump(&mut self.counts, (m, p), change, |c| &mut c.matched);
+        }
+    }
+
+    fn counts(&self, m: MachineIx, p: PatternIx) -> Counts {
+        self.counts.get(&(m, p)).copied().unwrap_or_default()
+    }
+
+    /// Whether a unit not on `m` would conflict with a unit that is.
+    pub(super) fn conflicts_on(&self, u: UnitIx, m: MachineIx) -> bool {
+        let conflicts = &self.ix.conflicts;
+        conflicts
+            .owns(u)
+            .iter()
+            .any(|&p| self.counts(m, p).matched > 0)
+            || conflicts
+                .matched_by(u)
+                .iter()
+                .any(|&p| self.counts(m, p).owned > 0)
+    }
+
+    /// What placing `u` on `m` would take off `m`, and what forbids it.
+    pub(super) fn displacement(&self, u: UnitIx, m: MachineIx) -> Displacement {
+        let info = &self.ix.info[u];
+        let mut units: Vec<UnitIx> = info
+            .replaces
+            .iter()
+            .copied()
+            .filter(|&v| self.is_on(v, m))
+            .collect();
+        let mut obstacles: Vec<Obstacle> = units
+            .iter()
+            .filter_map(|&v| {
+                if self.ix.in_replace_cycle(u, v) {
+                    Some(Obstacle::Cycle(v))
+                } else if self.displacements_left == 0 {
+                    Some(Obstacle::Limit(v))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let mut next = 0;
+        while let Some(&w) = units.get(next) {
+            for &f in &self.ix.info[w].followers {
+                if self.is_on(f, m) && !units.contains(&f) {
+                    units.push(f);
+                }
+            }
+            next += 1;
+        }
+        obstacles.extend(
+            units
+                .iter()
+                .filter(|v| info.targets.binary_search(v).is_ok())
+                .map(|&t| Obstacle::OwnTarget(t)),
+        );
+        Displacement { units, obstacles }
+    }
+
+    /// Whether `u` may join `m` given what is there (its own MachineID and metadata aside): no
+    /// unit there replaces it, it may displace what it replaces there, and it conflicts with
+    /// nothing that would stay.
+    pub(super) fn is_blocked(&self, u: UnitIx, m: MachineIx) -> bool {
+        let info = &self.ix.info[u];
+        if info.replaced_by.iter().any(|&r| self.is_on(r, m)) {
+            return true;
+        }
+        let displacement = self.displacement(u, m);
+        if !displacement.obstacles.is_empty() {
+            return true;
+        }
+        if !self.conflicts_on(u, m) {
+            return false;
+        }
+        if displacement.units.is_empty() {
+            return true;
+        }
+        self.units_on[m]
+            .iter()
+            .any(|&v| !displacement.units.contains(&v) && self.ix.conflicts.between(u, v))
+    }
+
+    /// May `u` be placed on `m` now: its own constraints and what is on `m`.
+    pub(super) fn can_place(&self, u: UnitIx, m: MachineIx) -> bool {
+        self.ix.allows(u, m) && !self.is_on(u, m) && !self.is_blocked(u, m)
+    }
+
+    /// The machines holding every MachineOf target of `u`, in ID order.
+    pub(super) fn target_holders(&self, u: UnitIx) -> Vec<MachineIx> {
+        let targets = &self.ix.info[u].targets;
+        match targets.split_first() {
+            Some((&first, rest)) => self.on[first]
+                .iter()
+                .copied()
+                .filter(|&m| rest.iter().all(|&t| self.is_on(t, m)))
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+}
