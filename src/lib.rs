@@ -1,6 +1,11 @@
 //! flotte: a cluster scheduler for systemd units. See ARCHITECTURE.md for the codemap.
 
+pub mod agent;
+pub mod backoff;
 pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod engine;
 pub mod machine;
 pub mod registry;
 pub mod schedule;

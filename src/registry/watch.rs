@@ -1,8 +1,13 @@
 //! Resumable prefix watches: list, then watch from the next revision; after a broken stream,
 //! resume from the last revision seen; after compaction lost that history, list again.
 
+use std::time::Duration;
+
 use etcd_client::{Client, EventType, GetOptions, WatchOptions, WatchStream};
 use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+
+use crate::backoff::Backoff;
 
 use super::RegistryError;
 use super::keys::Keys;
@@ -276,6 +281,37 @@ impl<K, V: DeserializeOwned> TypedWatch<K, V> {
             tracing::warn!(key = %String::from_utf8_lossy(raw), "ignoring a key flotte cannot read");
         }
         key
+    }
+}
+
+impl<K: Send + 'static, V: DeserializeOwned + Send + 'static> TypedWatch<K, V> {
+    /// Runs the watch in a task of its own and hands its updates over a channel, so that the
+    /// consumer's loop only ever waits on channels. Failures are logged and retried with
+    /// backoff; the watch resumes where it stood. The task ends when the receiver is dropped.
+    pub fn spawn(mut self, what: &'static str) -> mpsc::Receiver<Update<K, V>> {
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = tx.closed() => return,
+                    update = self.next() => match update {
+                        Ok(update) => {
+                            backoff.reset();
+                            if tx.send(update).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            let delay = backoff.next_delay();
+                            tracing::warn!(watch = what, error = %e, retry_in = ?delay, "watch failed");
+                            tokio::time::sleep(delay).await;
+                        }
+                    },
+                }
+            }
+        });
+        rx
     }
 }
 

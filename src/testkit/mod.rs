@@ -2,6 +2,7 @@
 //! benchmarks and `packaging/local-cluster`. Needs root (cgroups, namespaces, mounts).
 
 mod cgroup;
+mod cluster;
 mod etcd;
 mod host;
 
@@ -10,6 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use cgroup::{Layout, Subtree};
+pub use cluster::{Cluster, ClusterRecord, ClusterSpec, HostSpec, MemberRecord};
 pub use etcd::{Etcd, EtcdRecord};
 pub use host::{Host, HostRecord};
 

@@ -1,0 +1,312 @@
+//! The agent's decision, as a pure function: given the units placed on this machine and what
+//! the machine has, which actions bring them in line. No I/O; the executor carries them out.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::systemd::{ActiveState, LoadState, UnitStatus};
+use crate::unit::{Target, UnitHash, UnitName};
+
+/// A unit the engine placed here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    pub hash: UnitHash,
+    pub target: Target,
+}
+
+/// What this machine has of a unit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// Hash of the unit file in the units directory, if there is one.
+    pub file: Option<UnitHash>,
+    /// What the agent last did with it: linked (`Loaded`) or started (`Launched`).
+    pub done: Option<Target>,
+    /// systemd's view, if read.
+    pub status: Option<UnitStatus>,
+}
+
+/// One step. `Reload` comes once per plan, after every file change and before any start.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Action {
+    /// Stop a unit that is going away or must no longer run.
+    Stop(UnitName),
+    /// Stop, unlink and delete the file of a unit no longer placed here.
+    Unload(UnitName),
+    /// Write the unit file (atomically) and link it as a runtime unit.
+    Load(UnitName, UnitHash),
+    /// `daemon-reload`, once, after every Load and Unload.
+    Reload,
+    Start(UnitName),
+    /// The content of a running unit changed: restart it under the new file.
+    Restart(UnitName),
+}
+
+impl Action {
+    pub fn unit(&self) -> Option<&UnitName> {
+        match self {
+            Action::Stop(u)
+            | Action::Unload(u)
+            | Action::Load(u, _)
+            | Action::Start(u)
+            | Action::Restart(u) => Some(u),
+            Action::Reload => None,
+        }
+    }
+}
+
+/// Actions in execution order: stops and unloads, loads, one reload, then starts and restarts.
+pub fn plan(
+    desired: &BTreeMap<UnitName, Desired>,
+    observed: &BTreeMap<UnitName, Observed>,
+) -> Vec<Action> {
+    let none = Observed::default();
+    let names: BTreeSet<&UnitName> = desired.keys().chain(observed.keys()).collect();
+    let mut stops = Vec::new();
+    let mut loads = Vec::new();
+    let mut starts = Vec::new();
+    for name in names {
+        let have = observed.get(name).unwrap_or(&none);
+        let Some(want) = desired.get(name) else {
+            if have.file.is_some() || have.done.is_some() {
+                stops.push(Action::Unload(name.clone()));
+            }
+            continue;
+        };
+        let content_changed = have.file != Some(want.hash);
+        // Also load again what the agent never finished loading, and what systemd lost (its
+        // runtime links are gone after a manager restart).
+        let unknown_to_systemd = have
+            .status
+            .as_ref()
+            .is_some_and(|s| s.load == LoadState::NotFound);
+        if content_changed || have.done.is_none() || unknown_to_systemd {
+            loads.push(Action::Load(name.clone(), want.hash));
+        }
+        let running = have.done == Some(Target::Launched);
+        match (want.target, running) {
+            (Target::Launched, false) => starts.push(Action::Start(name.clone())),
+            (Target::Launched, true) if content_changed => {
+                starts.push(Action::Restart(name.clone()))
+            }
+            (Target::Loaded, true) => stops.push(Action::Stop(name.clone())),
+            (Target::Launched, true) | (Target::Loaded, false) => {}
+        }
+    }
+    let reload = loads
+        .iter()
+        .chain(&stops)
+        .any(|a| matches!(a, Action::Load(..) | Action::Unload(_)));
+    let mut actions = stops;
+    actions.extend(loads);
+    if reload {
+        actions.push(Action::Reload);
+    }
+    actions.extend(starts);
+    actions
+}
+
+/// What the agent has done with a unit it found on disk after a restart, when its own report
+/// from before is gone: a unit systemd runs counts as launched, so it is adopted, not restarted.
+pub fn adopted(status: &UnitStatus) -> Target {
+    match status.active {
+        ActiveState::Active
+        | ActiveState::Activating
+        | ActiveState::Reloading
+        | ActiveState::Refreshing => Target::Launched,
+        _ => Target::Loaded,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(n: &str) -> UnitName {
+        UnitName::new(n).unwrap()
+    }
+
+    fn hash(c: char) -> UnitHash {
+        c.to_string().repeat(40).parse().unwrap()
+    }
+
+    fn want(h: char, target: Target) -> Desired {
+        Desired {
+            hash: hash(h),
+            target,
+        }
+    }
+
+    fn have(file: Option<char>, done: Option<Target>) -> Observed {
+        Observed {
+            file: file.map(hash),
+            done,
+            status: None,
+        }
+    }
+
+    /// One unit `u.service`: what is wanted, what is there, what must happen.
+    fn check(desired: Option<Desired>, observed: Option<Observed>, expected: &[Action]) {
+        let u = name("u.service");
+        let desired: BTreeMap<_, _> = desired.into_iter().map(|d| (u.clone(), d)).collect();
+        let observed: BTreeMap<_, _> = observed.into_iter().map(|o| (u.clone(), o)).collect();
+        assert_eq!(
+            plan(&desired, &observed),
+            expected,
+            "desired {desired:?}, observed {observed:?}"
+        );
+    }
+
+    #[test]
+    fn each_unit_state_leads_to_the_right_actions() {
+        use Target::*;
+        let u = || name("u.service");
+        let cases: Vec<(Option<Desired>, Option<Observed>, Vec<Action>)> = vec![
+            // new unit
+            (
+                Some(want('a', Loaded)),
+                None,
+                vec![Action::Load(u(), hash('a')), Action::Reload],
+            ),
+            (
+                Some(want('a', Launched)),
+                None,
+                vec![
+                    Action::Load(u(), hash('a')),
+                    Action::Reload,
+                    Action::Start(u()),
+                ],
+            ),
+            // in line already: nothing to do (an agent restart adopts running units)
+            (
+                Some(want('a', Launched)),
+                Some(have(Some('a'), Some(Launched))),
+                vec![],
+            ),
+            (
+                Some(want('a', Loaded)),
+                Some(have(Some('a'), Some(Loaded))),
+                vec![],
+            ),
+            // desired state changes
+            (
+                Some(want('a', Launched)),
+                Some(have(Some('a'), Some(Loaded))),
+                vec![Action::Start(u())],
+            ),
+            (
+                Some(want('a', Loaded)),
+                Some(have(Some('a'), Some(Launched))),
+                vec![Action::Stop(u())],
+            ),
+            // content changes
+            (
+                Some(want('b', Launched)),
+                Some(have(Some('a'), Some(Launched))),
+                vec![
+                    Action::Load(u(), hash('b')),
+                    Action::Reload,
+                    Action::Restart(u()),
+                ],
+            ),
+            (
+                Some(want('b', Loaded)),
+                Some(have(Some('a'), Some(Loaded))),
+                vec![Action::Load(u(), hash('b')), Action::Reload],
+            ),
+            (
+                Some(want('b', Loaded)),
+                Some(have(Some('a'), Some(Launched))),
+                vec![
+                    Action::Stop(u()),
+                    Action::Load(u(), hash('b')),
+                    Action::Reload,
+                ],
+            ),
+            // the file is there but the agent never linked it (it died in between)
+            (
+                Some(want('a', Launched)),
+                Some(have(Some('a'), None)),
+                vec![
+                    Action::Load(u(), hash('a')),
+                    Action::Reload,
+                    Action::Start(u()),
+                ],
+            ),
+            // no longer placed here
+            (
+                None,
+                Some(have(Some('a'), Some(Launched))),
+                vec![Action::Unload(u()), Action::Reload],
+            ),
+            (
+                None,
+                Some(have(None, Some(Loaded))),
+                vec![Action::Unload(u()), Action::Reload],
+            ),
+            (None, Some(have(None, None)), vec![]),
+            (None, None, vec![]),
+        ];
+        for (desired, observed, expected) in cases {
+            check(desired, observed, &expected);
+        }
+    }
+
+    #[test]
+    fn a_unit_systemd_no_longer_knows_is_loaded_again() {
+        let u = name("u.service");
+        let observed = Observed {
+            file: Some(hash('a')),
+            done: Some(Target::Loaded),
+            status: Some(UnitStatus {
+                load: LoadState::NotFound,
+                active: ActiveState::Inactive,
+                sub: "dead".into(),
+            }),
+        };
+        let desired = BTreeMap::from([(u.clone(), want('a', Target::Loaded))]);
+        assert_eq!(
+            plan(&desired, &BTreeMap::from([(u.clone(), observed)])),
+            vec![Action::Load(u, hash('a')), Action::Reload]
+        );
+    }
+
+    #[test]
+    fn a_batch_reloads_once_after_all_file_changes_and_before_any_start() {
+        let mut desired = BTreeMap::new();
+        let mut observed = BTreeMap::new();
+        for i in 0..3 {
+            desired.insert(
+                name(&format!("new{i}.service")),
+                want('a', Target::Launched),
+            );
+        }
+        observed.insert(name("old.service"), have(Some('a'), Some(Target::Launched)));
+        let actions = plan(&desired, &observed);
+        assert_eq!(actions.iter().filter(|a| **a == Action::Reload).count(), 1);
+        let reload_at = actions.iter().position(|a| *a == Action::Reload).unwrap();
+        for (i, a) in actions.iter().enumerate() {
+            match a {
+                Action::Load(..) | Action::Unload(_) | Action::Stop(_) => {
+                    assert!(i < reload_at, "{a:?} after reload")
+                }
+                Action::Start(_) | Action::Restart(_) => {
+                    assert!(i > reload_at, "{a:?} before reload")
+                }
+                Action::Reload => {}
+            }
+        }
+        assert_eq!(actions.len(), 3 + 1 + 1 + 3);
+    }
+
+    #[test]
+    fn running_units_found_after_a_restart_are_adopted_as_launched() {
+        let status = |active: &str| UnitStatus {
+            load: LoadState::Loaded,
+            active: ActiveState::from(active),
+            sub: String::new(),
+        };
+        assert_eq!(adopted(&status("active")), Target::Launched);
+        assert_eq!(adopted(&status("activating")), Target::Launched);
+        assert_eq!(adopted(&status("failed")), Target::Loaded);
+        assert_eq!(adopted(&status("inactive")), Target::Loaded);
+    }
+}

@@ -1,0 +1,553 @@
+//! flotted's settings: a `key=value` file, each key overridable by `FLOTTE_<KEY>` in the
+//! environment and by a command-line flag, in that order of precedence. Raw values are
+//! gathered first, then resolved and validated; an error names the key, the value and where
+//! it came from.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::machine::{MachineId, Metadata};
+use crate::registry::{EtcdSettings, Keys};
+use crate::systemd::Bus;
+
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/flotte/flotted.conf";
+
+/// Every key flotted understands, with its default ("" = none).
+pub const KEYS: &[(&str, &str)] = &[
+    ("etcd_servers", "http://127.0.0.1:2379"),
+    ("etcd_key_prefix", "/flotte/"),
+    ("etcd_cafile", ""),
+    ("etcd_certfile", ""),
+    ("etcd_keyfile", ""),
+    ("etcd_username", ""),
+    ("etcd_password", ""),
+    ("public_ip", ""),
+    ("metadata", ""),
+    ("machine_id", ""),
+    ("agent_ttl", "10s"),
+    ("engine_lease_ttl", "5s"),
+    ("units_directory", "/run/flotte/units"),
+    ("disable_engine", "false"),
+    ("systemd_bus", "system"),
+    ("listen", "/run/flotte/flotte.sock"),
+    ("listen_tcp", ""),
+    ("resync_interval", "5m"),
+];
+
+/// Where a raw value came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    File { path: PathBuf, line: usize },
+    Env(String),
+    Flag(String),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("the default"),
+            Source::File { path, line } => write!(f, "{}:{line}", path.display()),
+            Source::Env(var) => write!(f, "environment variable {var}"),
+            Source::Flag(flag) => write!(f, "flag --{flag}"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: `{text}` is not of the form key=value")]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        text: String,
+    },
+    #[error("{origin}: unknown setting `{key}`")]
+    UnknownKey { key: String, origin: Source },
+    #[error("{origin}: invalid {key} `{value}`: {why}")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        origin: Source,
+        why: String,
+    },
+}
+
+/// Raw values by key, each with its source; later layers replace earlier ones.
+#[derive(Debug, Clone, Default)]
+pub struct Raw {
+    values: BTreeMap<&'static str, (String, Source)>,
+}
+
+fn known(key: &str) -> Option<&'static str> {
+    KEYS.iter().map(|(k, _)| *k).find(|k| *k == key)
+}
+
+impl Raw {
+    pub fn defaults() -> Raw {
+        let values = KEYS
+            .iter()
+            .map(|(k, v)| (*k, (v.to_string(), Source::Default)))
+            .collect();
+        Raw { values }
+    }
+
+    pub fn set(&mut self, key: &str, value: &str, source: Source) -> Result<(), ConfigError> {
+        let key = known(key).ok_or_else(|| ConfigError::UnknownKey {
+            key: key.to_owned(),
+            origin: source.clone(),
+        })?;
+        self.values.insert(key, (value.to_owned(), source));
+        Ok(())
+    }
+
+    /// Reads a configuration file: `key=value` lines, `#` comments, optional double quotes
+    /// around a value.
+    pub fn read_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        self.parse_file(path, &text)
+    }
+
+    fn parse_file(&mut self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        for (i, line) in text.lines().enumerate() {
+            let line_no = i + 1;
+            let trimmed = line.trim();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                continue;
+            }
+            let (key, value) = trimmed.split_once('=').ok_or_else(|| ConfigError::Syntax {
+                path: path.to_owned(),
+                line: line_no,
+                text: trimmed.to_owned(),
+            })?;
+            let value = value.trim();
+            let value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value);
+            self.set(
+                key.trim(),
+                value,
+                Source::File {
+                    path: path.to_owned(),
+                    line: line_no,
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Applies `FLOTTE_<KEY>` variables from `env` (the process environment in flotted).
+    pub fn read_env(
+        &mut self,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(), ConfigError> {
+        for (var, value) in env {
+            let Some(key) = var.strip_prefix("FLOTTE_") else {
+                continue;
+            };
+            let key = key.to_ascii_lowercase();
+            // FLOTTE_CONFIG names the file itself, it is no setting.
+            if key == "config" {
+                continue;
+            }
+            self.set(&key, &value, Source::Env(var.clone()))?;
+        }
+        Ok(())
+    }
+
+    fn get(&self, key: &'static str) -> (&str, &Source) {
+        let (v, s) = self.values.get(key).expect("every key has a default");
+        (v, s)
+    }
+}
+
+/// flotted's resolved settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub etcd: EtcdSettings,
+    pub public_ip: Option<IpAddr>,
+    pub metadata: Metadata,
+    pub machine_id: MachineId,
+    pub agent_ttl: Duration,
+    pub engine_lease_ttl: Duration,
+    pub units_directory: PathBuf,
+    pub disable_engine: bool,
+    pub systemd_bus: Bus,
+    pub listen: PathBuf,
+    pub listen_tcp: Vec<SocketAddr>,
+    pub resync_interval: Duration,
+}
+
+impl Config {
+    /// Resolves raw values. `machine_id_file` is read when `machine_id` is not set.
+    pub fn resolve(raw: &Raw, machine_id_file: &Path) -> Result<Config, ConfigError> {
+        let invalid = |key: &'static str, why: String| {
+            let (value, source) = raw.get(key);
+            // A password never goes into a log or a terminal.
+            let value = if key == "etcd_password" {
+                "(hidden)".to_owned()
+            } else {
+                value.to_owned()
+            };
+            ConfigError::Invalid {
+                key,
+                value,
+                origin: source.clone(),
+                why,
+            }
+        };
+        let text = |key| raw.get(key).0.trim().to_owned();
+        let optional = |key| Some(text(key)).filter(|v| !v.is_empty());
+
+        let endpoints: Vec<String> = text("etcd_servers")
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if endpoints.is_empty() {
+            return Err(invalid(
+                "etcd_servers",
+                "give at least one URL such as http://127.0.0.1:2379".into(),
+            ));
+        }
+        for e in &endpoints {
+            if !(e.starts_with("http://") || e.starts_with("https://"))
+                || e.len() <= "https://".len()
+            {
+                return Err(invalid(
+                    "etcd_servers",
+                    format!("`{e}` is not an http:// or https:// URL"),
+                ));
+            }
+        }
+        let prefix = text("etcd_key_prefix");
+        Keys::new(&prefix).map_err(|e| invalid("etcd_key_prefix", e.to_string()))?;
+        let etcd = EtcdSettings {
+            endpoints,
+            prefix,
+            ca_file: optional("etcd_cafile").map(PathBuf::from),
+            cert_file: optional("etcd_certfile").map(PathBuf::from),
+            key_file: optional("etcd_keyfile").map(PathBuf::from),
+            username: optional("etcd_username"),
+            password: optional("etcd_password"),
+        };
+        // Report a lone half of a pair at the half that is set.
+        for (set, missing, is_set, is_missing) in [
+            (
+                "etcd_certfile",
+                "etcd_keyfile",
+                etcd.cert_file.is_some(),
+                etcd.key_file.is_none(),
+            ),
+            (
+                "etcd_keyfile",
+                "etcd_certfile",
+                etcd.key_file.is_some(),
+                etcd.cert_file.is_none(),
+            ),
+            (
+                "etcd_username",
+                "etcd_password",
+                etcd.username.is_some(),
+                etcd.password.is_none(),
+            ),
+            (
+                "etcd_password",
+                "etcd_username",
+                etcd.password.is_some(),
+                etcd.username.is_none(),
+            ),
+        ] {
+            if is_set && is_missing {
+                return Err(invalid(set, format!("{missing} must be set as well")));
+            }
+        }
+
+        let public_ip = match optional("public_ip") {
+            None => None,
+            Some(ip) => Some(
+                ip.parse::<IpAddr>()
+                    .map_err(|_| invalid("public_ip", "not an IP address".into()))?,
+            ),
+        };
+        let metadata = Metadata::parse_list(&text("metadata"))
+            .map_err(|e| invalid("metadata", e.to_string()))?;
+        let machine_id = match optional("machine_id") {
+            Some(id) => MachineId::new(&id).map_err(|e| invalid("machine_id", e.to_string()))?,
+            None => {
+                let id = std::fs::read_to_string(machine_id_file).map_err(|e| {
+                    invalid(
+                        "machine_id",
+                        format!(
+                            "it is not set and {} cannot be read: {e}",
+                            machine_id_file.display()
+                        ),
+                    )
+                })?;
+                MachineId::new(id.trim()).map_err(|e| {
+                    invalid(
+                        "machine_id",
+                        format!("{} holds no machine ID: {e}", machine_id_file.display()),
+                    )
+                })?
+            }
+        };
+        let ttl = |key: &'static str| {
+            let d = parse_duration(&text(key)).map_err(|why| invalid(key, why))?;
+            if d < Duration::from_secs(2) {
+                return Err(invalid(
+                    key,
+                    "must be at least 2s (etcd's shortest lease)".into(),
+                ));
+            }
+            Ok(Duration::from_secs(d.as_secs_f64().ceil() as u64))
+        };
+        let agent_ttl = ttl("agent_ttl")?;
+        let engine_lease_ttl = ttl("engine_lease_ttl")?;
+        let resync_interval = parse_duration(&text("resync_interval"))
+            .map_err(|why| invalid("resync_interval", why))?;
+        if resync_interval < Duration::from_secs(1) {
+            return Err(invalid("resync_interval", "must be at least 1s".into()));
+        }
+        let units_directory = PathBuf::from(text("units_directory"));
+        if !units_directory.is_absolute() {
+            return Err(invalid(
+                "units_directory",
+                "must be an absolute path".into(),
+            ));
+        }
+        let disable_engine = parse_bool(&text("disable_engine"))
+            .ok_or_else(|| invalid("disable_engine", "not a boolean (true/false)".into()))?;
+        let systemd_bus = text("systemd_bus")
+            .parse::<Bus>()
+            .map_err(|e| invalid("systemd_bus", e.to_string()))?;
+        let listen = PathBuf::from(text("listen"));
+        if !listen.is_absolute() {
+            return Err(invalid(
+                "listen",
+                "must be an absolute path to a unix socket".into(),
+            ));
+        }
+        let listen_tcp = text("listen_tcp")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|a| {
+                a.parse::<SocketAddr>().map_err(|_| {
+                    invalid(
+                        "listen_tcp",
+                        format!("`{a}` is not an address such as 127.0.0.1:8080"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Config {
+            etcd,
+            public_ip,
+            metadata,
+            machine_id,
+            agent_ttl,
+            engine_lease_ttl,
+            units_directory,
+            disable_engine,
+            systemd_bus,
+            listen,
+            listen_tcp,
+            resync_interval,
+        })
+    }
+}
+
+/// `500ms`, `10s`, `5m`, `1h`, or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: f64 = number
+        .parse()
+        .map_err(|_| "not a duration such as 10s, 500ms or 5m".to_string())?;
+    let seconds = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("unknown unit `{unit}` (use ms, s, m or h)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| "out of range".to_string())
+}
+
+pub fn parse_bool(text: &str) -> Option<bool> {
+    match text.to_ascii_lowercase().as_str() {
+        "1" | "yes" | "true" | "on" => Some(true),
+        "0" | "no" | "false" | "off" | "" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "0123456789abcdef0123456789abcdef";
+
+    fn resolve(lines: &str) -> Result<Config, ConfigError> {
+        let mut raw = Raw::defaults();
+        raw.parse_file(Path::new("/etc/flotte/flotted.conf"), lines)?;
+        raw.set("machine_id", ID, Source::Default)?;
+        Config::resolve(&raw, Path::new("/nonexistent"))
+    }
+
+    #[test]
+    fn defaults_resolve() {
+        let c = resolve("").unwrap();
+        assert_eq!(c.etcd.endpoints, ["http://127.0.0.1:2379"]);
+        assert_eq!(c.etcd.prefix, "/flotte/");
+        assert_eq!(c.agent_ttl, Duration::from_secs(10));
+        assert_eq!(c.units_directory, PathBuf::from("/run/flotte/units"));
+        assert_eq!(c.systemd_bus, Bus::System);
+        assert!(!c.disable_engine);
+        assert!(c.listen_tcp.is_empty());
+    }
+
+    #[test]
+    fn a_file_sets_values_with_comments_and_quotes() {
+        let c = resolve("# flotte\n\netcd_servers = http://10.0.0.1:2379,http://10.0.0.2:2379\nmetadata=\"region=eu,disk=ssd\"\nagent_ttl=30s\ndisable_engine=true\nsystemd_bus=unix:path=/tmp/h/bus\nlisten_tcp=127.0.0.1:8080\n").unwrap();
+        assert_eq!(c.etcd.endpoints.len(), 2);
+        assert_eq!(c.metadata.to_string(), "disk=ssd,region=eu");
+        assert_eq!(c.agent_ttl, Duration::from_secs(30));
+        assert!(c.disable_engine);
+        assert_eq!(c.systemd_bus, Bus::Address("unix:path=/tmp/h/bus".into()));
+        assert_eq!(
+            c.listen_tcp,
+            vec!["127.0.0.1:8080".parse::<SocketAddr>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_flags_override_both() {
+        let mut raw = Raw::defaults();
+        raw.parse_file(Path::new("f.conf"), "agent_ttl=30s\nmetadata=region=eu\n")
+            .unwrap();
+        raw.read_env([
+            ("FLOTTE_AGENT_TTL".to_string(), "20s".to_string()),
+            ("HOME".into(), "/root".into()),
+        ])
+        .unwrap();
+        raw.set("metadata", "region=us", Source::Flag("metadata".into()))
+            .unwrap();
+        raw.set("machine_id", ID, Source::Default).unwrap();
+        let c = Config::resolve(&raw, Path::new("/nonexistent")).unwrap();
+        assert_eq!(c.agent_ttl, Duration::from_secs(20));
+        assert_eq!(c.metadata.get("region"), Some("us"));
+    }
+
+    #[test]
+    fn bad_values_name_the_key_the_value_and_the_source() {
+        let cases = [
+            (
+                "agent_ttl=soon",
+                "/etc/flotte/flotted.conf:1: invalid agent_ttl `soon`: not a duration such as 10s, 500ms or 5m",
+            ),
+            (
+                "agent_ttl=1s",
+                "/etc/flotte/flotted.conf:1: invalid agent_ttl `1s`: must be at least 2s (etcd's shortest lease)",
+            ),
+            (
+                "etcd_servers=10.0.0.1:2379",
+                "/etc/flotte/flotted.conf:1: invalid etcd_servers `10.0.0.1:2379`: `10.0.0.1:2379` is not an http:// or https:// URL",
+            ),
+            (
+                "etcd_key_prefix=flotte",
+                "/etc/flotte/flotted.conf:1: invalid etcd_key_prefix `flotte`: etcd key prefix `flotte` must start and end with `/`",
+            ),
+            (
+                "public_ip=10.0.0",
+                "/etc/flotte/flotted.conf:1: invalid public_ip `10.0.0`: not an IP address",
+            ),
+            (
+                "\n\nmetadata=region",
+                "/etc/flotte/flotted.conf:3: invalid metadata `region`: metadata item `region` is not of the form key=value",
+            ),
+            (
+                "disable_engine=maybe",
+                "/etc/flotte/flotted.conf:1: invalid disable_engine `maybe`: not a boolean (true/false)",
+            ),
+            (
+                "systemd_bus=dbus",
+                "/etc/flotte/flotted.conf:1: invalid systemd_bus `dbus`: systemd bus `dbus` is not `system`, `user` or a D-Bus address such as `unix:path=/run/bus`",
+            ),
+            (
+                "units_directory=units",
+                "/etc/flotte/flotted.conf:1: invalid units_directory `units`: must be an absolute path",
+            ),
+            (
+                "listen_tcp=localhost",
+                "/etc/flotte/flotted.conf:1: invalid listen_tcp `localhost`: `localhost` is not an address such as 127.0.0.1:8080",
+            ),
+            (
+                "etcd_certfile=/c.pem",
+                "/etc/flotte/flotted.conf:1: invalid etcd_certfile `/c.pem`: etcd_keyfile must be set as well",
+            ),
+            (
+                "etcd_password=x",
+                "/etc/flotte/flotted.conf:1: invalid etcd_password `(hidden)`: etcd_username must be set as well",
+            ),
+            (
+                "frobnicate=1",
+                "/etc/flotte/flotted.conf:1: unknown setting `frobnicate`",
+            ),
+            (
+                "just words",
+                "/etc/flotte/flotted.conf:1: `just words` is not of the form key=value",
+            ),
+        ];
+        for (file, message) in cases {
+            assert_eq!(resolve(file).unwrap_err().to_string(), message, "{file}");
+        }
+        let mut raw = Raw::defaults();
+        let err = raw
+            .read_env([("FLOTTE_NOPE".to_string(), "1".to_string())])
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "environment variable FLOTTE_NOPE: unknown setting `nope`"
+        );
+    }
+
+    #[test]
+    fn the_machine_id_comes_from_the_machine_id_file_when_not_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("machine-id");
+        std::fs::write(&file, format!("{ID}\n")).unwrap();
+        let c = Config::resolve(&Raw::defaults(), &file).unwrap();
+        assert_eq!(c.machine_id.as_str(), ID);
+        std::fs::write(&file, "garbage\n").unwrap();
+        let err = Config::resolve(&Raw::defaults(), &file)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("holds no machine ID"), "{err}");
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+}

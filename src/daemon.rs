@@ -1,0 +1,173 @@
+//! flotted: one process per host running the agent, an engine candidate and (later) the API.
+
+use std::net::{IpAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::{self, AgentConfig};
+use crate::backoff::Backoff;
+use crate::config::{self, Config, ConfigError, Raw, Source};
+use crate::engine::{self, EngineConfig};
+use crate::registry::{EtcdSettings, Registry};
+use crate::systemd::{Bus, Systemd};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// flotted's command line: `--config FILE` and one flag per setting (`--agent-ttl 10s`).
+pub fn command() -> clap::Command {
+    let mut cmd = clap::Command::new("flotted")
+        .version(VERSION)
+        .about("flotte's per-host daemon: agent, engine candidate and API")
+        .after_help(
+            "Every setting can also be given in the configuration file as key=value and in the \
+             environment as FLOTTE_<KEY> (e.g. FLOTTE_AGENT_TTL=10s); flags win over the \
+             environment, which wins over the file.",
+        )
+        .arg(
+            clap::Arg::new("config")
+                .long("config")
+                .value_name("FILE")
+                .help(format!(
+                    "configuration file [default: {} if present] (env FLOTTE_CONFIG)",
+                    config::DEFAULT_CONFIG_FILE
+                )),
+        );
+    for (key, default) in config::KEYS {
+        let mut arg = clap::Arg::new(*key)
+            .long(key.replace('_', "-"))
+            .value_name("VALUE");
+        if !default.is_empty() {
+            arg = arg.help(format!("[default: {default}]"));
+        }
+        cmd = cmd.arg(arg);
+    }
+    cmd
+}
+
+/// Resolves the configuration from file, environment and flags.
+pub fn load_config(matches: &clap::ArgMatches) -> Result<Config, ConfigError> {
+    let mut raw = Raw::defaults();
+    let file = matches
+        .get_one::<String>("config")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("FLOTTE_CONFIG").map(PathBuf::from));
+    match file {
+        Some(path) => raw.read_file(&path)?,
+        None if Path::new(config::DEFAULT_CONFIG_FILE).exists() => {
+            raw.read_file(Path::new(config::DEFAULT_CONFIG_FILE))?
+        }
+        None => {}
+    }
+    raw.read_env(std::env::vars())?;
+    for (key, _) in config::KEYS {
+        if let Some(value) = matches.get_one::<String>(key) {
+            raw.set(key, value, Source::Flag(key.replace('_', "-")))?;
+        }
+    }
+    Config::resolve(&raw, Path::new("/etc/machine-id"))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Agent(#[from] agent::AgentError),
+}
+
+/// Runs flotted until `shutdown`. Start-up waits (with backoff, saying so) for systemd and
+/// etcd to be reachable rather than failing.
+pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), DaemonError> {
+    let Some(systemd) = retry("systemd", &shutdown, || {
+        Systemd::connect(&config.systemd_bus)
+    })
+    .await
+    else {
+        return Ok(());
+    };
+    let Some(registry) = retry("etcd", &shutdown, || Registry::connect(&config.etcd)).await else {
+        return Ok(());
+    };
+    let public_ip = config.public_ip.unwrap_or_else(|| route_ip(&config.etcd));
+    let hostname = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    tracing::info!(machine = %config.machine_id, ip = %public_ip, %hostname, bus = %bus_name(&config.systemd_bus), "flotted starting");
+
+    let engine = (!config.disable_engine).then(|| {
+        let engine_config = EngineConfig {
+            machine_id: config.machine_id.clone(),
+            lease_ttl: config.engine_lease_ttl,
+            debounce: Duration::from_millis(20),
+            resync: config.resync_interval,
+        };
+        tokio::spawn(engine::run(
+            registry.clone(),
+            engine_config,
+            shutdown.clone(),
+        ))
+    });
+    let agent_config = AgentConfig {
+        machine_id: config.machine_id.clone(),
+        public_ip: public_ip.to_string(),
+        metadata: config.metadata.clone(),
+        hostname,
+        version: VERSION.to_owned(),
+        api: config.listen_tcp.first().map(|a| a.to_string()),
+        ttl: config.agent_ttl,
+        units_directory: config.units_directory.clone(),
+        resync: config.resync_interval,
+    };
+    let result = agent::run(registry, systemd, agent_config, shutdown.clone()).await;
+    shutdown.cancel();
+    if let Some(engine) = engine {
+        let _ = engine.await;
+    }
+    result.map_err(DaemonError::from)
+}
+
+fn bus_name(bus: &Bus) -> String {
+    bus.to_string()
+}
+
+/// Tries `connect` until it succeeds or shutdown, logging each failure with its delay.
+async fn retry<T, E, F, Fut>(what: &str, shutdown: &CancellationToken, mut connect: F) -> Option<T>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(15));
+    loop {
+        match connect().await {
+            Ok(v) => return Some(v),
+            Err(e) => {
+                let delay = backoff.next_delay();
+                tracing::error!("{e}; retrying in {:.1} s", delay.as_secs_f64());
+                tracing::debug!(what, "waiting before reconnecting");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.cancelled() => return None,
+                }
+            }
+        }
+    }
+}
+
+/// The local address the kernel would use to reach the first etcd server: without a
+/// configured `public_ip`, the address other machines most likely reach this one at.
+fn route_ip(etcd: &EtcdSettings) -> IpAddr {
+    let target = etcd
+        .endpoints
+        .first()
+        .and_then(|e| {
+            e.split_once("://")
+                .map(|(_, rest)| rest.trim_end_matches('/').to_owned())
+        })
+        .unwrap_or_else(|| "127.0.0.1:2379".into());
+    UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect(target.as_str()).map(|_| s))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}

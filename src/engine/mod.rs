@@ -1,0 +1,280 @@
+//! The engine: one flotted at a time, elected through etcd, turns the registry's units and
+//! machines into placements with the pure scheduler and writes them in fenced transactions.
+//!
+//! While leading, the engine keeps a `View` fed by watches (machines, metadata overrides,
+//! units). It owns the schedule, placements and reasons (it is their only writer), so it reads
+//! them once when it takes office and then follows its own writes. A burst of changes is
+//! coalesced into one reconcile; a slow periodic re-read is only a safety net.
+
+mod reconcile;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub use reconcile::{View, reconcile};
+
+use crate::backoff::Backoff;
+use crate::machine::MachineId;
+use crate::registry::{KeepAlive, Leadership, LossPolicy, Registry, RegistryError, Update};
+use crate::unit::{Requirements, UnitFile, UnitHash, UnitName};
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub machine_id: MachineId,
+    /// TTL of the leadership lease: how long a dead leader blocks its successor.
+    pub lease_ttl: Duration,
+    /// How long a burst of changes may gather before one reconcile handles them all.
+    pub debounce: Duration,
+    /// Period of the safety-net re-read of everything.
+    pub resync: Duration,
+}
+
+/// Campaigns for leadership and leads while elected, until `shutdown`.
+pub async fn run(registry: Registry, config: EngineConfig, shutdown: CancellationToken) {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    while !shutdown.is_cancelled() {
+        let term = async {
+            let lease = registry.grant_lease(config.lease_ttl).await?;
+            let keep = registry.keep_alive(&lease, LossPolicy::FirstFailure);
+            let leadership = tokio::select! {
+                elected = registry.campaign(&lease, &config.machine_id) => elected?,
+                _ = keep.lost() => return Err(RegistryError::LeaseGone(lease.id())),
+                _ = shutdown.cancelled() => return Ok(()),
+            };
+            tracing::info!(machine = %config.machine_id, "elected engine");
+            let outcome = lead(&registry, &config, &leadership, &keep, &shutdown).await;
+            // Step down at once so another engine can be elected without waiting for the TTL.
+            drop(keep);
+            let _ = registry.revoke_lease(&leadership.lease).await;
+            outcome
+        };
+        match term.await {
+            Ok(()) => backoff.reset(),
+            Err(e) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in = ?delay, "engine stepped down");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+            }
+        }
+    }
+}
+
+/// Which watched parts of the view have been listed at least once: reconciling before all
+/// have would, for instance, see no machines and move every unit.
+#[derive(Default)]
+struct Listed {
+    machines: bool,
+    overrides: bool,
+    units: bool,
+}
+
+impl Listed {
+    fn all(&self) -> bool {
+        self.machines && self.overrides && self.units
+    }
+}
+
+async fn lead(
+    registry: &Registry,
+    config: &EngineConfig,
+    leadership: &Leadership,
+    keep: &KeepAlive,
+    shutdown: &CancellationToken,
+) -> Result<(), RegistryError> {
+    let mut machines = registry.watch_machines().spawn("machines");
+    let mut overrides = registry.watch_metadata_overrides().spawn("metadata");
+    let mut units = registry.watch_units().spawn("units");
+    let mut view = View::default();
+    read_own_output(registry, &mut view).await?;
+    let mut contents: HashMap<UnitHash, UnitFile> = HashMap::new();
+    let mut listed = Listed::default();
+    let mut due: Option<Instant> = None;
+    let mut resync = tokio::time::interval(config.resync);
+    resync.tick().await;
+    let mut failures = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = keep.lost() => return Err(RegistryError::LeaseGone(leadership.lease.id())),
+            _ = shutdown.cancelled() => return Ok(()),
+            Some(update) = machines.recv() => {
+                listed.machines |= matches!(update, Update::Reset(_));
+                apply_update(&mut view.machines, update);
+            }
+            Some(update) = overrides.recv() => {
+                listed.overrides |= matches!(update, Update::Reset(_));
+                apply_update(&mut view.overrides, update);
+            }
+            Some(update) = units.recv() => {
+                listed.units |= matches!(update, Update::Reset(_));
+                apply_update(&mut view.units, update);
+            }
+            _ = sleep_until_opt(due) => {
+                due = None;
+                read_requirements(registry, &mut view, &mut contents).await;
+                let writes = reconcile(&view);
+                if writes.is_empty() {
+                    continue;
+                }
+                let started = std::time::Instant::now();
+                match registry.apply(&leadership.fence, &writes).await {
+                    Ok(()) => {
+                        failures.reset();
+                        view.apply(&writes);
+                        let n: usize = writes.iter().map(Vec::len).sum();
+                        tracing::info!(writes = n, units = writes.len(), took = ?started.elapsed(), "reconciled");
+                    }
+                    Err(RegistryError::Fenced) => return Err(RegistryError::Fenced),
+                    Err(e) => {
+                        // The outcome is unknown: read back what is there and try again.
+                        let delay = failures.next_delay();
+                        tracing::warn!(error = %e, retry_in = ?delay, "applying the plan failed");
+                        read_own_output(registry, &mut view).await?;
+                        due = Some(Instant::now() + delay);
+                    }
+                }
+                continue;
+            }
+            _ = resync.tick() => {
+                read_own_output(registry, &mut view).await?;
+                collect_contents(registry, leadership, &view).await;
+            }
+        }
+        if listed.all() && due.is_none() {
+            due = Some(Instant::now() + config.debounce);
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn apply_update<K: Ord, V>(map: &mut std::collections::BTreeMap<K, V>, update: Update<K, V>) {
+    match update {
+        Update::Reset(items) => *map = items.into_iter().collect(),
+        Update::Changes(changes) => {
+            for (k, v) in changes {
+                match v {
+                    Some(v) => map.insert(k, v),
+                    None => map.remove(&k),
+                };
+            }
+        }
+    }
+}
+
+/// Reads the schedule, placements and reasons: at the start of a term, after a failed write
+/// and as the periodic safety net.
+async fn read_own_output(registry: &Registry, view: &mut View) -> Result<(), RegistryError> {
+    view.schedule = registry.schedule().await?.0.into_iter().collect();
+    view.placements = registry
+        .placements()
+        .await?
+        .into_iter()
+        .map(|(u, p)| (u, p.machines))
+        .collect();
+    view.reasons = registry
+        .reasons()
+        .await?
+        .into_iter()
+        .map(|(u, r)| (u, r.reason))
+        .collect();
+    Ok(())
+}
+
+/// Reads the requirements of every unit whose content changed. A content that cannot be read
+/// from etcd now is tried again at the next reconcile; one that is missing or invalid becomes
+/// the unit's reason.
+async fn read_requirements(
+    registry: &Registry,
+    view: &mut View,
+    contents: &mut HashMap<UnitHash, UnitFile>,
+) {
+    view.requirements.retain(|u, _| view.units.contains_key(u));
+    let stale: Vec<(UnitName, UnitHash)> = view
+        .units
+        .iter()
+        .filter(|(u, r)| view.requirements.get(*u).is_none_or(|(h, _)| *h != r.hash))
+        .map(|(u, r)| (u.clone(), r.hash))
+        .collect();
+    for (name, hash) in stale {
+        let file = match contents.get(&hash) {
+            Some(f) => f.clone(),
+            None => match registry.content(&hash).await {
+                Ok(Some(f)) => {
+                    contents.insert(hash, f.clone());
+                    f
+                }
+                Ok(None) => {
+                    view.requirements.insert(
+                        name,
+                        (
+                            hash,
+                            Err(format!("its content {hash} is missing from the registry")),
+                        ),
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(unit = %name, error = %e, "cannot read unit content");
+                    continue;
+                }
+            },
+        };
+        let requirements = Requirements::from_unit(&name, &file)
+            .map(|c| Arc::new(c.requirements))
+            .map_err(|errors| {
+                let messages: Vec<String> = errors.into_iter().map(|e| e.message).collect();
+                format!("invalid [X-Fleet] section: {}", messages.join("; "))
+            });
+        view.requirements.insert(name, (hash, requirements));
+    }
+    contents.retain(|h, _| view.units.values().any(|r| r.hash == *h));
+}
+
+/// Deletes contents no unit and no schedule entry refers to. Units are listed afresh (the
+/// watched view may lag), and only contents written before that listing are candidates: a
+/// content stored with a unit after it is not. A content written again between the listing
+/// and the deletion (a unit submitted with it right now) is left alone by the revision compare.
+async fn collect_contents(registry: &Registry, leadership: &Leadership, view: &View) {
+    let listed = async {
+        let (units, revision) = registry.units().await?;
+        let stored = registry.content_revisions().await?;
+        Ok::<_, RegistryError>((units, revision, stored))
+    };
+    let (units, listed_at, stored) = match listed.await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list contents");
+            return;
+        }
+    };
+    let used: std::collections::HashSet<UnitHash> = units
+        .iter()
+        .map(|(_, r)| r.hash)
+        .chain(view.schedule.values().map(|e| e.hash))
+        .collect();
+    for (hash, revision) in stored {
+        if used.contains(&hash) || revision > listed_at {
+            continue;
+        }
+        match registry
+            .delete_content_if_unchanged(&leadership.fence, &hash, revision)
+            .await
+        {
+            Ok(true) => tracing::debug!(%hash, "collected unused content"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(%hash, error = %e, "cannot collect content"),
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! The engine's decision, as a pure function: from the registry's contents to the writes that
+//! bring schedule, placements and reasons in line with `schedule::plan`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use crate::machine::{MachineId, Metadata};
+use crate::registry::{
+    EngineWrite, MachineRecord, MetadataOverride, PlacementRecord, ReasonRecord, ScheduleEntry,
+    UnitRecord,
+};
+use crate::schedule::{self, ClusterView};
+use crate::unit::{Requirements, Target, UnitHash, UnitName};
+
+/// The requirements of a unit's current content, or why they cannot be known.
+pub type UnitRequirements = Result<Arc<Requirements>, String>;
+
+/// What the engine knows of the registry.
+#[derive(Debug, Default, Clone)]
+pub struct View {
+    pub machines: BTreeMap<MachineId, MachineRecord>,
+    pub overrides: BTreeMap<(MachineId, String), MetadataOverride>,
+    pub units: BTreeMap<UnitName, UnitRecord>,
+    /// For each unit: the content hash the requirements were read from, and the result.
+    pub requirements: BTreeMap<UnitName, (UnitHash, UnitRequirements)>,
+    pub schedule: BTreeMap<(MachineId, UnitName), ScheduleEntry>,
+    pub placements: BTreeMap<UnitName, Vec<MachineId>>,
+    pub reasons: BTreeMap<UnitName, String>,
+}
+
+impl View {
+    /// A machine's metadata with the API's overrides applied.
+    pub fn metadata(&self, machine: &MachineRecord) -> Metadata {
+        let mut metadata = machine.metadata.clone();
+        let from = (machine.id.clone(), String::new());
+        for ((id, key), o) in self.overrides.range(from..) {
+            if id != &machine.id {
+                break;
+            }
+            match o {
+                MetadataOverride::Set(v) => {
+                    // Overrides were validated when written; a bad one is ignored, not fatal.
+                    let _ = metadata.insert(key, v);
+                }
+                MetadataOverride::Removed => {
+                    metadata.remove(key);
+                }
+            }
+        }
+        metadata
+    }
+
+    /// Records writes that were applied.
+    pub fn apply(&mut self, groups: &[Vec<EngineWrite>]) {
+        for write in groups.iter().flatten() {
+            match write {
+                EngineWrite::PutSchedule(m, u, e) => {
+                    self.schedule.insert((m.clone(), u.clone()), e.clone());
+                }
+                EngineWrite::DeleteSchedule(m, u) => {
+                    self.schedule.remove(&(m.clone(), u.clone()));
+                }
+                EngineWrite::PutPlacement(u, p) => {
+                    self.placements.insert(u.clone(), p.machines.clone());
+                }
+                EngineWrite::DeletePlacement(u) => {
+                    self.placements.remove(u);
+                }
+                EngineWrite::PutReason(u, r) => {
+                    self.reasons.insert(u.clone(), r.reason.clone());
+                }
+                EngineWrite::DeleteReason(u) => {
+                    self.reasons.remove(u);
+                }
+            }
+        }
+    }
+}
+
+/// The writes that make the registry follow the plan, grouped by unit (each group is applied
+/// in one transaction where it fits).
+pub fn reconcile(view: &View) -> Vec<Vec<EngineWrite>> {
+    let mut current: BTreeMap<&UnitName, Vec<MachineId>> = BTreeMap::new();
+    for (m, u) in view.schedule.keys() {
+        current.entry(u).or_default().push(m.clone());
+    }
+
+    let mut reasons: BTreeMap<UnitName, String> = BTreeMap::new();
+    let mut cluster = ClusterView {
+        machines: view
+            .machines
+            .values()
+            .map(|m| schedule::Machine {
+                id: m.id.clone(),
+                metadata: view.metadata(m),
+            })
+            .collect(),
+        units: Vec::with_capacity(view.units.len()),
+    };
+    let mut global: BTreeSet<&UnitName> = BTreeSet::new();
+    let mut unread: Vec<&UnitName> = Vec::new();
+    for (name, record) in &view.units {
+        match view.requirements.get(name) {
+            Some((hash, Ok(requirements))) if *hash == record.hash => {
+                if requirements.global {
+                    global.insert(name);
+                }
+                cluster.units.push(schedule::Unit {
+                    name: name.clone(),
+                    requirements: requirements.clone(),
+                    desired: record.desired,
+                    placed: current.get(name).cloned().unwrap_or_default(),
+                });
+            }
+            Some((hash, Err(why))) if *hash == record.hash => {
+                reasons.insert(name.clone(), why.clone());
+            }
+            // Requirements not read yet: the unit stays where it is until they are.
+            _ => {
+                unread.push(name);
+                if let Some(r) = view.reasons.get(name) {
+                    reasons.insert(name.clone(), r.clone());
+                }
+            }
+        }
+    }
+    let plan = schedule::plan(&cluster);
+    reasons.extend(plan.reasons);
+
+    // Placements after the plan, for units the scheduler saw.
+    let mut wanted: BTreeMap<UnitName, BTreeSet<MachineId>> = cluster
+        .units
+        .iter()
+        .map(|u| (u.name.clone(), u.placed.iter().cloned().collect()))
+        .collect();
+    for (u, m) in &plan.unplace {
+        if let Some(set) = wanted.get_mut(u) {
+            set.remove(m);
+        }
+    }
+    for (u, m) in plan.place {
+        wanted.entry(u).or_default().insert(m);
+    }
+    // Units whose requirements are not read yet keep their placements untouched.
+    for name in unread {
+        if let Some(ms) = current.get(name) {
+            wanted.insert(name.clone(), ms.iter().cloned().collect());
+        }
+    }
+
+    let mut groups: BTreeMap<UnitName, Vec<EngineWrite>> = BTreeMap::new();
+    // Schedule entries: wanted ones written when new or changed, the others deleted.
+    let mut wanted_entries: BTreeMap<(MachineId, UnitName), ScheduleEntry> = BTreeMap::new();
+    for (name, machines) in &wanted {
+        let Some(record) = view.units.get(name) else {
+            continue;
+        };
+        let Some(target) = Target::for_desired(record.desired) else {
+            continue;
+        };
+        for m in machines {
+            let entry = match view.requirements.get(name) {
+                Some((hash, _)) if *hash == record.hash => ScheduleEntry {
+                    hash: record.hash,
+                    target,
+                    global: global.contains(name),
+                },
+                // Not read yet: leave the entry exactly as it is.
+                _ => match view.schedule.get(&(m.clone(), name.clone())) {
+                    Some(e) => e.clone(),
+                    None => continue,
+                },
+            };
+            wanted_entries.insert((m.clone(), name.clone()), entry);
+        }
+    }
+    for (key, entry) in &wanted_entries {
+        if view.schedule.get(key) != Some(entry) {
+            groups
+                .entry(key.1.clone())
+                .or_default()
+                .push(EngineWrite::PutSchedule(
+                    key.0.clone(),
+                    key.1.clone(),
+                    entry.clone(),
+                ));
+        }
+    }
+    for key in view.schedule.keys() {
+        if !wanted_entries.contains_key(key) {
+            groups
+                .entry(key.1.clone())
+                .or_default()
+                .push(EngineWrite::DeleteSchedule(key.0.clone(), key.1.clone()));
+        }
+    }
+
+    // Placement records follow the entries.
+    let mut placed: BTreeMap<&UnitName, Vec<MachineId>> = BTreeMap::new();
+    for (m, u) in wanted_entries.keys() {
+        placed.entry(u).or_default().push(m.clone());
+    }
+    for (u, machines) in &placed {
+        if view.placements.get(*u) != Some(machines) {
+            groups
+                .entry((*u).clone())
+                .or_default()
+                .push(EngineWrite::PutPlacement(
+                    (*u).clone(),
+                    PlacementRecord {
+                        machines: machines.clone(),
+                    },
+                ));
+        }
+    }
+    for u in view.placements.keys() {
+        if !placed.contains_key(u) {
+            groups
+                .entry(u.clone())
+                .or_default()
+                .push(EngineWrite::DeletePlacement(u.clone()));
+        }
+    }
+
+    // Reasons: only for units that exist and are placed nowhere.
+    reasons.retain(|u, _| view.units.contains_key(u) && !placed.contains_key(u));
+    for (u, reason) in &reasons {
+        if view.reasons.get(u) != Some(reason) {
+            groups
+                .entry(u.clone())
+                .or_default()
+                .push(EngineWrite::PutReason(
+                    u.clone(),
+                    ReasonRecord {
+                        reason: reason.clone(),
+                    },
+                ));
+        }
+    }
+    for u in view.reasons.keys() {
+        if !reasons.contains_key(u) {
+            groups
+                .entry(u.clone())
+                .or_default()
+                .push(EngineWrite::DeleteReason(u.clone()));
+        }
+    }
+    groups.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests;

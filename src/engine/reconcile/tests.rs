@@ -1,0 +1,333 @@
+use super::*;
+use crate::machine::Metadata;
+use crate::unit::{DesiredState, UnitFile};
+
+fn id(n: u8) -> MachineId {
+    MachineId::new(&format!("{n:02x}").repeat(16)).unwrap()
+}
+
+fn name(n: &str) -> UnitName {
+    UnitName::new(n).unwrap()
+}
+
+fn hash(c: char) -> UnitHash {
+    c.to_string().repeat(40).parse().unwrap()
+}
+
+/// Builds views in a few lines: machines, units with their X-Fleet section, placements.
+#[derive(Default)]
+struct V(View);
+
+impl V {
+    fn machine(mut self, n: u8, metadata: &str) -> Self {
+        self.0.machines.insert(
+            id(n),
+            MachineRecord {
+                id: id(n),
+                ip: format!("10.0.0.{n}"),
+                metadata: Metadata::parse_list(metadata).unwrap(),
+                version: "test".into(),
+                api: None,
+                hostname: format!("host-{n}"),
+            },
+        );
+        self
+    }
+
+    fn unit(mut self, unit: &str, h: char, desired: DesiredState, x_fleet: &str) -> Self {
+        let u = name(unit);
+        self.0.units.insert(
+            u.clone(),
+            UnitRecord {
+                hash: hash(h),
+                desired,
+            },
+        );
+        let text = format!("[Service]\nExecStart=/bin/true\n[X-Fleet]\n{x_fleet}\n");
+        let file = UnitFile::parse(text.as_bytes()).unwrap().file;
+        let requirements = Requirements::from_unit(&u, &file)
+            .map(|c| Arc::new(c.requirements))
+            .map_err(|e| format!("{e:?}"));
+        self.0.requirements.insert(u, (hash(h), requirements));
+        self
+    }
+
+    fn unread(mut self, unit: &str, h: char, desired: DesiredState) -> Self {
+        self.0.units.insert(
+            name(unit),
+            UnitRecord {
+                hash: hash(h),
+                desired,
+            },
+        );
+        self
+    }
+
+    fn broken(mut self, unit: &str, h: char, why: &str) -> Self {
+        self.0.units.insert(
+            name(unit),
+            UnitRecord {
+                hash: hash(h),
+                desired: DesiredState::Launched,
+            },
+        );
+        self.0
+            .requirements
+            .insert(name(unit), (hash(h), Err(why.into())));
+        self
+    }
+
+    fn placed(mut self, unit: &str, machine: u8, h: char, target: Target) -> Self {
+        let entry = ScheduleEntry {
+            hash: hash(h),
+            target,
+            global: false,
+        };
+        self.0.schedule.insert((id(machine), name(unit)), entry);
+        self.0
+            .placements
+            .entry(name(unit))
+            .or_default()
+            .push(id(machine));
+        self
+    }
+
+    fn reason(mut self, unit: &str, reason: &str) -> Self {
+        self.0.reasons.insert(name(unit), reason.into());
+        self
+    }
+
+    fn metadata_override(mut self, machine: u8, key: &str, o: MetadataOverride) -> Self {
+        self.0.overrides.insert((id(machine), key.into()), o);
+        self
+    }
+}
+
+fn put(unit: &str, machine: u8, h: char, target: Target) -> EngineWrite {
+    EngineWrite::PutSchedule(
+        id(machine),
+        name(unit),
+        ScheduleEntry {
+            hash: hash(h),
+            target,
+            global: false,
+        },
+    )
+}
+
+fn put_global(unit: &str, machine: u8, h: char) -> EngineWrite {
+    EngineWrite::PutSchedule(
+        id(machine),
+        name(unit),
+        ScheduleEntry {
+            hash: hash(h),
+            target: Target::Launched,
+            global: true,
+        },
+    )
+}
+
+fn del(unit: &str, machine: u8) -> EngineWrite {
+    EngineWrite::DeleteSchedule(id(machine), name(unit))
+}
+
+fn placement(unit: &str, machines: &[u8]) -> EngineWrite {
+    EngineWrite::PutPlacement(
+        name(unit),
+        PlacementRecord {
+            machines: machines.iter().map(|m| id(*m)).collect(),
+        },
+    )
+}
+
+fn reason(unit: &str, r: &str) -> EngineWrite {
+    EngineWrite::PutReason(name(unit), ReasonRecord { reason: r.into() })
+}
+
+/// Reconciles, compares with the expected writes, then checks that applying them settles the
+/// view: a second pass writes nothing.
+fn check(view: V, expected: Vec<Vec<EngineWrite>>) {
+    let mut view = view.0;
+    let writes = reconcile(&view);
+    assert_eq!(writes, expected);
+    view.apply(&writes);
+    assert_eq!(
+        reconcile(&view),
+        Vec::<Vec<EngineWrite>>::new(),
+        "a second pass must write nothing"
+    );
+}
+
+use DesiredState::*;
+use Target::Launched as L;
+use Target::Loaded as Ld;
+
+#[test]
+fn a_new_unit_goes_to_the_least_loaded_machine_with_its_placement() {
+    let view = V::default()
+        .machine(1, "")
+        .machine(2, "")
+        .placed("other.service", 1, 'b', L)
+        .unit("other.service", 'b', Launched, "")
+        .unit("web.service", 'a', Launched, "");
+    check(
+        view,
+        vec![vec![
+            put("web.service", 2, 'a', L),
+            placement("web.service", &[2]),
+        ]],
+    );
+}
+
+#[test]
+fn desired_state_and_content_changes_rewrite_the_entry_in_place() {
+    let view = V::default()
+        .machine(1, "")
+        .unit("web.service", 'a', Loaded, "")
+        .placed("web.service", 1, 'a', L);
+    check(view, vec![vec![put("web.service", 1, 'a', Ld)]]);
+    let view = V::default()
+        .machine(1, "")
+        .unit("web.service", 'b', Launched, "")
+        .placed("web.service", 1, 'a', L);
+    check(view, vec![vec![put("web.service", 1, 'b', L)]]);
+}
+
+#[test]
+fn inactive_and_destroyed_units_are_taken_off_their_machine() {
+    let view = V::default()
+        .machine(1, "")
+        .unit("web.service", 'a', Inactive, "")
+        .placed("web.service", 1, 'a', L);
+    check(
+        view,
+        vec![vec![
+            del("web.service", 1),
+            EngineWrite::DeletePlacement(name("web.service")),
+        ]],
+    );
+    let view = V::default()
+        .machine(1, "")
+        .placed("gone.service", 1, 'a', L)
+        .reason("gone.service", "x");
+    check(
+        view,
+        vec![vec![
+            del("gone.service", 1),
+            EngineWrite::DeletePlacement(name("gone.service")),
+            EngineWrite::DeleteReason(name("gone.service")),
+        ]],
+    );
+}
+
+#[test]
+fn units_on_a_machine_that_left_move_elsewhere() {
+    let view = V::default()
+        .machine(2, "")
+        .unit("web.service", 'a', Launched, "")
+        .placed("web.service", 1, 'a', L);
+    check(
+        view,
+        vec![vec![
+            put("web.service", 2, 'a', L),
+            del("web.service", 1),
+            placement("web.service", &[2]),
+        ]],
+    );
+}
+
+#[test]
+fn unplaceable_units_get_a_reason_which_goes_once_they_are_placed() {
+    let view = V::default().machine(1, "region=eu").unit(
+        "web.service",
+        'a',
+        Launched,
+        "MachineMetadata=region=asia",
+    );
+    check(
+        view,
+        vec![vec![reason("web.service", "no machine has region=asia")]],
+    );
+    let view = V::default()
+        .machine(1, "region=eu")
+        .unit("web.service", 'a', Launched, "MachineMetadata=region=asia")
+        .reason("web.service", "no machine has region=asia")
+        .metadata_override(1, "region", MetadataOverride::Set("asia".into()));
+    check(
+        view,
+        vec![vec![
+            put("web.service", 1, 'a', L),
+            placement("web.service", &[1]),
+            EngineWrite::DeleteReason(name("web.service")),
+        ]],
+    );
+}
+
+#[test]
+fn a_removed_metadata_key_makes_a_machine_ineligible() {
+    let view = V::default()
+        .machine(1, "disk=ssd")
+        .unit("db.service", 'a', Launched, "MachineMetadata=disk=ssd")
+        .placed("db.service", 1, 'a', L)
+        .metadata_override(1, "disk", MetadataOverride::Removed);
+    check(
+        view,
+        vec![vec![
+            del("db.service", 1),
+            EngineWrite::DeletePlacement(name("db.service")),
+            reason("db.service", "no machine has disk=ssd"),
+        ]],
+    );
+}
+
+#[test]
+fn units_with_unreadable_requirements_are_unplaced_with_why() {
+    let view = V::default()
+        .machine(1, "")
+        .broken("bad.service", 'a', "content missing")
+        .placed("bad.service", 1, 'a', L);
+    check(
+        view,
+        vec![vec![
+            del("bad.service", 1),
+            EngineWrite::DeletePlacement(name("bad.service")),
+            reason("bad.service", "content missing"),
+        ]],
+    );
+}
+
+#[test]
+fn units_whose_requirements_are_not_read_yet_are_left_alone() {
+    let view = V::default()
+        .machine(1, "")
+        .machine(2, "")
+        .unread("web.service", 'b', Launched)
+        .placed("web.service", 1, 'a', L);
+    check(view, vec![]);
+    let view = V::default()
+        .machine(1, "")
+        .unread("new.service", 'b', Launched);
+    check(view, vec![]);
+}
+
+#[test]
+fn global_units_get_an_entry_on_every_matching_machine() {
+    let view = V::default()
+        .machine(1, "")
+        .machine(2, "")
+        .machine(3, "role=edge")
+        .unit(
+            "log.service",
+            'a',
+            Launched,
+            "Global=true\nMachineMetadata=role!=edge",
+        );
+    check(
+        view,
+        vec![vec![
+            put_global("log.service", 1, 'a'),
+            put_global("log.service", 2, 'a'),
+            placement("log.service", &[1, 2]),
+        ]],
+    );
+}

@@ -1,0 +1,312 @@
+//! A whole cluster on this machine: one etcd and N isolated systemd hosts, each running its
+//! own flotted inside the host's namespaces. Used by integration tests, benchmarks and
+//! `packaging/local-cluster`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use super::{Etcd, EtcdRecord, Host, HostRecord, TestkitError};
+use crate::machine::MachineId;
+use crate::registry::{EtcdSettings, Registry, Update};
+
+/// One host of the cluster to be.
+#[derive(Debug, Clone)]
+pub struct HostSpec {
+    pub name: String,
+    /// `key=value,...`, as flotted's `metadata` setting.
+    pub metadata: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    /// Where every host's and etcd's state lives.
+    pub root: PathBuf,
+    /// Prefix of the hosts' cgroup names (tests put their PID in it, see `sweep_stale_test_hosts`).
+    pub group_prefix: String,
+    pub hosts: Vec<HostSpec>,
+    pub flotted: PathBuf,
+    /// Extra `key=value` settings for every flotted (e.g. `agent_ttl=3s`).
+    pub settings: Vec<(String, String)>,
+}
+
+/// What is needed to reach and stop a host's flotted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberRecord {
+    pub host: HostRecord,
+    pub flotted_pid: Option<i32>,
+    pub config: PathBuf,
+    /// The API socket of this host's flotted.
+    pub socket: PathBuf,
+}
+
+/// Everything a running cluster is made of; `packaging/local-cluster` keeps it as JSON.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterRecord {
+    pub root: PathBuf,
+    pub etcd: EtcdRecord,
+    pub prefix: String,
+    pub members: Vec<MemberRecord>,
+}
+
+pub struct Cluster {
+    etcd: Option<Etcd>,
+    members: Vec<Member>,
+    spec: ClusterSpec,
+    prefix: String,
+}
+
+struct Member {
+    host: Host,
+    flotted: Option<std::process::Child>,
+    config: PathBuf,
+    socket: PathBuf,
+}
+
+impl Cluster {
+    /// Starts etcd, the hosts and their flotted, and waits until every machine registered.
+    pub async fn start(spec: ClusterSpec) -> Result<Cluster, TestkitError> {
+        super::sweep_stale_test_hosts();
+        fs::create_dir_all(&spec.root)
+            .map_err(|e| TestkitError::io(format!("creating {}", spec.root.display()), e))?;
+        let etcd = Etcd::start(&spec.root.join("etcd")).await?;
+        let prefix = "/flotte/".to_owned();
+        let mut cluster = Cluster {
+            etcd: Some(etcd),
+            members: Vec::new(),
+            spec: spec.clone(),
+            prefix,
+        };
+        for h in &spec.hosts {
+            let dir = spec.root.join(&h.name);
+            let group = format!("{}-{}", spec.group_prefix, h.name);
+            let host = Host::start(&h.name, &dir, &group).await?;
+            let config = dir.join("flotted.conf");
+            let socket = dir.join("flotte.sock");
+            let mut lines = vec![
+                format!("etcd_servers={}", cluster.etcd_url()),
+                format!("etcd_key_prefix={}", cluster.prefix),
+                format!("machine_id={}", host.machine_id()),
+                format!("metadata={}", h.metadata),
+                "public_ip=127.0.0.1".to_owned(),
+                format!("systemd_bus=unix:path={}", dir.join("bus").display()),
+                "units_directory=/run/flotte/units".to_owned(),
+                format!("listen={}", socket.display()),
+            ];
+            lines.extend(spec.settings.iter().map(|(k, v)| format!("{k}={v}")));
+            fs::write(&config, lines.join("\n") + "\n")
+                .map_err(|e| TestkitError::io("writing flotted.conf", e))?;
+            cluster.members.push(Member {
+                host,
+                flotted: None,
+                config,
+                socket,
+            });
+        }
+        for i in 0..cluster.members.len() {
+            cluster.start_flotted(i)?;
+        }
+        let ids: Vec<MachineId> = cluster
+            .members
+            .iter()
+            .map(|m| m.host.machine_id().clone())
+            .collect();
+        cluster
+            .wait_for_machines(&ids, Duration::from_secs(30))
+            .await?;
+        Ok(cluster)
+    }
+
+    pub fn etcd_url(&self) -> &str {
+        self.etcd
+            .as_ref()
+            .expect("etcd runs while the cluster does")
+            .client_url()
+    }
+
+    pub fn etcd_settings(&self) -> EtcdSettings {
+        EtcdSettings {
+            endpoints: vec![self.etcd_url().to_owned()],
+            prefix: self.prefix.clone(),
+            ..EtcdSettings::default()
+        }
+    }
+
+    pub async fn registry(&self) -> Result<Registry, TestkitError> {
+        Registry::connect(&self.etcd_settings())
+            .await
+            .map_err(|e| TestkitError::Missing(format!("connecting to the cluster's etcd: {e}")))
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    pub fn host(&self, i: usize) -> &Host {
+        &self.members[i].host
+    }
+
+    pub fn machine_id(&self, i: usize) -> &MachineId {
+        self.members[i].host.machine_id()
+    }
+
+    /// The index of the host with this machine ID.
+    pub fn index_of(&self, id: &MachineId) -> Option<usize> {
+        self.members.iter().position(|m| m.host.machine_id() == id)
+    }
+
+    pub fn socket(&self, i: usize) -> &Path {
+        &self.members[i].socket
+    }
+
+    /// Starts host `i`'s flotted (inside the host's mount and UTS namespaces).
+    pub fn start_flotted(&mut self, i: usize) -> Result<(), TestkitError> {
+        let member = &mut self.members[i];
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(member.host.dir().join("flotted.log"))
+            .map_err(|e| TestkitError::io("opening flotted.log", e))?;
+        let record = member.host.record();
+        let child = std::process::Command::new("nsenter")
+            .arg("-t")
+            .arg(record.pid.to_string())
+            .args(["-m", "-u", "--"])
+            .arg(&self.spec.flotted)
+            .arg("--config")
+            .arg(&member.config)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info,flotte=debug".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(
+                log.try_clone()
+                    .map_err(|e| TestkitError::io("flotted.log", e))?,
+            )
+            .stderr(log)
+            .spawn()
+            .map_err(|e| TestkitError::io("starting flotted", e))?;
+        member.flotted = Some(child);
+        Ok(())
+    }
+
+    /// Stops host `i`'s flotted with `signal` (SIGKILL: a crash; SIGTERM: a clean stop).
+    pub fn stop_flotted(&mut self, i: usize, signal: Signal) {
+        if let Some(mut child) = self.members[i].flotted.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), signal);
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills host `i` entirely, as if the machine died: its flotted and every process of it.
+    pub fn kill_host(&mut self, i: usize) -> Result<(), TestkitError> {
+        self.stop_flotted(i, Signal::SIGKILL);
+        self.members[i].host.kill()
+    }
+
+    /// Waits until every one of `ids` is registered, following the machines watch.
+    pub async fn wait_for_machines(
+        &self,
+        ids: &[MachineId],
+        deadline: Duration,
+    ) -> Result<(), TestkitError> {
+        let registry = self.registry().await?;
+        let mut watch = registry.watch_machines();
+        let mut present = BTreeMap::new();
+        let wait = async {
+            loop {
+                match watch.next().await {
+                    Ok(Update::Reset(items)) => present = items.into_iter().collect(),
+                    Ok(Update::Changes(changes)) => {
+                        for (k, v) in changes {
+                            match v {
+                                Some(v) => present.insert(k, v),
+                                None => present.remove(&k),
+                            };
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "machines watch"),
+                }
+                if ids.iter().all(|id| present.contains_key(id)) {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(deadline, wait)
+            .await
+            .map_err(|_| TestkitError::Timeout {
+                after: deadline,
+                what: format!(
+                    "machines did not all register (logs: {})",
+                    self.members
+                        .iter()
+                        .map(|m| m.host.dir().join("flotted.log").display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
+    }
+
+    /// Leaves everything running and returns what is needed to stop it later.
+    pub fn detach(mut self) -> ClusterRecord {
+        let members = std::mem::take(&mut self.members)
+            .into_iter()
+            .map(|m| MemberRecord {
+                flotted_pid: m.flotted.map(|c| c.id() as i32),
+                host: m.host.detach(),
+                config: m.config,
+                socket: m.socket,
+            })
+            .collect();
+        ClusterRecord {
+            root: self.spec.root.clone(),
+            etcd: self
+                .etcd
+                .take()
+                .expect("etcd runs while the cluster does")
+                .detach(),
+            prefix: self.prefix.clone(),
+            members,
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.stop_flotted(i, Signal::SIGKILL);
+        }
+        // Hosts and etcd stop in their own Drop.
+    }
+}
+
+impl ClusterRecord {
+    /// Stops everything the cluster started and removes its state.
+    pub fn stop(&self) -> Result<(), TestkitError> {
+        for m in &self.members {
+            if let Some(pid) = m.flotted_pid {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+            }
+            m.host.kill()?;
+        }
+        self.etcd.kill()?;
+        match fs::remove_dir_all(&self.root) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(TestkitError::io(
+                format!("removing {}", self.root.display()),
+                e,
+            )),
+            _ => Ok(()),
+        }
+    }
+}

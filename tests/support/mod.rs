@@ -1,0 +1,142 @@
+//! Shared helpers of the integration tests: a cluster per test, and waits that follow etcd
+//! watches until a condition holds or a deadline passes, saying what did not happen.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use flotte::machine::MachineId;
+use flotte::registry::{PlacementRecord, Registry, TypedWatch, UnitStateRecord, Update};
+use flotte::testkit::{Cluster, ClusterSpec, HostSpec};
+use flotte::unit::{DesiredState, UnitFile, UnitName};
+
+pub struct TestCluster {
+    pub cluster: Cluster,
+    pub registry: Registry,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts `hosts` (name, metadata) with a short agent TTL, so machine loss is quick to see.
+pub async fn cluster(test: &str, hosts: &[(&str, &str)], settings: &[(&str, &str)]) -> TestCluster {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("flotte-{test}-"))
+        .tempdir()
+        .unwrap();
+    let spec = ClusterSpec {
+        root: dir.path().to_owned(),
+        group_prefix: format!("flotte-test-{}-{test}", std::process::id()),
+        hosts: hosts
+            .iter()
+            .map(|(n, m)| HostSpec {
+                name: n.to_string(),
+                metadata: m.to_string(),
+            })
+            .collect(),
+        flotted: env!("CARGO_BIN_EXE_flotted").into(),
+        settings: settings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    let cluster = Cluster::start(spec).await.expect("test cluster starts");
+    let registry = cluster.registry().await.unwrap();
+    TestCluster {
+        cluster,
+        registry,
+        _dir: dir,
+    }
+}
+
+pub fn unit(name: &str) -> UnitName {
+    UnitName::new(name).unwrap()
+}
+
+pub fn file(text: &str) -> UnitFile {
+    UnitFile::parse(text.as_bytes()).unwrap().file
+}
+
+pub async fn submit(registry: &Registry, name: &str, text: &str, desired: DesiredState) {
+    registry
+        .put_unit(&unit(name), &file(text), desired)
+        .await
+        .unwrap();
+}
+
+pub async fn set_desired(registry: &Registry, name: &str, desired: DesiredState) {
+    let u = unit(name);
+    let (mut record, rev) = registry.unit(&u).await.unwrap().expect("unit exists");
+    record.desired = desired;
+    registry.set_desired(&u, &record, rev).await.unwrap();
+}
+
+/// Follows `watch` until `done` holds for the whole map, or fails after `deadline` saying
+/// `what` and showing the last map seen.
+pub async fn await_map<
+    K: Ord + std::fmt::Debug,
+    V: std::fmt::Debug + serde::de::DeserializeOwned,
+    T,
+>(
+    mut watch: TypedWatch<K, V>,
+    deadline: Duration,
+    what: impl std::fmt::Display,
+    mut done: impl FnMut(&BTreeMap<K, V>) -> Option<T>,
+) -> T {
+    let mut map = BTreeMap::new();
+    let follow = async {
+        loop {
+            match watch.next().await {
+                Ok(Update::Reset(items)) => map = items.into_iter().collect(),
+                Ok(Update::Changes(changes)) => {
+                    for (k, v) in changes {
+                        match v {
+                            Some(v) => map.insert(k, v),
+                            None => map.remove(&k),
+                        };
+                    }
+                }
+                Err(e) => eprintln!("watch: {e}"),
+            }
+            if let Some(t) = done(&map) {
+                return t;
+            }
+        }
+    };
+    match tokio::time::timeout(deadline, follow).await {
+        Ok(t) => t,
+        Err(_) => panic!("{what} did not happen within {deadline:?}; last seen: {map:#?}"),
+    }
+}
+
+pub type States = BTreeMap<(UnitName, MachineId), UnitStateRecord>;
+
+/// Waits until the unit states satisfy `done`.
+pub async fn await_states<T>(
+    registry: &Registry,
+    deadline: Duration,
+    what: impl std::fmt::Display,
+    done: impl FnMut(&States) -> Option<T>,
+) -> T {
+    await_map(registry.watch_states(), deadline, what, done).await
+}
+
+/// The machines where `name` is reported with systemd ActiveState `active`.
+pub fn active_on(states: &States, name: &str) -> Vec<MachineId> {
+    states
+        .iter()
+        .filter(|((u, _), s)| u.as_str() == name && s.active.as_str() == "active")
+        .map(|((_, m), _)| m.clone())
+        .collect()
+}
+
+pub async fn placements(registry: &Registry) -> BTreeMap<UnitName, PlacementRecord> {
+    registry.placements().await.unwrap().into_iter().collect()
+}
+
+/// Runs `f` and returns its value with how long it took.
+pub async fn timed<T>(f: impl Future<Output = T>) -> (T, Duration) {
+    let start = std::time::Instant::now();
+    let t = f.await;
+    (t, start.elapsed())
+}
