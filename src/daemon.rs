@@ -118,7 +118,15 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Da
         units_directory: config.units_directory.clone(),
         resync: config.resync_interval,
     };
-    let result = agent::run(registry, systemd, agent_config, shutdown.clone()).await;
+    let (registered, _ready) = tokio::sync::watch::channel(false);
+    let result = agent::run(
+        registry,
+        systemd,
+        agent_config,
+        registered,
+        shutdown.clone(),
+    )
+    .await;
     shutdown.cancel();
     if let Some(engine) = engine {
         let _ = engine.await;

@@ -12,3 +12,4 @@ pub mod schedule;
 pub mod systemd;
 pub mod testkit;
 pub mod unit;
+pub mod wire;

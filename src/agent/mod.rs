@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -59,11 +60,13 @@ pub enum AgentError {
 }
 
 /// Runs the agent until `shutdown` is cancelled. Shutting down leaves units running and the
-/// lease alive until it expires, so a restart within the TTL changes nothing.
+/// lease alive until it expires, so a restart within the TTL changes nothing. `registered` is
+/// true while the machine is registered under a live lease (the API answers 503 otherwise).
 pub async fn run(
     registry: Registry,
     systemd: Systemd,
     config: AgentConfig,
+    registered: watch::Sender<bool>,
     shutdown: CancellationToken,
 ) -> Result<(), AgentError> {
     let units =
@@ -73,6 +76,7 @@ pub async fn run(
         })?;
     let mut changes = systemd.changes().await?;
     let (lease, keep) = register(&registry, &config).await?;
+    registered.send_replace(true);
     let mut agent = Agent::new(registry, systemd, config, units, lease, keep);
     agent.adopt().await?;
     let mut schedule = agent
@@ -109,8 +113,10 @@ pub async fn run(
                 agent.refresh(managed).await;
             }
             _ = agent.keep.lost() => {
+                registered.send_replace(false);
                 agent.self_fence().await;
                 let (lease, keep) = register(&agent.registry, &agent.config).await?;
+                registered.send_replace(true);
                 agent.lease = lease;
                 agent.keep = keep;
                 agent.published.clear();

@@ -1,0 +1,241 @@
+//! The JSON of fleet's v1 HTTP API (and flotte's additions to it), shared by the API server and
+//! flottectl's client. Field names and omission rules follow fleet's `schema/v1-gen.go`: empty
+//! strings, lists and maps are left out, never sent as null. flotte's extra fields are ones a
+//! fleet client ignores.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+fn is_empty(s: &str) -> bool {
+    s.is_empty()
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Machine {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    #[serde(
+        rename = "primaryIP",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub primary_ip: String,
+    /// flotte: the flotted version that registered the machine.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
+    /// flotte: the machine's hostname.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub hostname: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MachinePage {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub machines: Vec<Machine>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub next_page_token: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitOption {
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub section: String,
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Unit {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<UnitOption>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub desired_state: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub current_state: String,
+    #[serde(
+        rename = "machineID",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub machine_id: String,
+    /// flotte: why the unit is placed nowhere.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// flotte: every machine of a global unit (`machineID` holds the first).
+    #[serde(rename = "machineIDs", default, skip_serializing_if = "Vec::is_empty")]
+    pub machine_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnitPage {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub units: Vec<Unit>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub next_page_token: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnitState {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub hash: String,
+    #[serde(
+        rename = "machineID",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub machine_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub systemd_load_state: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub systemd_active_state: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub systemd_sub_state: String,
+    /// flotte: systemd's message when it refused the unit or an action on it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnitStatePage {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub states: Vec<UnitState>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub next_page_token: String,
+}
+
+/// `{"error":{"code":N,"message":"..."}}`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: u16,
+    pub message: String,
+}
+
+/// fleet's page size.
+pub const PAGE_SIZE: u16 = 100;
+
+/// fleet's `nextPageToken`: URL-safe base64 of 4 bytes, the page size then the page number
+/// (from 1), each a little-endian u16.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageToken {
+    pub limit: u16,
+    pub page: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid value of nextPageToken query parameter")]
+pub struct BadToken;
+
+impl PageToken {
+    pub const FIRST: PageToken = PageToken {
+        limit: PAGE_SIZE,
+        page: 1,
+    };
+
+    pub fn encode(&self) -> String {
+        let mut bytes = [0u8; 4];
+        bytes[..2].copy_from_slice(&self.limit.to_le_bytes());
+        bytes[2..].copy_from_slice(&self.page.to_le_bytes());
+        base64::engine::general_purpose::URL_SAFE.encode(bytes)
+    }
+
+    pub fn decode(token: &str) -> Result<PageToken, BadToken> {
+        let bytes = base64::engine::general_purpose::URL_SAFE
+            .decode(token)
+            .map_err(|_| BadToken)?;
+        let bytes: [u8; 4] = bytes.try_into().map_err(|_| BadToken)?;
+        let token = PageToken {
+            limit: u16::from_le_bytes([bytes[0], bytes[1]]),
+            page: u16::from_le_bytes([bytes[2], bytes[3]]),
+        };
+        if token.limit == 0 || token.page == 0 {
+            return Err(BadToken);
+        }
+        Ok(token)
+    }
+
+    pub fn next(&self) -> PageToken {
+        PageToken {
+            limit: self.limit,
+            page: self.page.saturating_add(1),
+        }
+    }
+
+    /// Which items of a sorted list this page holds: `offset..offset + limit`.
+    pub fn range(&self) -> std::ops::Range<usize> {
+        let start = (self.page as usize - 1) * self.limit as usize;
+        start..start + self.limit as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_are_fleets_bytes() {
+        // limit 100 = 0x64 0x00, page 2 = 0x02 0x00
+        let t = PageToken {
+            limit: 100,
+            page: 2,
+        };
+        assert_eq!(
+            t.encode(),
+            base64::engine::general_purpose::URL_SAFE.encode([0x64, 0x00, 0x02, 0x00])
+        );
+        assert_eq!(t.encode(), "ZAACAA==");
+        assert_eq!(PageToken::decode("ZAACAA=="), Ok(t));
+        assert_eq!(
+            PageToken::FIRST.next(),
+            PageToken {
+                limit: 100,
+                page: 2
+            }
+        );
+        assert_eq!(t.range(), 100..200);
+        for bad in ["", "!!!!", "ZAAC", "ZAACAAAA", "AAABAA==", "ZAAAAA=="] {
+            assert_eq!(PageToken::decode(bad), Err(BadToken), "{bad}");
+        }
+    }
+
+    #[test]
+    fn empty_fields_are_left_out_as_fleet_does() {
+        let unit = Unit {
+            name: "a.service".into(),
+            options: vec![UnitOption {
+                section: "Service".into(),
+                name: "ExecStart".into(),
+                value: String::new(),
+            }],
+            desired_state: "launched".into(),
+            ..Unit::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&unit).unwrap(),
+            r#"{"name":"a.service","options":[{"section":"Service","name":"ExecStart"}],"desiredState":"launched"}"#
+        );
+        assert_eq!(serde_json::to_string(&UnitPage::default()).unwrap(), "{}");
+        let back: UnitOption =
+            serde_json::from_str(r#"{"section":"Service","name":"ExecStart"}"#).unwrap();
+        assert_eq!(back.value, "");
+    }
+}
