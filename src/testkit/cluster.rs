@@ -83,7 +83,7 @@ impl Cluster {
             spec: spec.clone(),
             prefix,
         };
-        for h in &spec.hosts {
+        for (i, h) in spec.hosts.iter().enumerate() {
             let dir = spec.root.join(&h.name);
             let group = format!("{}-{}", spec.group_prefix, h.name);
             let host = Host::start(&h.name, &dir, &group).await?;
@@ -94,7 +94,9 @@ impl Cluster {
                 format!("etcd_key_prefix={}", cluster.prefix),
                 format!("machine_id={}", host.machine_id()),
                 format!("metadata={}", h.metadata),
-                "public_ip=127.0.0.1".to_owned(),
+                // Hosts share this machine's network; distinct loopback addresses keep them
+                // apart in listings and let a unit bind to its own host's address.
+                format!("public_ip={}", Cluster::host_ip(i)),
                 format!("systemd_bus=unix:path={}", dir.join("bus").display()),
                 "units_directory=/run/flotte/units".to_owned(),
                 format!("listen={}", socket.display()),
@@ -121,6 +123,11 @@ impl Cluster {
             .wait_for_machines(&ids, Duration::from_secs(30))
             .await?;
         Ok(cluster)
+    }
+
+    /// The loopback address host `i` presents as its public IP: 127.0.1.(i+1).
+    pub fn host_ip(i: usize) -> std::net::Ipv4Addr {
+        std::net::Ipv4Addr::new(127, 0, 1, (i + 1) as u8)
     }
 
     pub fn etcd_url(&self) -> &str {
