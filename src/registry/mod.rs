@@ -122,7 +122,7 @@ impl Registry {
         // fail over instead of hanging on a half-open TCP connection.
         let mut options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(5))
-            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
+            .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5))
             .with_keep_alive_while_idle(true);
         if let (Some(user), Some(password)) = (&settings.username, &settings.password) {
             options = options.with_user(user.clone(), password.clone());

@@ -36,6 +36,12 @@ impl HostRecord {
         Path::new(&format!("/proc/{}", self.pid)).exists()
     }
 
+    /// A path as the host sees it (its `/run` is its own), reached from outside through its
+    /// manager's root: `/proc/<pid>/root/<path>`.
+    pub fn path(&self, path: &str) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root", self.pid)).join(path.trim_start_matches('/'))
+    }
+
     /// Kills everything in the host's cgroups and removes them.
     pub fn kill(&self) -> Result<(), TestkitError> {
         Subtree::from_dirs(self.cgroup_dirs.clone())

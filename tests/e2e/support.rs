@@ -1,14 +1,12 @@
 //! Shared helpers of the integration tests: a cluster per test, and waits that follow etcd
 //! watches until a condition holds or a deadline passes, saying what did not happen.
 
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
 use flotte::machine::MachineId;
-use flotte::registry::{PlacementRecord, Registry, TypedWatch, UnitStateRecord, Update};
+use flotte::registry::{Registry, TypedWatch, UnitStateRecord, Update};
 use flotte::testkit::{Cluster, ClusterSpec, HostSpec};
 use flotte::unit::{DesiredState, UnitFile, UnitName};
 
@@ -130,8 +128,33 @@ pub fn active_on(states: &States, name: &str) -> Vec<MachineId> {
         .collect()
 }
 
-pub async fn placements(registry: &Registry) -> BTreeMap<UnitName, PlacementRecord> {
-    registry.placements().await.unwrap().into_iter().collect()
+
+/// Waits until each named unit is active on exactly one machine; returns where.
+pub async fn await_active(registry: &Registry, names: &[&str], deadline: Duration) -> BTreeMap<String, MachineId> {
+    await_states(registry, deadline, format!("{names:?} all active"), |s| {
+        let mut found = BTreeMap::new();
+        for n in names {
+            match active_on(s, n).as_slice() {
+                [m] => found.insert(n.to_string(), m.clone()),
+                _ => return None,
+            };
+        }
+        Some(found)
+    })
+    .await
+}
+
+/// The state record of `name` on `machine`, once `done` holds for it.
+pub async fn await_unit_state(
+    registry: &Registry,
+    name: &str,
+    machine: &MachineId,
+    deadline: Duration,
+    what: &str,
+    done: impl Fn(&UnitStateRecord) -> bool,
+) -> UnitStateRecord {
+    let key = (unit(name), machine.clone());
+    await_states(registry, deadline, format!("{name} on {machine}: {what}"), |s| s.get(&key).filter(|r| done(r)).cloned()).await
 }
 
 /// Runs `f` and returns its value with how long it took.
