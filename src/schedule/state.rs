@@ -25,12 +25,10 @@ pub(super) struct Displacement {
 /// Why a unit may not push a unit it replaces off a machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Obstacle {
-    /// The replaced unit replaces it back, directly or through others.
+    /// Displacing the replaced unit would come back to displace this one.
     Cycle(UnitIx),
     /// This plan has displaced as many units as it may.
     Limit(UnitIx),
-    /// Its own MachineOf target would go too.
-    OwnTarget(UnitIx),
 }
 
 #[derive(Clone, Copy)]
@@ -107,6 +105,10 @@ impl<'i, 'v> State<'i, 'v> {
         self.by_load.iter().map(|&(_, m)| m)
     }
 
+    pub(super) fn displacements_left(&self) -> usize {
+        self.displacements_left
+    }
+
     pub(super) fn spend_displacement(&mut self) {
         self.displacements_left = self.displacements_left.saturating_sub(1);
     }
@@ -172,10 +174,10 @@ impl<'i, 'v> State<'i, 'v> {
             .copied()
             .filter(|&v| self.is_on(v, m))
             .collect();
-        let mut obstacles: Vec<Obstacle> = units
+        let obstacles: Vec<Obstacle> = units
             .iter()
             .filter_map(|&v| {
-                if self.ix.in_replace_cycle(u, v) {
+                if self.ix.in_displacement_cycle(u, v) {
                     Some(Obstacle::Cycle(v))
                 } else if self.displacements_left == 0 {
                     Some(Obstacle::Limit(v))
@@ -193,12 +195,6 @@ impl<'i, 'v> State<'i, 'v> {
             }
             next += 1;
         }
-        obstacles.extend(
-            units
-                .iter()
-                .filter(|v| info.targets.binary_search(v).is_ok())
-                .map(|&t| Obstacle::OwnTarget(t)),
-        );
         Displacement { units, obstacles }
     }
 
