@@ -17,8 +17,9 @@
 //!    A follower goes only to the machine of its targets.
 //! 5. A unit with `Replaces=Y` ignores Y when choosing; if it lands where Y is, Y (and Y's
 //!    followers there) are taken off and placed again by Y's own rules, never next to a unit
-//!    that replaces Y. Units that replace each other in a cycle never displace one another;
-//!    they just never share a machine.
+//!    that replaces Y. Where displacing would come back round (Replaces cycles, or a chain of
+//!    Replaces that takes away a unit's own MachineOf target), nothing is displaced: the
+//!    units just never share a machine.
 //! 6. Steps 3 to 5 repeat while a displacement may have left room for a unit that failed
 //!    before it, so planning again over the result gives an empty plan.
 //!

@@ -63,8 +63,8 @@ pub(super) struct State<'i, 'v> {
     /// (load, machine): the first entry is the least-loaded machine, ties broken by ID.
     by_load: BTreeSet<(usize, MachineIx)>,
     counts: FxHashMap<(MachineIx, PatternIx), Counts>,
-    /// How many more units a `Replaces=` may displace in this plan. Replaces cycles never
-    /// displace; this bounds the rarer loops that MachineOf and Replaces can make together.
+    /// How many more units a `Replaces=` may displace in this plan: a safety net, so that the
+    /// passes end whatever the input; displacement cycles are already kept from displacing.
     displacements_left: usize,
 }
 
@@ -76,7 +76,9 @@ impl<'i, 'v> State<'i, 'v> {
             units_on: vec![BTreeSet::new(); ix.machines.len()],
             by_load: (0..ix.machines.len()).map(|m| (0, m)).collect(),
             counts: FxHashMap::default(),
-            displacements_left: ix.units.len(),
+            // Every unit displaced once by each of its replacers, and as much again: well past
+            // anything a cluster without a displacement cycle (which never displaces) needs.
+            displacements_left: 2 * ix.info.iter().map(|i| 1 + i.replaces.len()).sum::<usize>(),
         }
     }
 

@@ -647,3 +647,30 @@ fn replaces_and_machine_of_going_round_settle_at_once() {
         ],
     );
 }
+
+#[test]
+fn followers_of_a_global_unit_pick_among_its_machines() {
+    check(
+        &[
+            ("m1", "region=us"),
+            ("m2", "region=us"),
+            ("m3", "region=eu"),
+        ],
+        &[
+            unit("g.service")
+                .global()
+                .metadata("region=us")
+                .on("m1")
+                .on("m2"),
+            unit("x.service").on("m1"),
+            unit("f.service").machine_of("g.service"),
+            unit("h.service")
+                .machine_of("g.service")
+                .metadata("region=eu"),
+        ],
+        &[
+            "+f.service m2",
+            "h.service: no machine holding MachineOf target g.service meets its MachineID and metadata",
+        ],
+    );
+}
