@@ -1,7 +1,8 @@
 //! Wall-clock and peak-heap figures for `schedule::plan` on 10,000 units and 1,000 machines.
 //!
-//! `cargo bench --bench schedule` prints the median of several runs for a plan from scratch and
-//! for a steady state with one changed unit. Run without `--bench` (as `cargo test
+//! `cargo bench --bench schedule` prints the median of several runs for a plan from scratch, for
+//! a steady state with one changed unit, and for a crowded cluster where a thousand units fit
+//! nowhere and each needs a reason. Run without `--bench` (as `cargo test
 //! --all-targets` does), it plans a small cluster once, so the test suite stays quick.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -100,6 +101,10 @@ fn main() {
     let changed = change_one(&settled);
     let (time, moved) = median(&size, || plan(&changed));
     report("steady, one unit changed", time, &moved);
+
+    let crowded = crowd(&scratch, size.machines * 2);
+    let (time, hopeless) = median(&size, || plan(&crowded));
+    report("scratch, +2 per machine", time, &hopeless);
 
     let before = LIVE.load(Ordering::Relaxed);
     PEAK.store(before, Ordering::Relaxed);
@@ -264,6 +269,20 @@ fn change_one(view: &ClusterView) -> ClusterView {
     }
     view.units
         .push(unit("late-arrival.service", Requirements::default()));
+    view
+}
+
+/// `count` more units that all conflict with one another, so only one per machine fits and the
+/// rest each get a reason: the costly case for reasons.
+fn crowd(view: &ClusterView, count: usize) -> ClusterView {
+    let mut view = view.clone();
+    for i in 0..count {
+        let req = Requirements {
+            conflicts: vec![ConflictPattern::new("solo@*.service").expect("valid glob")],
+            ..Requirements::default()
+        };
+        view.units.push(unit(&format!("solo@{i}.service"), req));
+    }
     view
 }
 

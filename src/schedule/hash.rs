@@ -2,11 +2,14 @@
 //! pairs built within one plan: SipHash's resistance to chosen keys buys nothing there and costs
 //! a tenth of a plan.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// A `HashMap` with `FxHasher`.
 pub(super) type FxHashMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// A `HashSet` with `FxHasher`.
+pub(super) type FxHashSet<K> = HashSet<K, BuildHasherDefault<FxHasher>>;
 
 /// The multiply-and-rotate hash rustc uses for its own tables.
 #[derive(Default, Clone, Copy)]

@@ -8,7 +8,7 @@ use std::ops::Range;
 use crate::machine::MachineId;
 use crate::unit::{DesiredState, MachineIdPattern, MetadataCondition, Requirements, UnitName};
 
-use super::conflicts::ConflictIndex;
+use super::conflicts::{ConflictIndex, PatternIx};
 use super::hash::FxHashMap;
 use super::order::{MachineOfOrder, components, machine_of_order};
 use super::{ClusterView, Machine, Unit};
@@ -30,11 +30,14 @@ pub(super) enum Role {
 }
 
 /// Global units go to every machine; in one machine's tie-breaks, normal units come first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(super) enum Kind {
     Normal,
     Global,
 }
+
+/// See `Index::lookalike`.
+pub(super) type Lookalike<'i> = (Kind, usize, &'i [PatternIx], &'i [PatternIx]);
 
 pub(super) struct UnitInfo {
     pub(super) role: Role,
@@ -63,6 +66,9 @@ pub(super) struct Index<'v> {
     classes: Vec<Vec<u64>>,
     /// Strongly connected components of the Replaces relation.
     replace_component: Vec<usize>,
+    /// Strongly connected components of "displacing this unit moves that one": Replaces, and
+    /// from each MachineOf target to its followers.
+    displace_component: Vec<usize>,
     /// Machine IDs to positions: current placements name machines by ID, thousands of times.
     machine_ix: FxHashMap<&'v str, MachineIx>,
 }
@@ -114,8 +120,13 @@ impl<'v> Index<'v> {
         }
         let targets: Vec<Vec<UnitIx>> = info.iter().map(|i| i.targets.clone()).collect();
         let replaces: Vec<Vec<UnitIx>> = info.iter().map(|i| i.replaces.clone()).collect();
+        let moves: Vec<Vec<UnitIx>> = info
+            .iter()
+            .map(|i| i.replaces.iter().chain(&i.followers).copied().collect())
+            .collect();
         Self {
             replace_component: components(&replaces),
+            displace_component: components(&moves),
             machine_ix: machines
                 .iter()
                 .enumerate()
@@ -172,10 +183,36 @@ impl<'v> Index<'v> {
         }
     }
 
-    /// Whether `a` and `b` replace each other, directly or through other units: then neither
-    /// displaces the other, since that would go round for ever.
+    /// Whether `a` and `b` replace each other, directly or through other units.
     pub(super) fn in_replace_cycle(&self, a: UnitIx, b: UnitIx) -> bool {
         self.replace_component[a] == self.replace_component[b]
+    }
+
+    /// Whether displacing `b` from `a` could, through Replaces and followers moving with their
+    /// targets, come back to displace `a`: then neither displaces the other, or placements
+    /// would go round for ever (rock, paper, scissors), and no plan would be the last.
+    pub(super) fn in_displacement_cycle(&self, a: UnitIx, b: UnitIx) -> bool {
+        self.displace_component[a] == self.displace_component[b]
+    }
+
+    /// For a unit with no MachineOf and no Replaces either way, what decides where it may go:
+    /// its kind, its MachineID and metadata, its conflicts. Units with the same key fare the
+    /// same on the same state, which lets many hopeless units share one search and one reason.
+    pub(super) fn lookalike(&self, u: UnitIx) -> Option<Lookalike<'_>> {
+        let info = &self.info[u];
+        let plain = info.targets.is_empty()
+            && !info.unknown_target
+            && info.replaces.is_empty()
+            && info.replaced_by.is_empty()
+            && self.order.cycle_of[u].is_none();
+        plain.then(|| {
+            (
+                info.kind,
+                info.class,
+                self.conflicts.owns(u),
+                self.conflicts.matched_by(u),
+            )
+        })
     }
 
     pub(super) fn runs(&self, u: UnitIx) -> bool {

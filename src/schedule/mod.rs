@@ -10,16 +10,18 @@
 //!    global one, then the first name over later ones), or when a MachineOf target is not on
 //!    that machine any more. A MachineOf cycle is never placed.
 //! 3. Global units go to every machine that allows them and holds nothing they conflict with;
-//!    they never push a placed normal unit away.
+//!    they never push a placed normal unit away. (A global unit with MachineOf, which the
+//!    parser rejects, waits for its targets like a follower.)
 //! 4. Pending normal units, in name order but MachineOf targets before their followers, go to
 //!    the eligible machine with the fewest units (placements of this plan counted), ties by ID.
 //!    A follower goes only to the machine of its targets.
 //! 5. A unit with `Replaces=Y` ignores Y when choosing; if it lands where Y is, Y (and Y's
 //!    followers there) are taken off and placed again by Y's own rules, never next to a unit
-//!    that replaces Y. Units that replace each other in a cycle never displace one another;
-//!    they just never share a machine.
-//! 6. Steps 3 to 5 repeat until nothing more can be placed, so planning again over the result
-//!    gives an empty plan.
+//!    that replaces Y. Where displacing would come back round (Replaces cycles, or a chain of
+//!    Replaces that takes away a unit's own MachineOf target), nothing is displaced: the
+//!    units just never share a machine.
+//! 6. Steps 3 to 5 repeat while a displacement may have left room for a unit that failed
+//!    before it, so planning again over the result gives an empty plan.
 //!
 //! Every unit that should run and ends up nowhere gets a reason, computed from the final
 //! placements.
@@ -87,6 +89,7 @@ pub fn plan(view: &ClusterView) -> Plan {
     let ix = Index::new(view);
     let state = place::run(&ix);
     let mut plan = Plan::default();
+    let mut reasons = reason::Reasons::new(&state);
     for (u, unit) in ix.units.iter().enumerate() {
         let mut before: Vec<&MachineId> = unit.placed.iter().collect();
         before.sort_unstable();
@@ -105,7 +108,7 @@ pub fn plan(view: &ClusterView) -> Plan {
         let reason = match ix.info[u].role {
             Role::Stored => None,
             Role::Template => Some(reason::template(&unit.name)),
-            Role::Run if after.is_empty() => Some(reason::unplaced(&state, u)),
+            Role::Run if after.is_empty() => Some(reasons.unplaced(u)),
             Role::Run => None,
         };
         if let Some(reason) = reason {

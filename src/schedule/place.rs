@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 
+use super::hash::FxHashSet;
 use super::index::{Index, Kind, MachineIx, UnitIx};
 use super::state::State;
 
@@ -10,24 +11,55 @@ use super::state::State;
 pub(super) fn run<'i, 'v>(ix: &'i Index<'v>) -> State<'i, 'v> {
     let mut state = State::new(ix);
     keep_valid(&mut state);
-    // Until nothing more can be placed: a unit displaced late in a pass may have left room for
-    // one that failed earlier, and the next plan must find nothing left to do. Every pass but
-    // the last places something, and only a displacement (of which there are a bounded number)
-    // ever takes a placement back, so this ends.
+    // Within a pass placements only add to the state, and every unit comes after what it
+    // depends on (globals first, targets before followers), so a unit that fails stays failed
+    // for the rest of the pass, and a pass without displacements ends at a fixpoint: planning
+    // again finds nothing to do. A displacement takes a placement back and may leave room for a
+    // unit that failed before it, hence another pass; displacements per plan are bounded, so
+    // this ends.
     loop {
-        let mut progress = false;
-        for kind in [Kind::Global, Kind::Normal] {
-            for &u in &ix.order.order {
-                let info = &ix.info[u];
-                if info.kind == kind && ix.runs(u) && ix.cycle(u).is_none() {
-                    progress |= settle(&mut state, u);
-                }
+        let displacements_left = state.displacements_left();
+        for &u in &ix.order.order {
+            if decided_first(ix, u) {
+                settle(&mut state, u);
             }
         }
-        if !progress {
+        // Lookalikes of a normal unit that found no machine find none either while the state
+        // only grows, so a thousand hopeless instances cost one search.
+        let mut hopeless = FxHashSet::default();
+        for &u in &ix.order.order {
+            if decided_first(ix, u) || !ix.runs(u) || ix.cycle(u).is_some() {
+                continue;
+            }
+            let lookalike = ix.lookalike(u).filter(|l| l.0 == Kind::Normal);
+            if lookalike.is_some_and(|l| hopeless.contains(&l)) {
+                continue;
+            }
+            let before = state.displacements_left();
+            settle(&mut state, u);
+            if state.displacements_left() != before {
+                hopeless.clear();
+            } else if let Some(l) = lookalike
+                && state.on(u).is_empty()
+            {
+                hopeless.insert(l);
+            }
+        }
+        if state.displacements_left() == displacements_left {
             return state;
         }
     }
+}
+
+/// Global units are decided before pending normal units, so these avoid machines where they
+/// conflict with one; a global unit with MachineOf targets waits for them in name order.
+fn decided_first(ix: &Index, u: UnitIx) -> bool {
+    let info = &ix.info[u];
+    info.kind == Kind::Global
+        && info.targets.is_empty()
+        && !info.unknown_target
+        && ix.runs(u)
+        && ix.cycle(u).is_none()
 }
 
 /// Current placements that still hold: the machine is there and allows the unit; no unit
@@ -101,19 +133,14 @@ fn keep_valid(state: &mut State) {
     }
 }
 
-/// Places `u` where it may go, then re-places whatever that displaced. Whether anything was
-/// placed.
-fn settle(state: &mut State, u: UnitIx) -> bool {
+/// Places `u` where it may go, then re-places whatever that displaced.
+fn settle(state: &mut State, u: UnitIx) {
     let mut queue = VecDeque::from([u]);
-    let mut progress = false;
     while let Some(w) = queue.pop_front() {
-        let machines = choose(state, w);
-        for &m in &machines {
+        for m in choose(state, w) {
             place_displacing(state, w, m, &mut queue);
         }
-        progress |= !machines.is_empty();
     }
-    progress
 }
 
 /// Where `u` goes now: for a normal unit not yet placed, the least-loaded eligible machine

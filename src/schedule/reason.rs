@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 use crate::machine::Metadata;
 use crate::unit::{MachineIdPattern, MetadataCondition, Requirements, UnitName};
 
-use super::index::{Index, MachineIx, UnitIx};
+use super::hash::FxHashMap;
+use super::index::{Index, Lookalike, MachineIx, UnitIx};
 use super::state::{Obstacle, State};
 
 /// How many unit names a reason lists before `and N more`.
@@ -27,7 +28,33 @@ enum Scope {
     Targets,
 }
 
-pub(super) fn unplaced(state: &State, u: UnitIx) -> String {
+/// Reasons for the units of one plan, computed once per group of lookalike units.
+pub(super) struct Reasons<'s, 'i, 'v> {
+    state: &'s State<'i, 'v>,
+    known: FxHashMap<Lookalike<'i>, String>,
+}
+
+impl<'s, 'i, 'v> Reasons<'s, 'i, 'v> {
+    pub(super) fn new(state: &'s State<'i, 'v>) -> Self {
+        Self {
+            state,
+            known: FxHashMap::default(),
+        }
+    }
+
+    /// Why `u`, which should run, is placed nowhere.
+    pub(super) fn unplaced(&mut self, u: UnitIx) -> String {
+        let Some(lookalike) = self.state.index().lookalike(u) else {
+            return unplaced(self.state, u);
+        };
+        self.known
+            .entry(lookalike)
+            .or_insert_with(|| unplaced(self.state, u))
+            .clone()
+    }
+}
+
+fn unplaced(state: &State, u: UnitIx) -> String {
     let ix = state.index();
     if let Some(cycle) = ix.cycle(u) {
         let mut names: Vec<&str> = cycle.iter().map(|&c| ix.name(c).as_str()).collect();
@@ -147,8 +174,8 @@ fn blocked(state: &State, u: UnitIx, machines: &[MachineIx], scope: Scope) -> St
     let mut replacers = BTreeSet::new();
     let mut conflicting = BTreeSet::new();
     let mut cycle = BTreeSet::new();
+    let mut wider_cycle = BTreeSet::new();
     let mut limit = BTreeSet::new();
-    let mut own_targets = BTreeSet::new();
     for &m in machines {
         replacers.extend(
             info.replaced_by
@@ -159,9 +186,9 @@ fn blocked(state: &State, u: UnitIx, machines: &[MachineIx], scope: Scope) -> St
         let displacement = state.displacement(u, m);
         for obstacle in &displacement.obstacles {
             match *obstacle {
-                Obstacle::Cycle(v) => cycle.insert(v),
+                Obstacle::Cycle(v) if ix.in_replace_cycle(u, v) => cycle.insert(v),
+                Obstacle::Cycle(v) => wider_cycle.insert(v),
                 Obstacle::Limit(v) => limit.insert(v),
-                Obstacle::OwnTarget(t) => own_targets.insert(t),
             };
         }
         conflicting.extend(state.units_on(m).iter().copied().filter(|&v| {
@@ -174,7 +201,7 @@ fn blocked(state: &State, u: UnitIx, machines: &[MachineIx], scope: Scope) -> St
         ("replaced by", replacers),
         ("conflicts with", conflicting),
         ("in a Replaces cycle with", cycle),
-        ("would push away its MachineOf target", own_targets),
+        ("in a cycle of Replaces and MachineOf with", wider_cycle),
         ("would displace, past this plan's limit of moves,", limit),
     ]
     .into_iter()

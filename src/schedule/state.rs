@@ -25,12 +25,10 @@ pub(super) struct Displacement {
 /// Why a unit may not push a unit it replaces off a machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Obstacle {
-    /// The replaced unit replaces it back, directly or through others.
+    /// Displacing the replaced unit would come back to displace this one.
     Cycle(UnitIx),
     /// This plan has displaced as many units as it may.
     Limit(UnitIx),
-    /// Its own MachineOf target would go too.
-    OwnTarget(UnitIx),
 }
 
 #[derive(Clone, Copy)]
@@ -65,8 +63,8 @@ pub(super) struct State<'i, 'v> {
     /// (load, machine): the first entry is the least-loaded machine, ties broken by ID.
     by_load: BTreeSet<(usize, MachineIx)>,
     counts: FxHashMap<(MachineIx, PatternIx), Counts>,
-    /// How many more units a `Replaces=` may displace in this plan. Replaces cycles never
-    /// displace; this bounds the rarer loops that MachineOf and Replaces can make together.
+    /// How many more units a `Replaces=` may displace in this plan: a safety net, so that the
+    /// passes end whatever the input; displacement cycles are already kept from displacing.
     displacements_left: usize,
 }
 
@@ -78,7 +76,9 @@ impl<'i, 'v> State<'i, 'v> {
             units_on: vec![BTreeSet::new(); ix.machines.len()],
             by_load: (0..ix.machines.len()).map(|m| (0, m)).collect(),
             counts: FxHashMap::default(),
-            displacements_left: ix.units.len(),
+            // Every unit displaced once by each of its replacers, and as much again: well past
+            // anything a cluster without a displacement cycle (which never displaces) needs.
+            displacements_left: 2 * ix.info.iter().map(|i| 1 + i.replaces.len()).sum::<usize>(),
         }
     }
 
@@ -105,6 +105,10 @@ impl<'i, 'v> State<'i, 'v> {
     /// Machines from least to most loaded, ties by ID.
     pub(super) fn by_load(&self) -> impl Iterator<Item = MachineIx> + '_ {
         self.by_load.iter().map(|&(_, m)| m)
+    }
+
+    pub(super) fn displacements_left(&self) -> usize {
+        self.displacements_left
     }
 
     pub(super) fn spend_displacement(&mut self) {
@@ -172,10 +176,10 @@ impl<'i, 'v> State<'i, 'v> {
             .copied()
             .filter(|&v| self.is_on(v, m))
             .collect();
-        let mut obstacles: Vec<Obstacle> = units
+        let obstacles: Vec<Obstacle> = units
             .iter()
             .filter_map(|&v| {
-                if self.ix.in_replace_cycle(u, v) {
+                if self.ix.in_displacement_cycle(u, v) {
                     Some(Obstacle::Cycle(v))
                 } else if self.displacements_left == 0 {
                     Some(Obstacle::Limit(v))
@@ -193,12 +197,6 @@ impl<'i, 'v> State<'i, 'v> {
             }
             next += 1;
         }
-        obstacles.extend(
-            units
-                .iter()
-                .filter(|v| info.targets.binary_search(v).is_ok())
-                .map(|&t| Obstacle::OwnTarget(t)),
-        );
         Displacement { units, obstacles }
     }
 

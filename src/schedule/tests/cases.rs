@@ -600,6 +600,7 @@ fn units_that_replace_each_other_in_a_cycle_never_share_a_machine() {
 
 #[test]
 fn a_unit_never_displaces_its_own_machine_of_target() {
+    // Displacing b would take g's (or h's) own target away: a cycle that would never settle.
     check(
         TWO,
         &[
@@ -617,8 +618,59 @@ fn a_unit_never_displaces_its_own_machine_of_target() {
             "+b.service m1",
             "+f.service m1",
             "-h.service m1",
-            "g.service: would push away its MachineOf target b.service on every machine holding its MachineOf targets",
-            "h.service: would push away its MachineOf target f.service on every machine holding its MachineOf targets",
+            "g.service: in a cycle of Replaces and MachineOf with b.service on every machine holding its MachineOf targets",
+            "h.service: in a cycle of Replaces and MachineOf with b.service on every machine holding its MachineOf targets",
+        ],
+    );
+}
+
+#[test]
+fn replaces_and_machine_of_going_round_settle_at_once() {
+    // b displaces web@3 (and so its follower web@1), db displaces b, web@1 displaces db, and
+    // web@3 comes back: no one displaces another within such a cycle.
+    check(
+        &[("m4", "")],
+        &[
+            unit("b.service").global().replaces("web@3.service"),
+            unit("db.service").global().replaces("b.service"),
+            unit("web@1.service")
+                .global()
+                .machine_of("web@3.service")
+                .replaces("db.service"),
+            unit("web@3.service").global(),
+        ],
+        &[
+            "+b.service m4",
+            "db.service: in a cycle of Replaces and MachineOf with b.service on every eligible machine",
+            "web@1.service: waits for MachineOf target web@3.service to be placed",
+            "web@3.service: replaced by b.service on every eligible machine",
+        ],
+    );
+}
+
+#[test]
+fn followers_of_a_global_unit_pick_among_its_machines() {
+    check(
+        &[
+            ("m1", "region=us"),
+            ("m2", "region=us"),
+            ("m3", "region=eu"),
+        ],
+        &[
+            unit("g.service")
+                .global()
+                .metadata("region=us")
+                .on("m1")
+                .on("m2"),
+            unit("x.service").on("m1"),
+            unit("f.service").machine_of("g.service"),
+            unit("h.service")
+                .machine_of("g.service")
+                .metadata("region=eu"),
+        ],
+        &[
+            "+f.service m2",
+            "h.service: no machine holding MachineOf target g.service meets its MachineID and metadata",
         ],
     );
 }
