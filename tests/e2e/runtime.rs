@@ -22,18 +22,56 @@ fn sleeper(x_fleet: &str) -> String {
 async fn every_x_fleet_option_places_units_as_asked() {
     let t = cluster(
         "xfleet",
-        &[("host-1", "region=eu,disk=ssd"), ("host-2", "region=eu,disk=hdd"), ("host-3", "region=us,disk=ssd")],
+        &[
+            ("host-1", "region=eu,disk=ssd"),
+            ("host-2", "region=eu,disk=hdd"),
+            ("host-3", "region=us,disk=ssd"),
+        ],
         FAST,
     )
     .await;
     let r = &t.registry;
-    let (h1, h2, h3) = (t.cluster.machine_id(0).clone(), t.cluster.machine_id(1).clone(), t.cluster.machine_id(2).clone());
+    let (h1, h2, h3) = (
+        t.cluster.machine_id(0).clone(),
+        t.cluster.machine_id(1).clone(),
+        t.cluster.machine_id(2).clone(),
+    );
 
-    submit(r, "db.service", &sleeper("MachineMetadata=region=us\nMachineMetadata=disk=ssd"), Launched).await;
-    submit(r, "db-sidekick.service", &sleeper("MachineOf=db.service"), Launched).await;
-    submit(r, "pinned.service", &sleeper(&format!("MachineID={}", &h2.as_str()[..8])), Launched).await;
-    submit(r, "log.service", &sleeper("Global=true\nMachineMetadata=region=eu"), Launched).await;
-    submit(r, "asia.service", &sleeper("MachineMetadata=region=asia"), Launched).await;
+    submit(
+        r,
+        "db.service",
+        &sleeper("MachineMetadata=region=us\nMachineMetadata=disk=ssd"),
+        Launched,
+    )
+    .await;
+    submit(
+        r,
+        "db-sidekick.service",
+        &sleeper("MachineOf=db.service"),
+        Launched,
+    )
+    .await;
+    submit(
+        r,
+        "pinned.service",
+        &sleeper(&format!("MachineID={}", &h2.as_str()[..8])),
+        Launched,
+    )
+    .await;
+    submit(
+        r,
+        "log.service",
+        &sleeper("Global=true\nMachineMetadata=region=eu"),
+        Launched,
+    )
+    .await;
+    submit(
+        r,
+        "asia.service",
+        &sleeper("MachineMetadata=region=asia"),
+        Launched,
+    )
+    .await;
     // Instances of templates: the template's content, X-Fleet specifiers expanded with each
     // instance's name (%p = web, %i = 1..3).
     let web = sleeper("Conflicts=%p@*.service");
@@ -47,17 +85,46 @@ async fn every_x_fleet_option_places_units_as_asked() {
 
     let placed = await_active(
         r,
-        &["db.service", "db-sidekick.service", "pinned.service", "web@1.service", "web@2.service", "web@3.service", "side@1.service", "side@2.service", "side@3.service"],
+        &[
+            "db.service",
+            "db-sidekick.service",
+            "pinned.service",
+            "web@1.service",
+            "web@2.service",
+            "web@3.service",
+            "side@1.service",
+            "side@2.service",
+            "side@3.service",
+        ],
         DEADLINE,
     )
     .await;
-    assert_eq!(placed["db.service"], h3, "region=us and disk=ssd is host-3 only");
-    assert_eq!(placed["db-sidekick.service"], h3, "MachineOf follows db.service");
-    assert_eq!(placed["pinned.service"], h2, "MachineID with the 8-character prefix");
-    let webs: std::collections::BTreeSet<_> = (1..=3).map(|i| placed[&format!("web@{i}.service")].clone()).collect();
-    assert_eq!(webs.len(), 3, "Conflicts=%p@*.service spreads the instances: {placed:?}");
+    assert_eq!(
+        placed["db.service"], h3,
+        "region=us and disk=ssd is host-3 only"
+    );
+    assert_eq!(
+        placed["db-sidekick.service"], h3,
+        "MachineOf follows db.service"
+    );
+    assert_eq!(
+        placed["pinned.service"], h2,
+        "MachineID with the 8-character prefix"
+    );
+    let webs: std::collections::BTreeSet<_> = (1..=3)
+        .map(|i| placed[&format!("web@{i}.service")].clone())
+        .collect();
+    assert_eq!(
+        webs.len(),
+        3,
+        "Conflicts=%p@*.service spreads the instances: {placed:?}"
+    );
     for i in 1..=3 {
-        assert_eq!(placed[&format!("side@{i}.service")], placed[&format!("web@{i}.service")], "MachineOf=web@%i.service");
+        assert_eq!(
+            placed[&format!("side@{i}.service")],
+            placed[&format!("web@{i}.service")],
+            "MachineOf=web@%i.service"
+        );
     }
 
     let log_on = await_states(r, DEADLINE, "log.service active on both eu hosts", |s| {
@@ -70,51 +137,107 @@ async fn every_x_fleet_option_places_units_as_asked() {
     eu.sort();
     assert_eq!(log_on, eu, "Global with MachineMetadata=region=eu");
 
-    let reason = r.reason(&unit("asia.service")).await.unwrap().expect("a reason is stored");
+    let reason = r
+        .reason(&unit("asia.service"))
+        .await
+        .unwrap()
+        .expect("a reason is stored");
     assert_eq!(reason.reason, "no machine has region=asia");
-    assert!(r.placement(&unit("web@.service")).await.unwrap().is_none(), "templates are never placed");
+    assert!(
+        r.placement(&unit("web@.service")).await.unwrap().is_none(),
+        "templates are never placed"
+    );
 
-    // Replaces: a unit pinned to old.service's machine takes its place; old.service moves to
-    // a machine that satisfies its own requirement (region=eu), not to host-3.
-    submit(r, "old.service", &sleeper("MachineMetadata=region=eu"), Launched).await;
+    // Replaces: a unit that can only run where old.service is takes its place; old.service
+    // moves to a machine that satisfies its own requirement (region=eu), not to host-3.
+    submit(
+        r,
+        "old.service",
+        &sleeper("MachineMetadata=region=eu"),
+        Launched,
+    )
+    .await;
     let old_on = await_active(r, &["old.service"], DEADLINE).await["old.service"].clone();
-    let other_eu = if old_on == h1 { h2.clone() } else { h1.clone() };
-    submit(r, "new.service", &sleeper(&format!("MachineID={old_on}\nReplaces=old.service")), Launched).await;
-    await_states(r, DEADLINE, "new.service on old's machine and old.service on the other eu host", |s| {
-        (active_on(s, "new.service") == [old_on.clone()] && active_on(s, "old.service") == [other_eu.clone()]).then_some(())
-    })
+    let (other_eu, disk) = if old_on == h1 {
+        (h2.clone(), "ssd")
+    } else {
+        (h1.clone(), "hdd")
+    };
+    let new =
+        format!("MachineMetadata=region=eu\nMachineMetadata=disk={disk}\nReplaces=old.service");
+    submit(r, "new.service", &sleeper(&new), Launched).await;
+    await_states(
+        r,
+        DEADLINE,
+        "new.service on old's machine and old.service on the other eu host",
+        |s| {
+            (active_on(s, "new.service") == [old_on.clone()]
+                && active_on(s, "old.service") == [other_eu.clone()])
+            .then_some(())
+        },
+    )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn units_move_when_their_machine_dies() {
-    let mut t = cluster("machineloss", &[("host-1", ""), ("host-2", ""), ("host-3", "")], FAST).await;
+    let mut t = cluster(
+        "machineloss",
+        &[("host-1", ""), ("host-2", ""), ("host-3", "")],
+        FAST,
+    )
+    .await;
     let names = ["a.service", "b.service", "c.service"];
     for n in names {
         submit(&t.registry, n, SLEEPER, Launched).await;
     }
     let placed = await_active(&t.registry, &names, DEADLINE).await;
     let victim = placed["a.service"].clone();
-    let on_victim: Vec<&str> = names.iter().copied().filter(|n| placed[*n] == victim).collect();
+    let on_victim: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| placed[*n] == victim)
+        .collect();
     let victim_index = t.cluster.index_of(&victim).unwrap();
 
     let ((), took) = timed(async {
         t.cluster.kill_host(victim_index).unwrap();
-        await_states(&t.registry, DEADLINE, "every unit of the dead machine active elsewhere", |s| {
-            on_victim.iter().all(|n| matches!(active_on(s, n).as_slice(), [m] if *m != victim)).then_some(())
-        })
+        await_states(
+            &t.registry,
+            DEADLINE,
+            "every unit of the dead machine active elsewhere",
+            |s| {
+                on_victim
+                    .iter()
+                    .all(|n| matches!(active_on(s, n).as_slice(), [m] if *m != victim))
+                    .then_some(())
+            },
+        )
         .await;
     })
     .await;
     eprintln!("units of a killed machine active elsewhere after {took:?} (agent_ttl 3s)");
     let machines = t.registry.machines().await.unwrap();
-    assert!(machines.iter().all(|m| m.id != victim), "the dead machine is gone from the registry");
+    assert!(
+        machines.iter().all(|m| m.id != victim),
+        "the dead machine is gone from the registry"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_leader_is_replaced_and_placement_goes_on() {
-    let mut t = cluster("failover", &[("host-1", ""), ("host-2", ""), ("host-3", "")], FAST).await;
-    let leader = t.registry.leader().await.unwrap().expect("an engine was elected");
+    let mut t = cluster(
+        "failover",
+        &[("host-1", ""), ("host-2", ""), ("host-3", "")],
+        FAST,
+    )
+    .await;
+    let leader = t
+        .registry
+        .leader()
+        .await
+        .unwrap()
+        .expect("an engine was elected");
     let leader_index = t.cluster.index_of(&leader).unwrap();
     let ((), took) = timed(async {
         t.cluster.stop_flotted(leader_index, Signal::SIGKILL);
@@ -122,8 +245,15 @@ async fn a_killed_leader_is_replaced_and_placement_goes_on() {
         await_active(&t.registry, &["after.service"], DEADLINE).await;
     })
     .await;
-    eprintln!("leader SIGKILLed: a unit submitted right after was active after {took:?} (engine_lease_ttl 2s)");
-    let new_leader = t.registry.leader().await.unwrap().expect("a new engine was elected");
+    eprintln!(
+        "leader SIGKILLed: a unit submitted right after was active after {took:?} (engine_lease_ttl 2s)"
+    );
+    let new_leader = t
+        .registry
+        .leader()
+        .await
+        .unwrap()
+        .expect("a new engine was elected");
     assert_ne!(new_leader, leader);
 }
 
@@ -144,7 +274,11 @@ async fn a_restarted_agent_adopts_running_units_without_restarting_them() {
         let probe = format!("probe-{}.service", signal.as_str().to_lowercase());
         submit(&t.registry, &probe, SLEEPER, Launched).await;
         await_active(&t.registry, &[probe.as_str()], DEADLINE).await;
-        assert_eq!(systemd.main_pid(&unit("keep.service")).await.unwrap(), pid, "keep.service was restarted after {signal}");
+        assert_eq!(
+            systemd.main_pid(&unit("keep.service")).await.unwrap(),
+            pid,
+            "keep.service was restarted after {signal}"
+        );
         let state = t.registry.states_of(&unit("keep.service")).await.unwrap();
         assert_eq!(state.len(), 1);
         assert_eq!(state[0].0.1, me);
@@ -159,22 +293,45 @@ async fn desired_state_changes_show_in_the_unit_state_within_a_deadline() {
     let me = t.cluster.machine_id(0).clone();
     let deadline = Duration::from_secs(5);
     submit(r, "s.service", SLEEPER, Loaded).await;
-    let s = await_unit_state(r, "s.service", &me, deadline, "loaded", |s| s.current.to_string() == "loaded").await;
+    let s = await_unit_state(r, "s.service", &me, deadline, "loaded", |s| {
+        s.current.to_string() == "loaded"
+    })
+    .await;
     assert_eq!((s.load.as_str(), s.active.as_str()), ("loaded", "inactive"));
     set_desired(r, "s.service", Launched).await;
-    await_unit_state(r, "s.service", &me, deadline, "launched and running", |s| s.current.to_string() == "launched" && s.sub == "running").await;
+    await_unit_state(r, "s.service", &me, deadline, "launched and running", |s| {
+        s.current.to_string() == "launched" && s.sub == "running"
+    })
+    .await;
     set_desired(r, "s.service", Loaded).await;
-    await_unit_state(r, "s.service", &me, deadline, "stopped", |s| s.current.to_string() == "loaded" && s.active.as_str() == "inactive").await;
+    await_unit_state(r, "s.service", &me, deadline, "stopped", |s| {
+        s.current.to_string() == "loaded" && s.active.as_str() == "inactive"
+    })
+    .await;
     set_desired(r, "s.service", Inactive).await;
-    await_states(r, deadline, "s.service unloaded", |s| s.keys().all(|(u, _)| u.as_str() != "s.service").then_some(())).await;
+    await_states(r, deadline, "s.service unloaded", |s| {
+        s.keys()
+            .all(|(u, _)| u.as_str() != "s.service")
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_unit_whose_process_exits_with_an_error_is_failed() {
     let t = cluster("exits", &[("host-1", "")], FAST).await;
     let me = t.cluster.machine_id(0).clone();
-    submit(&t.registry, "crash.service", "[Service]\nExecStart=/bin/sh -c 'exit 3'\n", Launched).await;
-    let s = await_unit_state(&t.registry, "crash.service", &me, DEADLINE, "failed", |s| s.active.as_str() == "failed").await;
+    submit(
+        &t.registry,
+        "crash.service",
+        "[Service]\nExecStart=/bin/sh -c 'exit 3'\n",
+        Launched,
+    )
+    .await;
+    let s = await_unit_state(&t.registry, "crash.service", &me, DEADLINE, "failed", |s| {
+        s.active.as_str() == "failed"
+    })
+    .await;
     assert_eq!(s.current.to_string(), "launched");
 }
 
@@ -182,9 +339,23 @@ async fn a_unit_whose_process_exits_with_an_error_is_failed() {
 async fn a_unit_systemd_refuses_is_failed_with_its_message_and_the_others_run() {
     let t = cluster("refused", &[("host-1", "")], FAST).await;
     let me = t.cluster.machine_id(0).clone();
-    submit(&t.registry, "bad.service", "[Service]\nExecStart=relative/path\n", Launched).await;
+    submit(
+        &t.registry,
+        "bad.service",
+        "[Service]\nExecStart=relative/path\n",
+        Launched,
+    )
+    .await;
     submit(&t.registry, "good.service", SLEEPER, Launched).await;
-    let s = await_unit_state(&t.registry, "bad.service", &me, DEADLINE, "failed with a message", |s| s.active.as_str() == "failed" && s.message.is_some()).await;
+    let s = await_unit_state(
+        &t.registry,
+        "bad.service",
+        &me,
+        DEADLINE,
+        "failed with a message",
+        |s| s.active.as_str() == "failed" && s.message.is_some(),
+    )
+    .await;
     assert_eq!(s.load, LoadState::BadSetting);
     let message = s.message.unwrap();
     assert!(message.contains("bad.service"), "{message}");
@@ -196,21 +367,52 @@ async fn destroying_a_unit_removes_its_file_and_systemd_unit_from_the_host() {
     let t = cluster("destroy", &[("host-1", "")], FAST).await;
     submit(&t.registry, "gone.service", SLEEPER, Launched).await;
     await_active(&t.registry, &["gone.service"], DEADLINE).await;
-    let file = t.cluster.host(0).record().path("/run/flotte/units/gone.service");
-    assert!(file.exists(), "{} exists while the unit runs", file.display());
+    let file = t
+        .cluster
+        .host(0)
+        .record()
+        .path("/run/flotte/units/gone.service");
+    assert!(
+        file.exists(),
+        "{} exists while the unit runs",
+        file.display()
+    );
 
     assert!(t.registry.delete_unit(&unit("gone.service")).await.unwrap());
-    await_states(&t.registry, DEADLINE, "gone.service's state removed", |s| s.keys().all(|(u, _)| u.as_str() != "gone.service").then_some(())).await;
+    await_states(&t.registry, DEADLINE, "gone.service's state removed", |s| {
+        s.keys()
+            .all(|(u, _)| u.as_str() != "gone.service")
+            .then_some(())
+    })
+    .await;
     assert!(!file.exists(), "{} is removed", file.display());
     let systemd = Systemd::connect(&t.cluster.host(0).bus()).await.unwrap();
-    let status = systemd.list_by_names(&[unit("gone.service")]).await.unwrap();
-    assert_eq!(status[0].1.load, LoadState::NotFound, "systemd forgot the unit");
-    assert!(t.registry.placement(&unit("gone.service")).await.unwrap().is_none());
+    let status = systemd
+        .list_by_names(&[unit("gone.service")])
+        .await
+        .unwrap();
+    assert_eq!(
+        status[0].1.load,
+        LoadState::NotFound,
+        "systemd forgot the unit"
+    );
+    assert!(
+        t.registry
+            .placement(&unit("gone.service"))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn twenty_units_launched_at_once_all_become_active() {
-    let t = cluster("twenty", &[("host-1", ""), ("host-2", ""), ("host-3", "")], FAST).await;
+    let t = cluster(
+        "twenty",
+        &[("host-1", ""), ("host-2", ""), ("host-3", "")],
+        FAST,
+    )
+    .await;
     let names: Vec<String> = (1..=20).map(|i| format!("batch{i}.service")).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let (placed, took) = timed(async {
@@ -225,6 +427,13 @@ async fn twenty_units_launched_at_once_all_become_active() {
     for m in placed.values() {
         *per_machine.entry(m.clone()).or_insert(0) += 1;
     }
-    assert_eq!(per_machine.len(), 3, "spread over all machines: {per_machine:?}");
-    assert!(per_machine.values().all(|n| (6..=7).contains(n)), "least-loaded spreads evenly: {per_machine:?}");
+    assert_eq!(
+        per_machine.len(),
+        3,
+        "spread over all machines: {per_machine:?}"
+    );
+    assert!(
+        per_machine.values().all(|n| (6..=7).contains(n)),
+        "least-loaded spreads evenly: {per_machine:?}"
+    );
 }

@@ -128,9 +128,12 @@ pub fn active_on(states: &States, name: &str) -> Vec<MachineId> {
         .collect()
 }
 
-
 /// Waits until each named unit is active on exactly one machine; returns where.
-pub async fn await_active(registry: &Registry, names: &[&str], deadline: Duration) -> BTreeMap<String, MachineId> {
+pub async fn await_active(
+    registry: &Registry,
+    names: &[&str],
+    deadline: Duration,
+) -> BTreeMap<String, MachineId> {
     await_states(registry, deadline, format!("{names:?} all active"), |s| {
         let mut found = BTreeMap::new();
         for n in names {
@@ -154,7 +157,13 @@ pub async fn await_unit_state(
     done: impl Fn(&UnitStateRecord) -> bool,
 ) -> UnitStateRecord {
     let key = (unit(name), machine.clone());
-    await_states(registry, deadline, format!("{name} on {machine}: {what}"), |s| s.get(&key).filter(|r| done(r)).cloned()).await
+    await_states(
+        registry,
+        deadline,
+        format!("{name} on {machine}: {what}"),
+        |s| s.get(&key).filter(|r| done(r)).cloned(),
+    )
+    .await
 }
 
 /// Runs `f` and returns its value with how long it took.
