@@ -118,6 +118,33 @@ pub struct UnitStatePage {
     pub next_page_token: String,
 }
 
+impl From<crate::unit::UnitOption> for UnitOption {
+    fn from(o: crate::unit::UnitOption) -> Self {
+        UnitOption {
+            section: o.section,
+            name: o.name,
+            value: o.value,
+        }
+    }
+}
+
+impl From<UnitOption> for crate::unit::UnitOption {
+    fn from(o: UnitOption) -> Self {
+        crate::unit::UnitOption {
+            section: o.section,
+            name: o.name,
+            value: o.value,
+        }
+    }
+}
+
+/// flotte: the answer of `GET /flotte/v1/changes?since=REV&timeout=SECS`, the cluster's etcd
+/// revision once it is past `since` (or when the timeout passed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Changes {
+    pub revision: i64,
+}
+
 /// `{"error":{"code":N,"message":"..."}}`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {

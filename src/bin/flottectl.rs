@@ -1,33 +1,26 @@
-//! flottectl: the command-line client. Everything but stdout and exit codes is in `flotte::cli`.
+//! flottectl: the command-line client. Everything but the process's stdout, stderr and exit
+//! code is in `flotte::cli`.
 
-use std::io::{self, Write};
+use std::io;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Parser;
-use flotte::cli::{self, Cli, exit};
+use flotte::cli::{self, Cli, Console, exit};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    let (mut out, mut err) = (io::stdout().lock(), io::stderr());
+    let mut console = Console {
+        out: &mut out,
+        err: &mut err,
+    };
+    match cli::run(cli, &mut console) {
         Ok(code) => code,
-        // `flottectl check ... | head` closing the pipe is the reader's choice, not a failure.
-        Err(e)
-            if e.downcast_ref::<io::Error>()
-                .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) =>
-        {
-            exit::SUCCESS
-        }
+        // `flottectl list-units | head` closing the pipe is the reader's choice, not a failure.
+        Err(e) if e.is_broken_pipe() => exit::SUCCESS,
         Err(e) => {
-            eprintln!("flottectl: {e:#}");
-            exit::error()
+            eprintln!("flottectl: {e}");
+            exit::FAILURE
         }
     }
-}
-
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let mut out = io::stdout().lock();
-    let code = cli::run(cli, &mut out).context("cannot write the output")?;
-    out.flush().context("cannot write the output")?;
-    Ok(code)
 }

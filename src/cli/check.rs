@@ -1,15 +1,15 @@
 //! `flottectl check FILE...`: lints unit files and their `[X-Fleet]` requirements offline, as
 //! users do in CI before submitting units.
 
-use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use serde::Serialize;
 
-use crate::cli::{OutputFormat, exit};
-use crate::unit::{MAX_FILE_SIZE, Requirements, UnitFile, UnitHash, UnitName, UnitOption};
+use super::local::{Finding, examine};
+use super::{OutputFormat, exit};
+use crate::unit::{Requirements, UnitFile, UnitHash, UnitName, UnitOption};
 
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
@@ -36,22 +36,6 @@ struct Report {
     requirements: Option<Requirements>,
     warnings: Vec<Finding>,
     errors: Vec<Finding>,
-}
-
-#[derive(Debug, Serialize)]
-struct Finding {
-    /// 1-based; absent when the problem is not on a line (the file name, its size).
-    line: Option<usize>,
-    message: String,
-}
-
-impl Finding {
-    fn new(line: Option<usize>, message: impl ToString) -> Self {
-        Self {
-            line,
-            message: message.to_string(),
-        }
-    }
 }
 
 pub(super) fn run(args: &CheckArgs, out: &mut dyn Write) -> io::Result<ExitCode> {
@@ -94,70 +78,26 @@ fn write_text(out: &mut dyn Write, path: &Path, report: &Report) -> io::Result<(
 
 fn check_file(path: &Path) -> Report {
     let base = path.file_name().map(|n| n.to_str());
-    let mut report = Report {
-        file: path.to_string_lossy().into_owned(),
-        name: base.flatten().map(str::to_owned),
-        valid: false,
-        hash: None,
-        options: None,
-        requirements: None,
-        warnings: Vec::new(),
-        errors: Vec::new(),
-    };
     let name = match base {
         None => Err("the path has no file name to use as the unit name".to_owned()),
         Some(None) => Err("the file name is not valid UTF-8, so it is no unit name".to_owned()),
         Some(Some(base)) => UnitName::new(base).map_err(|e| e.to_string()),
     };
-    let name = name
-        .map_err(|message| report.errors.push(Finding::new(None, message)))
-        .ok();
-    let parsed = match read_limited(path) {
-        Err(e) => {
-            report
-                .errors
-                .push(Finding::new(None, format!("cannot read the file: {e}")));
-            None
-        }
-        Ok(bytes) => match UnitFile::parse(&bytes) {
-            Ok(parsed) => Some(parsed),
-            Err(e) => {
-                let line = (e.line != 0).then_some(e.line);
-                report.errors.push(Finding::new(line, e.problem));
-                None
-            }
-        },
-    };
-    if let Some(parsed) = &parsed {
-        report.hash = Some(parsed.file.hash());
-        report.options = Some(parsed.file.options().to_vec());
+    let examined = examine(path, name.as_ref().ok());
+    let mut errors: Vec<Finding> = name
+        .err()
+        .map(|m| Finding::new(None, m))
+        .into_iter()
+        .collect();
+    errors.extend(examined.errors);
+    Report {
+        file: path.to_string_lossy().into_owned(),
+        name: base.flatten().map(str::to_owned),
+        valid: errors.is_empty(),
+        hash: examined.file.as_ref().map(UnitFile::hash),
+        options: examined.file.map(UnitFile::into_options),
+        requirements: examined.requirements,
+        warnings: examined.warnings,
+        errors,
     }
-    if let (Some(name), Some(parsed)) = (name, parsed) {
-        let line = |option: usize| parsed.lines.get(option).copied();
-        match Requirements::from_unit(&name, &parsed.file) {
-            Ok(checked) => {
-                report.warnings = (checked.warnings.into_iter())
-                    .map(|w| Finding::new(line(w.option), w.message))
-                    .collect();
-                report.requirements = Some(checked.requirements);
-            }
-            Err(errors) => report.errors.extend(
-                errors
-                    .into_iter()
-                    .map(|e| Finding::new(e.option.and_then(line), e.message)),
-            ),
-        }
-    }
-    report.valid = report.errors.is_empty();
-    report
-}
-
-/// Reads at most one byte more than a unit file may have: enough for the parser to refuse an
-/// oversized file without flottectl reading all of it.
-fn read_limited(path: &Path) -> io::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    File::open(path)?
-        .take(MAX_FILE_SIZE as u64 + 1)
-        .read_to_end(&mut bytes)?;
-    Ok(bytes)
 }

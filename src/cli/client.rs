@@ -1,0 +1,495 @@
+//! flottectl's HTTP client of flotted's API: fleet v1 under `/fleet/v1` and flotte's
+//! long-poll under `/flotte/v1`, over a unix socket, TCP or TLS. Every request opens its own
+//! connection: a CLI makes few requests, and a fresh connection never meets one the server
+//! closed meanwhile.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::ServerName;
+
+use super::endpoint::Endpoint;
+use super::tls::{self, TlsError, TlsFiles};
+use crate::unit::{DesiredState, UnitName};
+use crate::wire;
+
+/// How to reach the API and how long a request may take.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    pub endpoint: Endpoint,
+    pub request_timeout: Duration,
+    pub tls: TlsFiles,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to {endpoint}: {source}")]
+    Connect {
+        endpoint: String,
+        source: std::io::Error,
+    },
+    #[error("TLS handshake with {endpoint} failed: {source}")]
+    Handshake {
+        endpoint: String,
+        source: std::io::Error,
+    },
+    #[error("{endpoint} did not answer {method} {path} within {after:?} (see --request-timeout)")]
+    Timeout {
+        endpoint: String,
+        method: Method,
+        path: String,
+        after: Duration,
+    },
+    #[error("{method} {path} on {endpoint} failed: {source}")]
+    Http {
+        endpoint: String,
+        method: Method,
+        path: String,
+        source: hyper::Error,
+    },
+    #[error("{method} {path}: the server answered {status}: {message}")]
+    Api {
+        method: Method,
+        path: String,
+        status: StatusCode,
+        message: String,
+    },
+    #[error("{method} {path}: the answer is not what fleet's API sends: {why}")]
+    Decode {
+        method: Method,
+        path: String,
+        why: String,
+    },
+    #[error("{0}")]
+    Tls(#[from] TlsError),
+    #[error("the endpoint host `{0}` is not a valid TLS server name")]
+    ServerName(String),
+}
+
+enum Transport {
+    Unix(PathBuf),
+    Tcp {
+        authority: String,
+    },
+    Tls {
+        authority: String,
+        name: ServerName<'static>,
+        connector: TlsConnector,
+    },
+}
+
+pub struct Client {
+    endpoint: String,
+    transport: Transport,
+    timeout: Duration,
+}
+
+/// A request's answer: its status and body, read whole.
+struct Answer {
+    status: StatusCode,
+    body: Bytes,
+}
+
+impl Client {
+    pub fn new(settings: &ClientSettings) -> Result<Client, ClientError> {
+        let transport = match &settings.endpoint {
+            Endpoint::Unix(path) => Transport::Unix(path.clone()),
+            Endpoint::Http(hp) => Transport::Tcp {
+                authority: hp.authority(),
+            },
+            Endpoint::Https(hp) => Transport::Tls {
+                authority: hp.authority(),
+                name: ServerName::try_from(hp.host.clone())
+                    .map_err(|_| ClientError::ServerName(hp.host.clone()))?,
+                connector: tls::connector(&settings.tls)?,
+            },
+        };
+        Ok(Client {
+            endpoint: settings.endpoint.to_string(),
+            transport,
+            timeout: settings.request_timeout,
+        })
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Every machine, over all pages.
+    pub async fn machines(&self) -> Result<Vec<wire::Machine>, ClientError> {
+        self.all_pages("/fleet/v1/machines", &[], |p: wire::MachinePage| {
+            (p.machines, p.next_page_token)
+        })
+        .await
+    }
+
+    /// Every unit, over all pages.
+    pub async fn units(&self) -> Result<Vec<wire::Unit>, ClientError> {
+        self.all_pages("/fleet/v1/units", &[], |p: wire::UnitPage| {
+            (p.units, p.next_page_token)
+        })
+        .await
+    }
+
+    /// One unit, or `None` when the registry has none of that name.
+    pub async fn unit(&self, name: &UnitName) -> Result<Option<wire::Unit>, ClientError> {
+        let path = unit_path(name);
+        let answer = self.call(Method::GET, &path, None, Duration::ZERO).await?;
+        match answer.status {
+            StatusCode::OK => decode(Method::GET, &path, &answer.body).map(Some),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(api_error(Method::GET, &path, &answer)),
+        }
+    }
+
+    /// Creates or replaces a unit (its options) or changes its desired state (no options).
+    pub async fn put_unit(&self, unit: &wire::Unit) -> Result<(), ClientError> {
+        let name_path = format!("/fleet/v1/units/{}", encode(&unit.name, PATH_SAFE));
+        let body = json(unit);
+        let answer = self
+            .call(Method::PUT, &name_path, Some(body), Duration::ZERO)
+            .await?;
+        match answer.status {
+            StatusCode::CREATED | StatusCode::NO_CONTENT => Ok(()),
+            _ => Err(api_error(Method::PUT, &name_path, &answer)),
+        }
+    }
+
+    pub async fn set_desired(
+        &self,
+        name: &UnitName,
+        desired: DesiredState,
+    ) -> Result<(), ClientError> {
+        self.put_unit(&wire::Unit {
+            name: name.to_string(),
+            desired_state: desired.to_string(),
+            ..wire::Unit::default()
+        })
+        .await
+    }
+
+    /// Deletes a unit; `false` when there was none of that name.
+    pub async fn delete_unit(&self, name: &UnitName) -> Result<bool, ClientError> {
+        let path = unit_path(name);
+        let answer = self
+            .call(Method::DELETE, &path, None, Duration::ZERO)
+            .await?;
+        match answer.status {
+            StatusCode::NO_CONTENT | StatusCode::OK => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(api_error(Method::DELETE, &path, &answer)),
+        }
+    }
+
+    /// Unit states, one per unit and machine; only `unit`'s when given.
+    pub async fn states(
+        &self,
+        unit: Option<&UnitName>,
+    ) -> Result<Vec<wire::UnitState>, ClientError> {
+        let filter: Vec<(&str, String)> = unit
+            .map(|u| ("unitName", u.to_string()))
+            .into_iter()
+            .collect();
+        self.all_pages("/fleet/v1/state", &filter, |p: wire::UnitStatePage| {
+            (p.states, p.next_page_token)
+        })
+        .await
+    }
+
+    /// The cluster's revision once it is past `since`, or after `wait` without a change
+    /// (flotte's long-poll; the server caps `wait` at 60 s).
+    pub async fn changes(&self, since: i64, wait: Duration) -> Result<i64, ClientError> {
+        // Whole seconds on the wire; a wait below a second still waits one, never zero, so a
+        // caller with little time left does not spin.
+        let secs = wait.as_secs_f64().ceil().clamp(1.0, 60.0) as u64;
+        let path = format!("/flotte/v1/changes?since={since}&timeout={secs}");
+        let answer = self
+            .call(Method::GET, &path, None, Duration::from_secs(secs))
+            .await?;
+        if answer.status != StatusCode::OK {
+            return Err(api_error(Method::GET, &path, &answer));
+        }
+        decode::<wire::Changes>(Method::GET, &path, &answer.body).map(|c| c.revision)
+    }
+
+    async fn all_pages<P: DeserializeOwned, T>(
+        &self,
+        base: &str,
+        query: &[(&str, String)],
+        split: impl Fn(P) -> (Vec<T>, String),
+    ) -> Result<Vec<T>, ClientError> {
+        let mut items = Vec::new();
+        let mut token = String::new();
+        loop {
+            let mut params: Vec<(&str, String)> = query.to_vec();
+            if !token.is_empty() {
+                params.push(("nextPageToken", token.clone()));
+            }
+            let path = with_query(base, &params);
+            let answer = self.call(Method::GET, &path, None, Duration::ZERO).await?;
+            if answer.status != StatusCode::OK {
+                return Err(api_error(Method::GET, &path, &answer));
+            }
+            let (page, next) = split(decode(Method::GET, &path, &answer.body)?);
+            items.extend(page);
+            if next.is_empty() {
+                return Ok(items);
+            }
+            if next == token {
+                return Err(ClientError::Decode {
+                    method: Method::GET,
+                    path,
+                    why: "the server handed out the same page token twice".into(),
+                });
+            }
+            token = next;
+        }
+    }
+
+    /// One request on a fresh connection, bounded by the request timeout plus `extra` (the
+    /// time a long-poll is allowed to hold the answer back).
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        extra: Duration,
+    ) -> Result<Answer, ClientError> {
+        let after = self.timeout + extra;
+        match tokio::time::timeout(after, self.exchange(method.clone(), path, body)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(ClientError::Timeout {
+                endpoint: self.endpoint.clone(),
+                method,
+                path: path.to_owned(),
+                after,
+            }),
+        }
+    }
+
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Answer, ClientError> {
+        let connect_error = |source| ClientError::Connect {
+            endpoint: self.endpoint.clone(),
+            source,
+        };
+        match &self.transport {
+            Transport::Unix(socket) => {
+                let stream = tokio::net::UnixStream::connect(socket)
+                    .await
+                    .map_err(connect_error)?;
+                self.send(stream, "localhost", method, path, body).await
+            }
+            Transport::Tcp { authority } => {
+                let stream = tokio::net::TcpStream::connect(authority.as_str())
+                    .await
+                    .map_err(connect_error)?;
+                self.send(stream, authority, method, path, body).await
+            }
+            Transport::Tls {
+                authority,
+                name,
+                connector,
+            } => {
+                let stream = tokio::net::TcpStream::connect(authority.as_str())
+                    .await
+                    .map_err(connect_error)?;
+                let stream = connector
+                    .connect(name.clone(), stream)
+                    .await
+                    .map_err(|source| ClientError::Handshake {
+                        endpoint: self.endpoint.clone(),
+                        source,
+                    })?;
+                self.send(stream, authority, method, path, body).await
+            }
+        }
+    }
+
+    async fn send<S>(
+        &self,
+        stream: S,
+        host: &str,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Answer, ClientError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let http_error = |source| ClientError::Http {
+            endpoint: self.endpoint.clone(),
+            method: method.clone(),
+            path: path.to_owned(),
+            source,
+        };
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+                .await
+                .map_err(http_error)?;
+        // The connection task ends with the exchange: the sender is dropped below.
+        tokio::spawn(connection);
+        let mut request = Request::builder()
+            .method(method.clone())
+            .uri(path)
+            .header(hyper::header::HOST, host)
+            .header(hyper::header::ACCEPT, "application/json");
+        if body.is_some() {
+            request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| ClientError::Decode {
+                method: method.clone(),
+                path: path.to_owned(),
+                why: format!("cannot build the request: {e}"),
+            })?;
+        let response = sender.send_request(request).await.map_err(http_error)?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(http_error)?
+            .to_bytes();
+        Ok(Answer { status, body })
+    }
+}
+
+fn unit_path(name: &UnitName) -> String {
+    format!("/fleet/v1/units/{}", encode(name.as_str(), PATH_SAFE))
+}
+
+fn json<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("wire types always serialize")
+}
+
+fn decode<T: DeserializeOwned>(method: Method, path: &str, body: &[u8]) -> Result<T, ClientError> {
+    serde_json::from_slice(body).map_err(|e| ClientError::Decode {
+        method,
+        path: path.to_owned(),
+        why: e.to_string(),
+    })
+}
+
+/// The server's `{"error":{"message"}}`, or as much of the body as makes sense without it.
+fn api_error(method: Method, path: &str, answer: &Answer) -> ClientError {
+    let message = match serde_json::from_slice::<wire::ErrorBody>(&answer.body) {
+        Ok(e) => e.error.message,
+        Err(_) => {
+            let text = String::from_utf8_lossy(&answer.body);
+            let text = text.trim();
+            if text.is_empty() {
+                "no error message".to_owned()
+            } else {
+                text.chars().take(200).collect()
+            }
+        }
+    };
+    ClientError::Api {
+        method,
+        path: path.to_owned(),
+        status: answer.status,
+        message,
+    }
+}
+
+/// Characters left as they are in a path segment: RFC 3986's unreserved ones, plus `@` and `:`
+/// which unit names use and paths allow.
+const PATH_SAFE: &[u8] = b"@:";
+const QUERY_SAFE: &[u8] = b"";
+
+/// Percent-encodes everything but unreserved characters and `keep`.
+fn encode(s: &str, keep: &[u8]) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || keep.contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn with_query(base: &str, params: &[(&str, String)]) -> String {
+    if params.is_empty() {
+        return base.to_owned();
+    }
+    let query: Vec<String> = params
+        .iter()
+        .map(|(k, v)| format!("{k}={}", encode(v, QUERY_SAFE)))
+        .collect();
+    format!("{base}?{}", query.join("&"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_names_are_escaped_in_paths_and_queries() {
+        let name = UnitName::new(r"web@a\x2db.service").unwrap();
+        assert_eq!(unit_path(&name), "/fleet/v1/units/web@a%5Cx2db.service");
+        assert_eq!(
+            with_query(
+                "/fleet/v1/state",
+                &[
+                    ("unitName", name.to_string()),
+                    ("nextPageToken", "ZAACAA==".into())
+                ]
+            ),
+            "/fleet/v1/state?unitName=web%40a%5Cx2db.service&nextPageToken=ZAACAA%3D%3D"
+        );
+    }
+
+    #[test]
+    fn api_errors_carry_the_servers_message() {
+        let answer = Answer {
+            status: StatusCode::CONFLICT,
+            body: Bytes::from_static(br#"{"error":{"code":409,"message":"unit does not exist and options field empty"}}"#),
+        };
+        assert_eq!(
+            api_error(Method::PUT, "/fleet/v1/units/a.service", &answer).to_string(),
+            "PUT /fleet/v1/units/a.service: the server answered 409 Conflict: unit does not exist and options field empty"
+        );
+        let answer = Answer {
+            status: StatusCode::BAD_GATEWAY,
+            body: Bytes::new(),
+        };
+        assert_eq!(
+            api_error(Method::GET, "/fleet/v1/units", &answer).to_string(),
+            "GET /fleet/v1/units: the server answered 502 Bad Gateway: no error message"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_failure_names_the_endpoint_and_the_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("none.sock");
+        let client = Client::new(&ClientSettings {
+            endpoint: Endpoint::Unix(socket.clone()),
+            request_timeout: Duration::from_secs(3),
+            tls: TlsFiles::default(),
+        })
+        .unwrap();
+        let e = client.units().await.unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("cannot connect to unix://{}: ", socket.display())),
+            "{e}"
+        );
+        assert!(e.contains("No such file or directory"), "{e}");
+    }
+}

@@ -1,0 +1,287 @@
+//! Golden tests of every list command and flag: the sample cluster below, rendered, compared
+//! with `tests/data/golden/*`. `FLOTTE_BLESS=1 cargo test --lib cli::fields` rewrites the files;
+//! review the diff before committing it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::*;
+
+const M1: &str = "1a2b3c4d5e6f708192a3b4c5d6e7f801";
+const M2: &str = "2b3c4d5e6f708192a3b4c5d6e7f80112";
+const M3: &str = "3c4d5e6f708192a3b4c5d6e7f8011223";
+
+fn machine(id: &str, ip: &str, metadata: &[(&str, &str)], hostname: &str) -> wire::Machine {
+    wire::Machine {
+        id: id.into(),
+        primary_ip: ip.into(),
+        metadata: metadata
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>(),
+        version: "0.1.0".into(),
+        hostname: hostname.into(),
+    }
+}
+
+fn sample_machines() -> Vec<wire::Machine> {
+    vec![
+        machine(
+            M1,
+            "127.0.1.1",
+            &[("region", "eu"), ("disk", "ssd")],
+            "host-1",
+        ),
+        machine(
+            M2,
+            "127.0.1.2",
+            &[("region", "eu"), ("disk", "hdd")],
+            "host-2",
+        ),
+        // A machine without metadata nor IP shows `-` for both.
+        wire::Machine {
+            id: M3.into(),
+            ..wire::Machine::default()
+        },
+    ]
+}
+
+fn options(text: &str) -> Vec<wire::UnitOption> {
+    UnitFile::parse(text.as_bytes())
+        .unwrap()
+        .file
+        .into_options()
+        .into_iter()
+        .map(Into::into)
+        .collect()
+}
+
+const HELLO: &str =
+    "[Unit]\nDescription=Hello from every host\n\n[Service]\nExecStart=/bin/sleep infinity\n";
+const WEB: &str =
+    "[Service]\nExecStart=/bin/sleep infinity\n\n[X-Fleet]\nConflicts=web@*.service\n";
+const BEACON: &str = "[Unit]\nDescription=A beacon\n\n[Service]\nExecStart=/bin/sleep infinity\n\n[X-Fleet]\nGlobal=true\n";
+const ASIA: &str =
+    "[Service]\nExecStart=/bin/sleep infinity\n\n[X-Fleet]\nMachineMetadata=region=asia\n";
+
+fn unit(name: &str, text: &str, desired: &str, current: &str, machine: &str) -> wire::Unit {
+    wire::Unit {
+        name: name.into(),
+        options: options(text),
+        desired_state: desired.into(),
+        current_state: current.into(),
+        machine_id: machine.into(),
+        ..wire::Unit::default()
+    }
+}
+
+fn sample_units() -> Vec<wire::Unit> {
+    vec![
+        wire::Unit {
+            reason: "no machine matches MachineMetadata=region=asia".into(),
+            ..unit("asia.service", ASIA, "launched", "inactive", "")
+        },
+        wire::Unit {
+            machine_ids: vec![M1.into(), M2.into(), M3.into()],
+            ..unit("beacon.service", BEACON, "launched", "", M1)
+        },
+        unit("hello.service", HELLO, "launched", "launched", M2),
+        unit("web@.service", WEB, "inactive", "inactive", ""),
+        unit("web@1.service", WEB, "loaded", "loaded", M1),
+        // Placed on a machine that has left the cluster: the ID alone, without an IP.
+        unit(
+            "web@2.service",
+            WEB,
+            "launched",
+            "launched",
+            "9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f",
+        ),
+    ]
+}
+
+fn state(name: &str, machine: &str, text: &str, active: &str, sub: &str) -> wire::UnitState {
+    wire::UnitState {
+        name: name.into(),
+        hash: UnitFile::parse(text.as_bytes())
+            .unwrap()
+            .file
+            .hash()
+            .to_string(),
+        machine_id: machine.into(),
+        systemd_load_state: "loaded".into(),
+        systemd_active_state: active.into(),
+        systemd_sub_state: sub.into(),
+        ..wire::UnitState::default()
+    }
+}
+
+fn sample_states() -> Vec<wire::UnitState> {
+    vec![
+        state("beacon.service", M1, BEACON, "active", "running"),
+        state("beacon.service", M2, BEACON, "active", "running"),
+        state("beacon.service", M3, BEACON, "failed", "failed"),
+        state("hello.service", M2, HELLO, "active", "running"),
+        state("web@1.service", M1, WEB, "inactive", "dead"),
+        // A state the agent could not fill in completely.
+        wire::UnitState {
+            name: "web@2.service".into(),
+            machine_id: "9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f".into(),
+            ..wire::UnitState::default()
+        },
+    ]
+}
+
+/// Compares `actual` with the golden file `name`, or rewrites it under `FLOTTE_BLESS`.
+fn check(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/golden")
+        .join(name);
+    if std::env::var_os("FLOTTE_BLESS").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (FLOTTE_BLESS=1 writes it)", path.display()));
+    assert_eq!(
+        actual, expected,
+        "{name} differs from the golden file; after review, FLOTTE_BLESS=1 rewrites it"
+    );
+}
+
+fn fields<F: Field>(text: &str) -> Fields<F> {
+    parse_fields(text).unwrap()
+}
+
+#[test]
+fn list_units_renders_every_flag_as_the_golden_files_show() {
+    let machines = sample_machines();
+    let directory = Machines::new(&machines);
+    let states = sample_states();
+    let listing = |f: &str, detail| unit_states(&fields(f), &states, &directory, detail);
+    let default = listing(DEFAULT_UNIT_FIELDS, Detail::Short);
+    check("list-units.txt", &default.to_text(Legend::Show));
+    check(
+        "list-units-full.txt",
+        &listing(DEFAULT_UNIT_FIELDS, Detail::Full).to_text(Legend::Show),
+    );
+    check(
+        "list-units-no-legend.txt",
+        &listing("unit,sub", Detail::Short).to_text(Legend::Hide),
+    );
+    check(
+        "list-units-all-fields.txt",
+        &listing("unit,load,active,sub,machine,hash", Detail::Short).to_text(Legend::Show),
+    );
+    check(
+        "list-units-all-fields-full.txt",
+        &listing("unit,load,active,sub,machine,hash", Detail::Full).to_text(Legend::Show),
+    );
+    check("list-units.json", &default.to_json());
+}
+
+#[test]
+fn list_unit_files_renders_every_flag_as_the_golden_files_show() {
+    let machines = sample_machines();
+    let directory = Machines::new(&machines);
+    let units = sample_units();
+    let listing = |f: &str, detail| unit_files(&fields(f), &units, &directory, detail);
+    let default = listing(DEFAULT_UNIT_FILE_FIELDS, Detail::Short);
+    check("list-unit-files.txt", &default.to_text(Legend::Show));
+    check(
+        "list-unit-files-full.txt",
+        &listing(DEFAULT_UNIT_FILE_FIELDS, Detail::Full).to_text(Legend::Show),
+    );
+    check(
+        "list-unit-files-no-legend.txt",
+        &default.to_text(Legend::Hide),
+    );
+    check(
+        "list-unit-files-extra-fields.txt",
+        &listing("unit,desc,global,reason", Detail::Short).to_text(Legend::Show),
+    );
+    check(
+        "list-unit-files.json",
+        &listing(
+            "unit,hash,dstate,state,target,desc,global,reason",
+            Detail::Short,
+        )
+        .to_json(),
+    );
+}
+
+#[test]
+fn list_machines_renders_every_flag_as_the_golden_files_show() {
+    let machines = sample_machines();
+    let listing = |f: &str, detail| super::machines(&fields(f), &machines, detail);
+    let default = listing(DEFAULT_MACHINE_FIELDS, Detail::Short);
+    check("list-machines.txt", &default.to_text(Legend::Show));
+    check(
+        "list-machines-full.txt",
+        &listing(DEFAULT_MACHINE_FIELDS, Detail::Full).to_text(Legend::Show),
+    );
+    check(
+        "list-machines-no-legend.txt",
+        &default.to_text(Legend::Hide),
+    );
+    check(
+        "list-machines-extra-fields.txt",
+        &listing("machine,hostname,version", Detail::Short).to_text(Legend::Show),
+    );
+    check(
+        "list-machines.json",
+        &listing("machine,ip,metadata,hostname,version", Detail::Full).to_json(),
+    );
+}
+
+#[test]
+fn machine_ids_are_shortened_as_fleetctl_does_unless_full() {
+    assert_eq!(machine_id(M1, Detail::Short), "1a2b3c4d...");
+    assert_eq!(machine_id(M1, Detail::Full), M1);
+    // Nothing to shorten: the ID as it is, without a misleading ellipsis.
+    assert_eq!(machine_id("1a2b3c4d", Detail::Short), "1a2b3c4d");
+    let machines = sample_machines();
+    let directory = Machines::new(&machines);
+    assert_eq!(directory.legend(M2, Detail::Short), "2b3c4d5e.../127.0.1.2");
+    assert_eq!(directory.legend(M3, Detail::Short), "3c4d5e6f...");
+}
+
+#[test]
+fn unknown_or_missing_fields_are_refused_with_the_valid_ones() {
+    assert_eq!(
+        parse_fields::<UnitField>("unit,state").unwrap_err(),
+        "unknown field `state`: valid fields are unit,machine,active,sub,load,hash"
+    );
+    assert_eq!(
+        parse_fields::<MachineField>("").unwrap_err(),
+        "no fields given: choose from machine,ip,metadata,hostname,version"
+    );
+    assert_eq!(
+        parse_fields::<UnitFileField>("unit, reason").unwrap(),
+        Fields(vec![UnitFileField::Unit, UnitFileField::Reason])
+    );
+}
+
+#[test]
+fn a_unit_with_options_the_server_should_have_refused_still_lists() {
+    let units = vec![wire::Unit {
+        name: "odd.service".into(),
+        options: vec![wire::UnitOption {
+            section: "Service".into(),
+            name: "Bad Name".into(),
+            value: "x".into(),
+        }],
+        desired_state: "inactive".into(),
+        current_state: "inactive".into(),
+        ..wire::Unit::default()
+    }];
+    let listing = unit_files(
+        &fields(DEFAULT_UNIT_FILE_FIELDS),
+        &units,
+        &Machines::new(&[]),
+        Detail::Short,
+    );
+    assert_eq!(
+        listing.to_text(Legend::Hide),
+        "odd.service\t-\tinactive\tinactive\t-\n"
+    );
+}

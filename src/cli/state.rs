@@ -1,0 +1,248 @@
+//! `load`, `start`, `stop`, `unload` and `restart`: change units' desired states, then wait
+//! until the cluster reached them, printing fleetctl's messages. Every unit is checked before
+//! the first change, so an unknown unit or a refused transition changes nothing.
+
+use super::client::Client;
+use super::fields::UnitFacts;
+use super::resolve::Replace;
+use super::wait::{self, Goal};
+use super::{Blocking, CliError, Console, ScheduleArgs, UnitsArgs, names, submit};
+use crate::unit::{DesiredState, UnitName};
+use crate::wire;
+
+/// `load --replace` replaces units not started, `start --replace` any, as fleetctl.
+const LOAD_REPLACES: &[DesiredState] = &[DesiredState::Inactive, DesiredState::Loaded];
+const START_REPLACES: &[DesiredState] = &[
+    DesiredState::Inactive,
+    DesiredState::Loaded,
+    DesiredState::Launched,
+];
+
+pub(super) async fn load(
+    client: &Client,
+    console: &mut Console<'_>,
+    args: &ScheduleArgs,
+) -> Result<(), CliError> {
+    schedule(client, console, args, Transition::LOAD, LOAD_REPLACES).await
+}
+
+pub(super) async fn start(
+    client: &Client,
+    console: &mut Console<'_>,
+    args: &ScheduleArgs,
+) -> Result<(), CliError> {
+    schedule(client, console, args, Transition::START, START_REPLACES).await
+}
+
+/// One of fleetctl's state changes: the desired state it sets, what it waits for, and the
+/// verb of its messages (`Triggered unit X start`).
+#[derive(Debug, Clone, Copy)]
+struct Transition {
+    desired: DesiredState,
+    goal: Goal,
+    verb: &'static str,
+}
+
+impl Transition {
+    const LOAD: Transition = Transition {
+        desired: DesiredState::Loaded,
+        goal: Goal::Loaded,
+        verb: "load",
+    };
+    const START: Transition = Transition {
+        desired: DesiredState::Launched,
+        goal: Goal::Launched,
+        verb: "start",
+    };
+    const STOP: Transition = Transition {
+        desired: DesiredState::Loaded,
+        goal: Goal::Loaded,
+        verb: "stop",
+    };
+    const UNLOAD: Transition = Transition {
+        desired: DesiredState::Inactive,
+        goal: Goal::Inactive,
+        verb: "unload",
+    };
+}
+
+async fn schedule(
+    client: &Client,
+    console: &mut Console<'_>,
+    args: &ScheduleArgs,
+    transition: Transition,
+    replaceable: &'static [DesiredState],
+) -> Result<(), CliError> {
+    if let Some(template) = args.units.iter().find(|a| a.name.is_template()) {
+        return Err(CliError::Template {
+            example: template
+                .name
+                .instantiate("1")
+                .map_or_else(|_| "NAME@1".to_owned(), |n| n.to_string()),
+            unit: template.name.clone(),
+            action: transition.verb,
+        });
+    }
+    let replace = match args.replace {
+        true => Replace::Yes {
+            command: transition.verb,
+            allowed: replaceable,
+        },
+        false => Replace::No,
+    };
+    let units = submit::submit(client, console, &args.units, replace).await?;
+    apply(client, console, &units, transition, args.block.blocking()).await
+}
+
+pub(super) async fn stop(
+    client: &Client,
+    console: &mut Console<'_>,
+    args: &UnitsArgs,
+) -> Result<(), CliError> {
+    let units = registered(client, &names(&args.units)).await?;
+    refuse_inactive(&units, "stop")?;
+    apply(
+        client,
+        console,
+        &units,
+        Transition::STOP,
+        args.block.blocking(),
+    )
+    .await
+}
+
+pub(super) async fn unload(
+    client: &Client,
+    console: &mut Console<'_>,
+    args: &UnitsArgs,
+) -> Result<(), CliError> {
+    let units = registered(client, &names(&args.units)).await?;
+    apply(
+        client,
+        console,
+        &units,
+        Transition::UNLOAD,
+        args.block.blocking(),
+    )
+    .await
+}
+
+/// Restarts the units one after the other, so that a service of several units stays up: each
+/// is stopped, seen stopped by systemd, then started again (fleetctl's restart did not wait
+/// for the stop, so systemd often never stopped the unit).
+pub(super) async fn restart(
+    client: &Client,
+    console: &mut Console<'_>,
+    args: &UnitsArgs,
+) -> Result<(), CliError> {
+    let units = registered(client, &names(&args.units)).await?;
+    refuse_inactive(&units, "restart")?;
+    // Without the stop seen through, the start would find the unit still running.
+    let stop_budget = match args.block.blocking() {
+        Blocking::Wait(budget) => budget,
+        Blocking::No => wait::Budget::Unlimited,
+    };
+    for unit in &units {
+        let name = name_of(unit)?;
+        if unit.desired_state == DesiredState::Launched.as_str() {
+            client.set_desired(&name, DesiredState::Loaded).await?;
+            wait::wait(
+                client,
+                console.out,
+                std::slice::from_ref(&name),
+                Goal::Loaded,
+                stop_budget,
+            )
+            .await?;
+        }
+        let stopped = wire::Unit {
+            desired_state: DesiredState::Loaded.to_string(),
+            ..unit.clone()
+        };
+        apply(
+            client,
+            console,
+            std::slice::from_ref(&stopped),
+            Transition::START,
+            args.block.blocking(),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Sets each unit's desired state where it differs, then waits for the units fleetctl waits
+/// for (global ones are only triggered) or prints that they were triggered.
+async fn apply(
+    client: &Client,
+    console: &mut Console<'_>,
+    units: &[wire::Unit],
+    transition: Transition,
+    blocking: Blocking,
+) -> Result<(), CliError> {
+    let mut waiting = Vec::new();
+    for unit in units {
+        let name = name_of(unit)?;
+        if unit.desired_state != transition.desired.as_str() {
+            client.set_desired(&name, transition.desired).await?;
+        }
+        if UnitFacts::of(unit).global {
+            writeln!(
+                console.out,
+                "Triggered global unit {name} {}",
+                transition.verb
+            )?;
+        } else {
+            waiting.push(name);
+        }
+    }
+    match blocking {
+        Blocking::No => {
+            for name in &waiting {
+                writeln!(console.out, "Triggered unit {name} {}", transition.verb)?;
+            }
+        }
+        Blocking::Wait(budget) => {
+            wait::wait(client, console.out, &waiting, transition.goal, budget).await?
+        }
+    }
+    Ok(())
+}
+
+/// The registry's units of these names; an unknown one is an error before anything changes.
+async fn registered(client: &Client, names: &[UnitName]) -> Result<Vec<wire::Unit>, CliError> {
+    let mut units = Vec::new();
+    for name in names {
+        units.push(
+            client
+                .unit(name)
+                .await?
+                .ok_or_else(|| CliError::NotFound(name.clone()))?,
+        );
+    }
+    Ok(units)
+}
+
+/// fleetctl refuses to stop or restart a unit that is not scheduled.
+fn refuse_inactive(units: &[wire::Unit], action: &'static str) -> Result<(), CliError> {
+    match units
+        .iter()
+        .find(|u| u.desired_state == DesiredState::Inactive.as_str())
+    {
+        Some(unit) => Err(CliError::State {
+            action,
+            unit: name_of(unit)?,
+            state: unit.desired_state.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn name_of(unit: &wire::Unit) -> Result<UnitName, CliError> {
+    UnitName::new(&unit.name).map_err(|e| {
+        CliError::Resolve(super::resolve::ResolveError::BadRegistered {
+            unit: unit.name.clone(),
+            why: e.to_string(),
+        })
+    })
+}

@@ -1,0 +1,110 @@
+//! `flottectl submit`, and the submitting that `load` and `start` do first: every argument is
+//! resolved and its file checked before anything is sent, then the units that are new or
+//! changed are put into the registry.
+
+use super::client::Client;
+use super::local;
+use super::resolve::{self, Facts, Plan, Replace, UnitArg};
+use super::{CliError, Console, SubmitArgs};
+use crate::unit::{DesiredState, UnitName};
+use crate::wire;
+
+/// `submit --replace` replaces only units that are not scheduled, as fleetctl.
+const SUBMIT_REPLACES: &[DesiredState] = &[DesiredState::Inactive];
+
+pub(super) async fn run(
+    client: &Client,
+    console: &mut Console<'_>,
+    args: &SubmitArgs,
+) -> Result<(), CliError> {
+    let replace = match args.replace {
+        true => Replace::Yes {
+            command: "submit",
+            allowed: SUBMIT_REPLACES,
+        },
+        false => Replace::No,
+    };
+    submit(client, console, &args.units, replace).await?;
+    Ok(())
+}
+
+/// Makes sure every argument's unit is in the registry with the content it should have, and
+/// returns the units as the registry now has them, one per unit name, in argument order.
+pub(super) async fn submit(
+    client: &Client,
+    console: &mut Console<'_>,
+    args: &[UnitArg],
+    replace: Replace,
+) -> Result<Vec<wire::Unit>, CliError> {
+    let mut decided: Vec<(&UnitArg, Plan)> = Vec::new();
+    for arg in args {
+        if decided.iter().any(|(a, _)| a.name == arg.name) {
+            continue;
+        }
+        let (plan, warnings) = resolve::decide(gather(client, arg).await?, replace)?;
+        for warning in warnings {
+            writeln!(console.err, "{warning}")?;
+        }
+        decided.push((arg, plan));
+    }
+    let mut units = Vec::new();
+    for (arg, plan) in decided {
+        let unit = match plan {
+            Plan::Keep(registered) => registered,
+            Plan::Create { file } => {
+                put(client, console, &arg.name, file, DesiredState::Inactive).await?
+            }
+            Plan::Replace { file, desired } => {
+                put(client, console, &arg.name, file, desired).await?
+            }
+        };
+        units.push(unit);
+    }
+    Ok(units)
+}
+
+async fn put(
+    client: &Client,
+    console: &mut Console<'_>,
+    name: &UnitName,
+    file: crate::unit::UnitFile,
+    desired: DesiredState,
+) -> Result<wire::Unit, CliError> {
+    let unit = wire::Unit {
+        name: name.to_string(),
+        options: file.into_options().into_iter().map(Into::into).collect(),
+        desired_state: desired.to_string(),
+        ..wire::Unit::default()
+    };
+    client.put_unit(&unit).await?;
+    // fleetctl waits for a new unit to be inactive, which it is as soon as it exists.
+    if desired == DesiredState::Inactive {
+        writeln!(console.out, "Unit {name} inactive")?;
+    }
+    Ok(unit)
+}
+
+/// What the registry and the disk have for an argument.
+async fn gather(client: &Client, arg: &UnitArg) -> Result<Facts, CliError> {
+    let registered = client.unit(&arg.name).await?;
+    let local = local::load(&arg.path, &arg.name);
+    let (template_registered, template_local) = match resolve::template_path(arg) {
+        Some((template, path)) => {
+            let template_registered = match (&registered, &local) {
+                // Only an instance that must be created needs its template from the registry.
+                (None, Ok(None)) => client.unit(&template).await?,
+                _ => None,
+            };
+            // Checked under the instance's name: that is what its specifiers will expand to.
+            (template_registered, local::load(&path, &arg.name))
+        }
+        None => (None, Ok(None)),
+    };
+    Ok(Facts {
+        arg: arg.clone(),
+        registered,
+        local,
+        template_registered,
+        template_local,
+    })
+}
