@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use flotte::machine::MachineId;
 use flotte::registry::{Registry, UnitStateRecord, Update};
-use flotte::testkit::{Cluster, ClusterSpec, HostSpec};
+use flotte::testkit::{Cluster, ClusterSpec, EtcdAccess, HostSpec};
 use flotte::unit::{DesiredState, UnitFile, UnitName};
 use nix::sys::signal::Signal;
 
@@ -51,6 +51,7 @@ async fn measure(settings: &[(&str, &str)]) {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        etcd_access: EtcdAccess::Direct,
     };
     let mut cluster = Cluster::start(spec).await.expect("cluster starts");
     let registry = cluster.registry().await.unwrap();

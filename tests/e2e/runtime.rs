@@ -437,3 +437,80 @@ async fn twenty_units_launched_at_once_all_become_active() {
         "least-loaded spreads evenly: {per_machine:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_machine_cut_off_from_etcd_stops_its_units_once_its_lease_is_gone() {
+    let t = partitionable_cluster("partition", &[("host-1", ""), ("host-2", "")], FAST).await;
+    submit(&t.registry, "solo.service", SLEEPER, Launched).await;
+    submit(
+        &t.registry,
+        "everywhere.service",
+        &sleeper("Global=true"),
+        Launched,
+    )
+    .await;
+    let first =
+        await_active(&t.registry, &["solo.service"], DEADLINE).await["solo.service"].clone();
+    let cut = t.cluster.index_of(&first).unwrap();
+    let systemd = Systemd::connect(&t.cluster.host(cut).bus()).await.unwrap();
+    let mut changes = systemd.changes().await.unwrap();
+
+    t.cluster.link(cut).unwrap().cut();
+    // The engine moves the unit once the machine's lease expires ...
+    let other = await_states(
+        &t.registry,
+        DEADLINE,
+        "solo.service active on the other machine",
+        |s| match active_on(s, "solo.service").as_slice() {
+            [m] if *m != first => Some(m.clone()),
+            _ => None,
+        },
+    )
+    .await;
+    // ... and the cut-off agent, unable to renew for a whole TTL, stops it on its side, so it
+    // never runs twice for long. Its global unit keeps running.
+    let solo = unit("solo.service");
+    let stopped = async {
+        loop {
+            let status = systemd
+                .list_by_names(std::slice::from_ref(&solo))
+                .await
+                .unwrap();
+            if !matches!(
+                status[0].1.active.as_str(),
+                "active" | "activating" | "deactivating"
+            ) {
+                return;
+            }
+            changes.next().await.expect("signals keep coming");
+        }
+    };
+    tokio::time::timeout(DEADLINE, stopped)
+        .await
+        .expect("the cut-off machine stopped solo.service");
+    let everywhere = systemd
+        .list_by_names(&[unit("everywhere.service")])
+        .await
+        .unwrap();
+    assert_eq!(
+        everywhere[0].1.active.as_str(),
+        "active",
+        "global units keep running through a partition"
+    );
+
+    // Back in touch, the machine registers again and solo.service stays where it moved.
+    t.cluster.link(cut).unwrap().restore();
+    t.cluster
+        .wait_for_machines(std::slice::from_ref(&first), DEADLINE)
+        .await
+        .unwrap();
+    let states = t.registry.states_of(&solo).await.unwrap();
+    assert_eq!(
+        states
+            .iter()
+            .filter(|(_, s)| s.active.as_str() == "active")
+            .map(|((_, m), _)| m.clone())
+            .collect::<Vec<_>>(),
+        vec![other]
+    );
+}
