@@ -26,7 +26,12 @@ pub struct Link {
 impl Link {
     /// Listens on a free loopback port and relays to `upstream`.
     pub async fn start(upstream: SocketAddr) -> Result<Link, TestkitError> {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        Self::start_at("127.0.0.1:0".parse().expect("an address"), upstream).await
+    }
+
+    /// Listens on `addr` and relays to `upstream`.
+    pub async fn start_at(addr: SocketAddr, upstream: SocketAddr) -> Result<Link, TestkitError> {
+        let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| TestkitError::io("binding a link", e))?;
         let addr = listener
