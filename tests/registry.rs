@@ -247,6 +247,46 @@ async fn losing_a_lease_is_signalled_and_a_live_lease_can_be_found_again() {
 }
 
 #[tokio::test]
+async fn a_schedule_change_for_one_machine_reaches_only_that_machines_watch() {
+    use flotte::registry::ScheduleEntry;
+    use flotte::unit::Target;
+    let (etcd, _dir) = etcd().await;
+    let registry = Registry::connect(&settings(&etcd, "/t6/")).await.unwrap();
+    let lease = registry.grant_lease(Duration::from_secs(5)).await.unwrap();
+    let leadership = registry.campaign(&lease, &machine('e')).await.unwrap();
+    let mut watch_b = registry.watch_schedule_of(&machine('b'));
+    match within("list", watch_b.next()).await.unwrap() {
+        Update::Reset(items) => assert!(items.is_empty()),
+        other => panic!("expected a reset, got {other:?}"),
+    }
+    let entry = ScheduleEntry {
+        hash: "0123456789abcdef0123456789abcdef01234567".parse().unwrap(),
+        target: Target::Launched,
+        global: false,
+    };
+    // First a write for machine a, then one for b: b's watch must see b's write first.
+    for (m, u) in [('a', "for-a.service"), ('b', "for-b.service")] {
+        let write = vec![vec![EngineWrite::PutSchedule(
+            machine(m),
+            unit(u),
+            entry.clone(),
+        )]];
+        registry.apply(&leadership.fence, &write).await.unwrap();
+    }
+    match within("b's change", watch_b.next()).await.unwrap() {
+        Update::Changes(changes) => {
+            let names: Vec<_> = changes.iter().map(|(u, _)| u.as_str()).collect();
+            assert_eq!(
+                names,
+                ["for-b.service"],
+                "machine b's watch saw only its own unit"
+            );
+        }
+        other => panic!("expected changes, got {other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn an_unreachable_etcd_is_a_clear_error() {
     let settings = EtcdSettings {
         endpoints: vec!["http://127.0.0.1:1".into()],

@@ -66,11 +66,8 @@ pub enum RegistryError {
     },
     #[error("etcd_certfile and etcd_keyfile must be given together")]
     HalfIdentity,
-    #[error("etcd at {endpoints} is unreachable: {source}")]
-    Unreachable {
-        endpoints: String,
-        source: etcd_client::Error,
-    },
+    #[error("etcd at {endpoints} is unreachable: {cause}")]
+    Unreachable { endpoints: String, cause: String },
     #[error("etcd request timed out after {0:?}: {1}")]
     Timeout(Duration, String),
     #[error("{what}: {source}")]
@@ -131,9 +128,13 @@ impl Registry {
             options = options.with_tls(tls);
         }
         let endpoints = settings.endpoints.join(",");
-        let unreachable = |source| RegistryError::Unreachable {
+        let unreachable = |e: etcd_client::Error| RegistryError::Unreachable {
             endpoints: endpoints.clone(),
-            source,
+            // etcd-client's error does not expose its gRPC status as a source.
+            cause: match &e {
+                etcd_client::Error::GRpcStatus(status) => root_cause(status),
+                other => root_cause(other),
+            },
         };
         let connect = async {
             let mut client = Client::connect(&settings.endpoints, Some(options))
@@ -568,6 +569,16 @@ fn pack(groups: &[Vec<EngineWrite>], max: usize) -> Vec<Vec<&EngineWrite>> {
         batches.push(current);
     }
     batches
+}
+
+/// The innermost cause of an error ("Connection refused (os error 111)"): what a user can act
+/// on, without the layers of gRPC and HTTP/2 wrapping above it.
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    cause.to_string()
 }
 
 fn json(value: &impl Serialize) -> Vec<u8> {

@@ -12,7 +12,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use super::{Etcd, EtcdRecord, Host, HostRecord, TestkitError};
+use super::{Etcd, EtcdRecord, Host, HostRecord, Link, TestkitError};
 use crate::machine::MachineId;
 use crate::registry::{EtcdSettings, Registry, Update};
 
@@ -34,6 +34,15 @@ pub struct ClusterSpec {
     pub flotted: PathBuf,
     /// Extra `key=value` settings for every flotted (e.g. `agent_ttl=3s`).
     pub settings: Vec<(String, String)>,
+    pub etcd_access: EtcdAccess,
+}
+
+/// How each flotted reaches etcd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EtcdAccess {
+    Direct,
+    /// Through a `Link` per host, which a test can cut to partition that host from etcd.
+    ThroughLinks,
 }
 
 /// What is needed to reach and stop a host's flotted.
@@ -64,6 +73,7 @@ pub struct Cluster {
 
 struct Member {
     host: Host,
+    link: Option<Link>,
     flotted: Option<std::process::Child>,
     config: PathBuf,
     socket: PathBuf,
@@ -89,8 +99,28 @@ impl Cluster {
             let host = Host::start(&h.name, &dir, &group).await?;
             let config = dir.join("flotted.conf");
             let socket = dir.join("flotte.sock");
+            let link = match spec.etcd_access {
+                EtcdAccess::Direct => None,
+                EtcdAccess::ThroughLinks => {
+                    let upstream = cluster
+                        .etcd_url()
+                        .trim_start_matches("http://")
+                        .parse()
+                        .map_err(|_| {
+                            TestkitError::Missing(format!(
+                                "etcd URL {} is no address",
+                                cluster.etcd_url()
+                            ))
+                        })?;
+                    Some(Link::start(upstream).await?)
+                }
+            };
+            let etcd_url = match &link {
+                Some(l) => format!("http://{}", l.addr()),
+                None => cluster.etcd_url().to_owned(),
+            };
             let mut lines = vec![
-                format!("etcd_servers={}", cluster.etcd_url()),
+                format!("etcd_servers={etcd_url}"),
                 format!("etcd_key_prefix={}", cluster.prefix),
                 format!("machine_id={}", host.machine_id()),
                 format!("metadata={}", h.metadata),
@@ -106,6 +136,7 @@ impl Cluster {
                 .map_err(|e| TestkitError::io("writing flotted.conf", e))?;
             cluster.members.push(Member {
                 host,
+                link,
                 flotted: None,
                 config,
                 socket,
@@ -220,6 +251,11 @@ impl Cluster {
     pub fn kill_host(&mut self, i: usize) -> Result<(), TestkitError> {
         self.stop_flotted(i, Signal::SIGKILL);
         self.members[i].host.kill()
+    }
+
+    /// The link between host `i`'s flotted and etcd (with `EtcdAccess::ThroughLinks`).
+    pub fn link(&self, i: usize) -> Option<&Link> {
+        self.members[i].link.as_ref()
     }
 
     /// Waits until every one of `ids` is registered, following the machines watch.

@@ -5,15 +5,17 @@ mod cgroup;
 mod cluster;
 mod etcd;
 mod host;
+mod link;
 
 use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
 pub use cgroup::{Layout, Subtree};
-pub use cluster::{Cluster, ClusterRecord, ClusterSpec, HostSpec, MemberRecord};
+pub use cluster::{Cluster, ClusterRecord, ClusterSpec, EtcdAccess, HostSpec, MemberRecord};
 pub use etcd::{Etcd, EtcdRecord};
 pub use host::{Host, HostRecord};
+pub use link::{Link, LinkState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TestkitError {

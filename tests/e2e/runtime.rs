@@ -437,3 +437,204 @@ async fn twenty_units_launched_at_once_all_become_active() {
         "least-loaded spreads evenly: {per_machine:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_machine_cut_off_from_etcd_stops_its_units_once_its_lease_is_gone() {
+    let t = partitionable_cluster("partition", &[("host-1", ""), ("host-2", "")], FAST).await;
+    submit(&t.registry, "solo.service", SLEEPER, Launched).await;
+    submit(
+        &t.registry,
+        "everywhere.service",
+        &sleeper("Global=true"),
+        Launched,
+    )
+    .await;
+    let first =
+        await_active(&t.registry, &["solo.service"], DEADLINE).await["solo.service"].clone();
+    let cut = t.cluster.index_of(&first).unwrap();
+    let systemd = Systemd::connect(&t.cluster.host(cut).bus()).await.unwrap();
+    let mut changes = systemd.changes().await.unwrap();
+
+    t.cluster.link(cut).unwrap().cut();
+    // The engine moves the unit once the machine's lease expires ...
+    let other = await_states(
+        &t.registry,
+        DEADLINE,
+        "solo.service active on the other machine",
+        |s| match active_on(s, "solo.service").as_slice() {
+            [m] if *m != first => Some(m.clone()),
+            _ => None,
+        },
+    )
+    .await;
+    // ... and the cut-off agent, unable to renew for a whole TTL, stops it on its side, so it
+    // never runs twice for long. Its global unit keeps running.
+    let solo = unit("solo.service");
+    let stopped = async {
+        loop {
+            let status = systemd
+                .list_by_names(std::slice::from_ref(&solo))
+                .await
+                .unwrap();
+            if !matches!(
+                status[0].1.active.as_str(),
+                "active" | "activating" | "deactivating"
+            ) {
+                return;
+            }
+            changes.next().await.expect("signals keep coming");
+        }
+    };
+    tokio::time::timeout(DEADLINE, stopped)
+        .await
+        .expect("the cut-off machine stopped solo.service");
+    let everywhere = systemd
+        .list_by_names(&[unit("everywhere.service")])
+        .await
+        .unwrap();
+    assert_eq!(
+        everywhere[0].1.active.as_str(),
+        "active",
+        "global units keep running through a partition"
+    );
+
+    // Back in touch, the machine registers again and solo.service stays where it moved.
+    t.cluster.link(cut).unwrap().restore();
+    t.cluster
+        .wait_for_machines(std::slice::from_ref(&first), DEADLINE)
+        .await
+        .unwrap();
+    let states = t.registry.states_of(&solo).await.unwrap();
+    assert_eq!(
+        states
+            .iter()
+            .filter(|(_, s)| s.active.as_str() == "active")
+            .map(|((_, m), _)| m.clone())
+            .collect::<Vec<_>>(),
+        vec![other]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn flotted_says_when_etcd_is_unreachable_and_connects_once_it_is_there() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    flotte::testkit::sweep_stale_test_hosts();
+    let dir = tempfile::Builder::new()
+        .prefix("flotte-noetcd-")
+        .tempdir()
+        .unwrap();
+    let group = format!("flotte-test-{}-noetcd", std::process::id());
+    let host = flotte::testkit::Host::start("noetcd", &dir.path().join("host"), &group)
+        .await
+        .unwrap();
+    let etcd = flotte::testkit::Etcd::start(&dir.path().join("etcd"))
+        .await
+        .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+
+    let mut flotted = host
+        .command(env!("CARGO_BIN_EXE_flotted"))
+        .args([
+            "--etcd-servers",
+            &url,
+            "--machine-id",
+            host.machine_id().as_str(),
+        ])
+        .arg("--systemd-bus")
+        .arg(format!("unix:path={}", host.dir().join("bus").display()))
+        .arg("--listen")
+        .arg(host.dir().join("flotte.sock"))
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(flotted.stderr.take().unwrap()).lines();
+    let expected = format!("etcd at {url} is unreachable");
+    let said = tokio::time::timeout(DEADLINE, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains(&expected) && line.contains("retrying in") {
+                return line;
+            }
+        }
+        panic!("flotted exited without saying that etcd is unreachable");
+    })
+    .await
+    .expect("flotted reports the unreachable etcd");
+    eprintln!("{said}");
+
+    // etcd appears at that address: flotted connects on its next attempt and registers.
+    let _link = flotte::testkit::Link::start_at(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        etcd.client_url()
+            .trim_start_matches("http://")
+            .parse()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let settings = flotte::registry::EtcdSettings {
+        endpoints: vec![etcd.client_url().to_owned()],
+        ..Default::default()
+    };
+    let registry = flotte::registry::Registry::connect(&settings)
+        .await
+        .unwrap();
+    let me = host.machine_id().clone();
+    await_map(
+        registry.watch_machines(),
+        DEADLINE,
+        "the machine registered once etcd was there",
+        |m| m.contains_key(&me).then_some(()),
+    )
+    .await;
+    let _ = flotted.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn content_no_unit_refers_to_any_more_is_collected() {
+    let t = cluster("gc", &[("host-1", "")], &[("resync_interval", "1s")]).await;
+    let r = &t.registry;
+    submit(r, "a.service", SLEEPER, Launched).await;
+    await_active(r, &["a.service"], DEADLINE).await;
+    let old = r.unit(&unit("a.service")).await.unwrap().unwrap().0.hash;
+    submit(
+        r,
+        "a.service",
+        "[Service]\nExecStart=/bin/sleep 99999\n",
+        Launched,
+    )
+    .await;
+    let new = r.unit(&unit("a.service")).await.unwrap().unwrap().0.hash;
+    let me = t.cluster.machine_id(0).clone();
+    await_unit_state(
+        r,
+        "a.service",
+        &me,
+        DEADLINE,
+        "running the new content",
+        |s| s.hash == new && s.active.as_str() == "active",
+    )
+    .await;
+    // Collection runs with the engine's periodic re-read: poll its outcome under a deadline.
+    flotte::testkit::wait_for(
+        DEADLINE,
+        || format!("content {old} was not collected"),
+        || async {
+            let stored = r.content_revisions().await.unwrap();
+            (!stored.iter().any(|(h, _)| *h == old)).then_some(stored)
+        },
+    )
+    .await
+    .map(|stored| {
+        assert!(
+            stored.iter().any(|(h, _)| *h == new),
+            "the content in use stays"
+        )
+    })
+    .unwrap();
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use flotte::machine::MachineId;
 use flotte::registry::{Registry, TypedWatch, UnitStateRecord, Update};
-use flotte::testkit::{Cluster, ClusterSpec, HostSpec};
+use flotte::testkit::{Cluster, ClusterSpec, EtcdAccess, HostSpec};
 use flotte::unit::{DesiredState, UnitFile, UnitName};
 
 pub struct TestCluster {
@@ -16,8 +16,26 @@ pub struct TestCluster {
     _dir: tempfile::TempDir,
 }
 
-/// Starts `hosts` (name, metadata) with a short agent TTL, so machine loss is quick to see.
+/// Starts `hosts` (name, metadata) with extra flotted `settings`.
 pub async fn cluster(test: &str, hosts: &[(&str, &str)], settings: &[(&str, &str)]) -> TestCluster {
+    cluster_with(test, hosts, settings, EtcdAccess::Direct).await
+}
+
+/// Like `cluster`, but every flotted reaches etcd through a link the test can cut.
+pub async fn partitionable_cluster(
+    test: &str,
+    hosts: &[(&str, &str)],
+    settings: &[(&str, &str)],
+) -> TestCluster {
+    cluster_with(test, hosts, settings, EtcdAccess::ThroughLinks).await
+}
+
+async fn cluster_with(
+    test: &str,
+    hosts: &[(&str, &str)],
+    settings: &[(&str, &str)],
+    etcd_access: EtcdAccess,
+) -> TestCluster {
     let dir = tempfile::Builder::new()
         .prefix(&format!("flotte-{test}-"))
         .tempdir()
@@ -37,6 +55,7 @@ pub async fn cluster(test: &str, hosts: &[(&str, &str)], settings: &[(&str, &str
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        etcd_access,
     };
     let cluster = Cluster::start(spec).await.expect("test cluster starts");
     let registry = cluster.registry().await.unwrap();
