@@ -11,6 +11,7 @@ pub mod endpoint;
 pub mod fields;
 mod list;
 pub mod local;
+pub mod local_cluster;
 pub mod resolve;
 mod state;
 mod submit;
