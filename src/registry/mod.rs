@@ -22,7 +22,7 @@ pub use keys::{Keys, PrefixError};
 pub use lease::{KeepAlive, Lease, LossPolicy};
 pub use model::{
     ContentRecord, MachineRecord, MetadataOverride, PlacementRecord, ReasonRecord, ScheduleEntry,
-    UnitRecord, UnitStateRecord,
+    UnitRecord, UnitStateRecord, effective_metadata,
 };
 pub use watch::{Phase, TypedWatch, Update};
 
