@@ -47,15 +47,33 @@ enum Sub {
     Env,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args = Args::parse();
-    match run(args).await {
+    forget_flotte_settings();
+    let result = tokio::runtime::Runtime::new()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
+        .and_then(|runtime| runtime.block_on(run(args)));
+    match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("flotte-local-cluster: {e:#}");
+            // The library's errors name their causes themselves.
+            eprintln!("flotte-local-cluster: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// flotted takes `FLOTTE_*` variables as settings and refuses unknown ones. The hosts'
+/// flotted inherit this process's environment, where `FLOTTE_LOCAL_CLUSTER_DIR` and the
+/// script's variables may be, yet must follow their flotted.conf alone.
+fn forget_flotte_settings() {
+    let names: Vec<std::ffi::OsString> = std::env::vars_os()
+        .map(|(name, _)| name)
+        .filter(|name| name.to_string_lossy().starts_with("FLOTTE_"))
+        .collect();
+    for name in names {
+        // SAFETY: called before the runtime starts, while this is the process's only thread.
+        unsafe { std::env::remove_var(name) };
     }
 }
 
@@ -65,8 +83,11 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         out: &mut out,
         err: &mut err,
     };
-    let here = std::env::current_exe().context("finding this program")?;
-    let bin_dir = here.parent().context("this program has no directory")?;
+    let here = std::env::current_exe()
+        .map_err(|e| anyhow::anyhow!("cannot find this program's file: {e}"))?;
+    let bin_dir = here
+        .parent()
+        .context("this program's file has no directory")?;
     match args.command {
         Sub::Up {
             units,
@@ -76,8 +97,9 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             let flotted = flotted.unwrap_or_else(|| bin_dir.join("flotted"));
             let settings = Settings {
                 state_dir: args.state_dir,
-                flotted: std::path::absolute(&flotted)
-                    .with_context(|| format!("finding {}", flotted.display()))?,
+                flotted: std::path::absolute(&flotted).map_err(|e| {
+                    anyhow::anyhow!("cannot make {} absolute: {e}", flotted.display())
+                })?,
                 units,
                 // Unique, and unlike the test kit's `flotte-test-<pid>` names that its sweeper
                 // kills once that PID is gone (which the tests use on purpose).

@@ -74,9 +74,8 @@ pub enum LocalClusterError {
     },
     #[error("{0}")]
     Cli(#[from] CliError),
-    #[error("{} holds `{name}`, which is no unit name: {source}", dir.display())]
+    #[error("example unit {name}: {source}")]
     UnitName {
-        dir: PathBuf,
         name: String,
         source: super::resolve::ArgError,
     },
@@ -274,6 +273,14 @@ pub async fn up(
         }
         Health::Down => {}
     }
+    let spec = spec(settings);
+    // Left by an `up` that failed before recording anything: what it started died with it.
+    match fs::remove_dir_all(&spec.root) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            return Err(io_error(format!("removing {}", spec.root.display()))(e));
+        }
+        _ => {}
+    }
     fs::create_dir_all(dir).map_err(io_error(format!("creating {}", dir.display())))?;
     writeln!(
         console.out,
@@ -283,7 +290,7 @@ pub async fn up(
         dir.display()
     )
     .map_err(CliError::from)?;
-    let cluster = Cluster::start(spec(settings)).await?;
+    let cluster = Cluster::start(spec).await?;
     let state = State {
         boot_id: boot_id()?,
         cluster: cluster.detach(),
@@ -334,22 +341,26 @@ async fn start_examples(
         .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
         .collect();
     let (submit, start) = examples(&names);
-    let args = |names: &[String]| {
+    // Paths as typed on a command line, which the output shows.
+    let paths = |names: &[String]| -> Vec<String> {
         names
             .iter()
-            .map(|n| {
-                units
-                    .join(n)
-                    .to_string_lossy()
-                    .parse::<UnitArg>()
+            .map(|n| units.join(n).to_string_lossy().into_owned())
+            .collect()
+    };
+    let args = |paths: &[String]| {
+        paths
+            .iter()
+            .map(|p| {
+                p.parse::<UnitArg>()
                     .map_err(|source| LocalClusterError::UnitName {
-                        dir: units.to_owned(),
-                        name: n.clone(),
+                        name: p.clone(),
                         source,
                     })
             })
             .collect::<Result<Vec<_>, _>>()
     };
+    let (submit, start) = (paths(&submit), paths(&start));
     let cluster = &state.cluster;
     writeln!(console.out, "\n$ flottectl submit {}", submit.join(" ")).map_err(CliError::from)?;
     let submit = Command::Submit(SubmitArgs {

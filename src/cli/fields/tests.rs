@@ -1,5 +1,5 @@
 //! Golden tests of every list command and flag: the sample cluster below, rendered, compared
-//! with `tests/data/golden/*`. `FLOTTE_BLESS=1 cargo test --lib cli::fields` rewrites the files;
+//! with `tests/data/golden/*`. `FLOTTECTL_BLESS=1 cargo test --lib cli::fields` rewrites the files;
 //! review the diff before committing it.
 
 use std::collections::BTreeMap;
@@ -131,20 +131,20 @@ fn sample_states() -> Vec<wire::UnitState> {
     ]
 }
 
-/// Compares `actual` with the golden file `name`, or rewrites it under `FLOTTE_BLESS`.
+/// Compares `actual` with the golden file `name`, or rewrites it under `FLOTTECTL_BLESS`.
 fn check(name: &str, actual: &str) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data/golden")
         .join(name);
-    if std::env::var_os("FLOTTE_BLESS").is_some() {
+    if std::env::var_os("FLOTTECTL_BLESS").is_some() {
         std::fs::write(&path, actual).unwrap();
         return;
     }
     let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (FLOTTE_BLESS=1 writes it)", path.display()));
+        .unwrap_or_else(|e| panic!("{}: {e} (FLOTTECTL_BLESS=1 writes it)", path.display()));
     assert_eq!(
         actual, expected,
-        "{name} differs from the golden file; after review, FLOTTE_BLESS=1 rewrites it"
+        "{name} differs from the golden file; after review, FLOTTECTL_BLESS=1 rewrites it"
     );
 }
 
