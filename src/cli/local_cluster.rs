@@ -40,6 +40,9 @@ const INSTANCES: &[&str] = &["1", "2"];
 /// How long `up` waits for the example units: fleetctl's half-second attempts, so 2 minutes.
 const START_ATTEMPTS: u32 = 240;
 
+/// How long `up` lets systemd take to run the started examples before listing them.
+const SETTLE: Duration = Duration::from_secs(30);
+
 const STATE_FILE: &str = "cluster.json";
 
 /// What `up` needs to know.
@@ -378,7 +381,34 @@ async fn start_examples(
         },
     });
     super::run_async(flottectl(cluster, start), console).await?;
+    let client = Client::new(
+        &flottectl(cluster, Command::Version)
+            .global
+            .client_settings(),
+    )
+    .map_err(CliError::from)?;
+    settle(&client, SETTLE).await.map_err(CliError::from)?;
     Ok(())
+}
+
+/// Waits, at most `deadline`, until systemd runs every unit placed: flottectl's "launched" is
+/// fleet's, the agent started the unit, and systemd may take a moment more to run it. The
+/// examples are long-running services, and what `up` lists after should show them running; if
+/// one does not, it shows as it is.
+async fn settle(client: &Client, deadline: Duration) -> Result<(), super::client::ClientError> {
+    let end = tokio::time::Instant::now() + deadline;
+    let mut revision = client.changes(0, Duration::ZERO).await?;
+    loop {
+        let states = client.states(None).await?;
+        if states.iter().all(|s| s.systemd_active_state == "active") {
+            return Ok(());
+        }
+        let left = end.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        revision = client.changes(revision, left).await?;
+    }
 }
 
 /// Waits until host-1's API answers with every machine: flotted answers 503 until its agent
