@@ -267,7 +267,9 @@ pub enum OutputFormat {
     Json,
 }
 
-/// flottectl's exit codes are part of its interface: scripts and CI act on them.
+/// flottectl's exit codes are part of its interface: scripts and CI act on them. Usage errors
+/// exit with 2, as clap does for those it finds (all of them: fields, endpoints and unit names
+/// are parsed by clap).
 pub mod exit {
     use std::process::ExitCode;
 
@@ -275,10 +277,6 @@ pub mod exit {
     pub const SUCCESS: ExitCode = ExitCode::SUCCESS;
     /// An error, a wait that timed out, or (for `check`) an invalid file.
     pub const FAILURE: ExitCode = ExitCode::FAILURE;
-    /// Bad arguments; clap exits with 2 for those it finds itself.
-    pub fn usage() -> ExitCode {
-        ExitCode::from(2)
-    }
 }
 
 /// Where a command writes: results and fleetctl's progress messages to `out`, warnings to `err`.

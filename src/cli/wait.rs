@@ -119,12 +119,18 @@ pub fn progress(
         "" => "inactive",
         s => s,
     };
+    // What the unit's machine says about it, and why it is placed nowhere, if it is not.
+    let complaint = states
+        .iter()
+        .find(|s| s.machine_id == unit.machine_id && !s.message.is_empty())
+        .map(|s| format!("; systemd: {}", s.message))
+        .unwrap_or_default();
     let waiting = |why: String| {
         let reason = match unit.reason.as_str() {
             "" => String::new(),
             r => format!("; not placed: {r}"),
         };
-        Progress::Waiting(format!("current state {current}{why}{reason}"))
+        Progress::Waiting(format!("current state {current}{why}{reason}{complaint}"))
     };
     match goal {
         Goal::Inactive if current == "inactive" && states.is_empty() => {

@@ -530,3 +530,77 @@ async fn flottectl_reaches_an_https_endpoint_with_its_ca_and_client_certificate(
         "{e}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_unit_files_follows_every_page_of_the_api() {
+    let t = crate::support::cluster("pages", &[("host-1", "")], &[]).await;
+    let endpoint = format!("unix://{}", t.cluster.socket(0).display());
+    let dir = tempfile::tempdir().unwrap();
+    // fleet's pages hold 100 units: 250 take three.
+    let names: Vec<String> = (0..250).map(|i| format!("u{i:03}.service")).collect();
+    for name in &names {
+        std::fs::write(dir.path().join(name), SLEEPER).unwrap();
+    }
+    let mut args = vec!["submit".to_owned()];
+    args.extend(
+        names
+            .iter()
+            .map(|n| dir.path().join(n).display().to_string()),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let submitted = ok(&["submit"], flottectl(&endpoint, &args).await);
+    assert_eq!(submitted.lines().count(), 250);
+    let args = ["list-unit-files", "--no-legend", "--fields", "unit"];
+    let listed = ok(&args, flottectl(&endpoint, &args).await);
+    assert_eq!(listed.lines().collect::<Vec<_>>(), names);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn up_on_a_half_dead_cluster_cleans_it_up_and_starts_anew() {
+    let q = QuickStart::up("stale").await;
+    let victim = q.state.cluster.members[1].flotted_pid.unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // Our own child: reaped here, or /proc keeps a zombie that still looks alive.
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(victim), None);
+    match local_cluster::health(&q.state_dir).unwrap() {
+        Health::Stale(_, dead) => {
+            assert_eq!(dead, [format!("host-2's flotted (pid {victim})")])
+        }
+        other => panic!("a cluster without host-2's flotted is stale, not {other:?}"),
+    }
+
+    let settings = Settings {
+        state_dir: q.state_dir.clone(),
+        flotted: env!("CARGO_BIN_EXE_flotted").into(),
+        units: repository().join("units"),
+        group_prefix: format!("flotte-test-{}-stale2", std::process::id()),
+    };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let again = local_cluster::up(
+        &settings,
+        &mut Console {
+            out: &mut out,
+            err: &mut err,
+        },
+    )
+    .await
+    .unwrap();
+    let out = text(&out);
+    assert!(
+        out.starts_with(&format!(
+            "Cleaning up the stale local cluster in {} (gone: host-2's flotted (pid {victim})).\n",
+            q.state_dir.display()
+        )),
+        "{out}"
+    );
+    assert!(out.contains("The local cluster is up"), "{out}");
+    assert_ne!(again.cluster.etcd.pid, q.state.cluster.etcd.pid);
+    assert!(matches!(
+        local_cluster::health(&q.state_dir).unwrap(),
+        Health::Up(_)
+    ));
+}

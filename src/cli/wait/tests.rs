@@ -144,6 +144,20 @@ fn launched_waits_while_the_unit_is_not_placed_and_says_why() {
 }
 
 #[test]
+fn a_waiting_unit_shows_what_systemd_said_about_it() {
+    let refused = wire::UnitState {
+        message: "Unit hello.service has a bad unit file setting.".into(),
+        ..state(M1, HELLO, "inactive")
+    };
+    check(
+        Goal::Launched,
+        Some(unit(HELLO, "launched", "loaded", M1)),
+        &[refused],
+        waiting("current state loaded; systemd: Unit hello.service has a bad unit file setting."),
+    );
+}
+
+#[test]
 fn loaded_is_reached_only_once_systemd_stopped_the_unit() {
     let loaded = || Some(unit(HELLO, "loaded", "loaded", M1));
     check(
