@@ -75,6 +75,10 @@ pub async fn run(
             source,
         })?;
     let mut changes = systemd.changes().await?;
+    write_machine_env(&config).map_err(|source| AgentError::UnitsDir {
+        path: config.units_directory.with_file_name("machine.env"),
+        source,
+    })?;
     let (lease, keep) = register(&registry, &config).await?;
     registered.send_replace(true);
     let mut agent = Agent::new(registry, systemd, config, units, lease, keep);
@@ -192,6 +196,40 @@ async fn register(
 }
 
 /// Next to the units directory, so that it lives exactly as long as the unit files.
+/// `machine.env` beside the units directory: this machine's ID, address, hostname and
+/// metadata for units to read with `EnvironmentFile=` (as CoreOS units read
+/// `/etc/environment`), e.g. to bind a server to `${FLOTTE_PUBLIC_IP}`.
+fn write_machine_env(config: &AgentConfig) -> std::io::Result<()> {
+    let path = config.units_directory.with_file_name("machine.env");
+    let mut text = format!(
+        "FLOTTE_MACHINE_ID={}\nFLOTTE_PUBLIC_IP={}\nFLOTTE_HOSTNAME={}\nFLOTTE_METADATA={}\n",
+        config.machine_id, config.public_ip, config.hostname, config.metadata
+    );
+    for (key, value) in config.metadata.iter() {
+        // Metadata keys may hold `.` and `-`, which environment variable names may not.
+        let name: String = key
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        text.push_str(&format!("FLOTTE_METADATA_{name}={value}\n"));
+    }
+    let dir = path.parent().unwrap_or(std::path::Path::new("/"));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut tmp, text.as_bytes())?;
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )?;
+    tmp.persist(&path).map_err(|e| e.error)?;
+    Ok(())
+}
+
 fn lease_file(config: &AgentConfig) -> PathBuf {
     let mut name = config
         .units_directory
