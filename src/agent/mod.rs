@@ -79,7 +79,9 @@ pub async fn run(
         path: config.units_directory.with_file_name("machine.env"),
         source,
     })?;
-    let (lease, keep) = register(&registry, &config).await?;
+    let Some((lease, keep)) = register(&registry, &config, &shutdown).await? else {
+        return Ok(());
+    };
     registered.send_replace(true);
     let mut agent = Agent::new(registry, systemd, config, units, lease, keep);
     agent.adopt().await?;
@@ -119,7 +121,9 @@ pub async fn run(
             _ = agent.keep.lost() => {
                 registered.send_replace(false);
                 agent.self_fence().await;
-                let (lease, keep) = register(&agent.registry, &agent.config).await?;
+                let Some((lease, keep)) = register(&agent.registry, &agent.config, &shutdown).await? else {
+                    return Ok(());
+                };
                 registered.send_replace(true);
                 agent.lease = lease;
                 agent.keep = keep;
@@ -143,11 +147,13 @@ async fn sleep_until_opt(at: Option<Instant>) {
 }
 
 /// Finds the lease of a previous run (still alive if it restarted within the TTL) or grants a
-/// new one, remembers it on disk, registers the machine under it and keeps it alive.
+/// new one, remembers it on disk, registers the machine under it and keeps it alive. Retries
+/// until it succeeds; `None` when shut down first.
 async fn register(
     registry: &Registry,
     config: &AgentConfig,
-) -> Result<(Lease, KeepAlive), AgentError> {
+    shutdown: &CancellationToken,
+) -> Result<Option<(Lease, KeepAlive)>, AgentError> {
     let lease_file = lease_file(config);
     let previous = std::fs::read_to_string(&lease_file)
         .ok()
@@ -184,18 +190,20 @@ async fn register(
                     }
                 })?;
                 tracing::info!(machine = %config.machine_id, "machine registered");
-                return Ok((lease, keep));
+                return Ok(Some((lease, keep)));
             }
             Err(e) => {
                 let delay = backoff.next_delay();
                 tracing::warn!(error = %e, retry_in = ?delay, "cannot register the machine");
-                tokio::time::sleep(delay).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.cancelled() => return Ok(None),
+                }
             }
         }
     }
 }
 
-/// Next to the units directory, so that it lives exactly as long as the unit files.
 /// `machine.env` beside the units directory: this machine's ID, address, hostname and
 /// metadata for units to read with `EnvironmentFile=` (as CoreOS units read
 /// `/etc/environment`), e.g. to bind a server to `${FLOTTE_PUBLIC_IP}`.
@@ -230,6 +238,7 @@ fn write_machine_env(config: &AgentConfig) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Next to the units directory, so that it lives exactly as long as the unit files.
 fn lease_file(config: &AgentConfig) -> PathBuf {
     let mut name = config
         .units_directory
