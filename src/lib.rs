@@ -6,6 +6,7 @@ pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod discovery;
 pub mod engine;
 pub mod machine;
 pub mod registry;

@@ -386,3 +386,179 @@ async fn the_change_revision_follows_units_placements_reasons_and_states_only() 
         .unwrap();
     assert_eq!(seen, after_unit, "the unit's revision, not the metadata's");
 }
+
+mod announce {
+    use super::*;
+    use flotte::discovery::{Announcement, announce, services};
+    use flotte::registry::AnnouncerRecord;
+    use tokio_util::sync::CancellationToken;
+
+    fn announcement(registry: &Registry, key: &str, ttl: u64) -> Announcement {
+        Announcement {
+            key: registry.service_key(key).unwrap(),
+            value: r#"{"host": "host-a", "port": 80}"#.into(),
+            ttl: Duration::from_secs(ttl),
+            announcer: AnnouncerRecord {
+                key: key.into(),
+                machine: Some(machine('a')),
+                unit: Some(unit("apache-sidekick.service")),
+                hostname: "host-a".into(),
+            },
+        }
+    }
+
+    /// Follows the keys under `prefix` until `done` holds for them.
+    async fn await_keys(
+        registry: &Registry,
+        prefix: &str,
+        what: &str,
+        done: impl Fn(&std::collections::BTreeMap<String, String>) -> bool,
+    ) {
+        let mut watch = registry.watch_services(prefix);
+        let mut keys = std::collections::BTreeMap::new();
+        within(what, async {
+            loop {
+                match watch.next().await.unwrap() {
+                    Update::Reset(items) => keys = items.into_iter().collect(),
+                    Update::Changes(changes) => {
+                        for (k, v) in changes {
+                            match v {
+                                Some(v) => keys.insert(k, v),
+                                None => keys.remove(&k),
+                            };
+                        }
+                    }
+                }
+                if done(&keys) {
+                    return;
+                }
+            }
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn an_announced_key_lives_under_a_lease_and_goes_at_once_on_shutdown() {
+        let (etcd, _dir) = etcd().await;
+        let registry = Registry::connect(&settings(&etcd, "/flotte/"))
+            .await
+            .unwrap();
+        let what = announcement(&registry, "/services/website/apache", 60);
+        let shutdown = CancellationToken::new();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut tx = Some(tx);
+        let task = tokio::spawn({
+            let (registry, what, shutdown) = (registry.clone(), what.clone(), shutdown.clone());
+            async move {
+                announce(
+                    &registry,
+                    &what,
+                    || {
+                        if let Some(t) = tx.take() {
+                            let _ = t.send(());
+                        }
+                    },
+                    shutdown,
+                )
+                .await
+            }
+        });
+        within("the first announcement", rx).await.unwrap();
+        let listed = services(&registry, "/services/").await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].key, "/services/website/apache");
+        assert_eq!(listed[0].value, what.value);
+        let ttl = listed[0].ttl.expect("under a lease");
+        assert!(
+            ttl <= Duration::from_secs(60) && ttl >= Duration::from_secs(55),
+            "{ttl:?}"
+        );
+        assert_eq!(listed[0].announcer.as_ref(), Some(&what.announcer));
+
+        let start = std::time::Instant::now();
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+        assert!(
+            services(&registry, "/services/").await.unwrap().is_empty(),
+            "revoked on shutdown"
+        );
+        eprintln!("key gone {:?} after shutdown", start.elapsed());
+    }
+
+    #[tokio::test]
+    async fn a_key_whose_announcer_died_expires_with_its_ttl() {
+        let (etcd, _dir) = etcd().await;
+        let registry = Registry::connect(&settings(&etcd, "/flotte/"))
+            .await
+            .unwrap();
+        let what = announcement(&registry, "/services/dies", 2);
+        let task = tokio::spawn({
+            let (registry, what) = (registry.clone(), what.clone());
+            async move { announce(&registry, &what, || {}, CancellationToken::new()).await }
+        });
+        await_keys(&registry, "/services/", "announced", |k| {
+            k.contains_key("/services/dies")
+        })
+        .await;
+        let start = std::time::Instant::now();
+        task.abort(); // dies without revoking
+        await_keys(&registry, "/services/", "expired", |k| k.is_empty()).await;
+        let gone = start.elapsed();
+        assert!(
+            gone <= Duration::from_secs(4),
+            "expired after {gone:?}, TTL 2 s"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_key_is_announced_again_after_an_etcd_outage() {
+        let (etcd, _dir) = etcd().await;
+        let direct = Registry::connect(&settings(&etcd, "/flotte/"))
+            .await
+            .unwrap();
+        let link = flotte::testkit::Link::start(
+            etcd.client_url()
+                .trim_start_matches("http://")
+                .parse()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        let mut through = settings(&etcd, "/flotte/");
+        through.endpoints = vec![format!("http://{}", link.addr())];
+        let registry = Registry::connect(&through).await.unwrap();
+        let what = announcement(&registry, "/services/outage", 2);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let shutdown = CancellationToken::new();
+        tokio::spawn({
+            let (what, shutdown) = (what.clone(), shutdown.clone());
+            async move {
+                announce(
+                    &registry,
+                    &what,
+                    || {
+                        let _ = tx.send(());
+                    },
+                    shutdown,
+                )
+                .await
+            }
+        });
+        within("first announcement", rx.recv()).await.unwrap();
+        link.cut();
+        await_keys(
+            &direct,
+            "/services/",
+            "the key expired during the outage",
+            |k| k.is_empty(),
+        )
+        .await;
+        link.restore();
+        within("announced again", rx.recv()).await.unwrap();
+        await_keys(&direct, "/services/", "the key is back", |k| {
+            k.contains_key("/services/outage")
+        })
+        .await;
+        shutdown.cancel();
+    }
+}

@@ -75,7 +75,13 @@ pub async fn run(
             source,
         })?;
     let mut changes = systemd.changes().await?;
-    let (lease, keep) = register(&registry, &config).await?;
+    write_machine_env(&config).map_err(|source| AgentError::UnitsDir {
+        path: config.units_directory.with_file_name("machine.env"),
+        source,
+    })?;
+    let Some((lease, keep)) = register(&registry, &config, &shutdown).await? else {
+        return Ok(());
+    };
     registered.send_replace(true);
     let mut agent = Agent::new(registry, systemd, config, units, lease, keep);
     agent.adopt().await?;
@@ -115,7 +121,9 @@ pub async fn run(
             _ = agent.keep.lost() => {
                 registered.send_replace(false);
                 agent.self_fence().await;
-                let (lease, keep) = register(&agent.registry, &agent.config).await?;
+                let Some((lease, keep)) = register(&agent.registry, &agent.config, &shutdown).await? else {
+                    return Ok(());
+                };
                 registered.send_replace(true);
                 agent.lease = lease;
                 agent.keep = keep;
@@ -139,11 +147,13 @@ async fn sleep_until_opt(at: Option<Instant>) {
 }
 
 /// Finds the lease of a previous run (still alive if it restarted within the TTL) or grants a
-/// new one, remembers it on disk, registers the machine under it and keeps it alive.
+/// new one, remembers it on disk, registers the machine under it and keeps it alive. Retries
+/// until it succeeds; `None` when shut down first.
 async fn register(
     registry: &Registry,
     config: &AgentConfig,
-) -> Result<(Lease, KeepAlive), AgentError> {
+    shutdown: &CancellationToken,
+) -> Result<Option<(Lease, KeepAlive)>, AgentError> {
     let lease_file = lease_file(config);
     let previous = std::fs::read_to_string(&lease_file)
         .ok()
@@ -180,15 +190,52 @@ async fn register(
                     }
                 })?;
                 tracing::info!(machine = %config.machine_id, "machine registered");
-                return Ok((lease, keep));
+                return Ok(Some((lease, keep)));
             }
             Err(e) => {
                 let delay = backoff.next_delay();
                 tracing::warn!(error = %e, retry_in = ?delay, "cannot register the machine");
-                tokio::time::sleep(delay).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.cancelled() => return Ok(None),
+                }
             }
         }
     }
+}
+
+/// `machine.env` beside the units directory: this machine's ID, address, hostname and
+/// metadata for units to read with `EnvironmentFile=` (as CoreOS units read
+/// `/etc/environment`), e.g. to bind a server to `${FLOTTE_PUBLIC_IP}`.
+fn write_machine_env(config: &AgentConfig) -> std::io::Result<()> {
+    let path = config.units_directory.with_file_name("machine.env");
+    let mut text = format!(
+        "FLOTTE_MACHINE_ID={}\nFLOTTE_PUBLIC_IP={}\nFLOTTE_HOSTNAME={}\nFLOTTE_METADATA={}\n",
+        config.machine_id, config.public_ip, config.hostname, config.metadata
+    );
+    for (key, value) in config.metadata.iter() {
+        // Metadata keys may hold `.` and `-`, which environment variable names may not.
+        let name: String = key
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        text.push_str(&format!("FLOTTE_METADATA_{name}={value}\n"));
+    }
+    let dir = path.parent().unwrap_or(std::path::Path::new("/"));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut tmp, text.as_bytes())?;
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )?;
+    tmp.persist(&path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// Next to the units directory, so that it lives exactly as long as the unit files.

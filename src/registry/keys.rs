@@ -10,6 +10,7 @@
 //! <prefix>reasons/<unit>                why it is not placed     engine
 //! <prefix>states/<unit>/<machine>       systemd state            agent, under its lease
 //! <prefix>election/engine               engine election          etcd's election API
+//! <prefix>announcers/<lease>            who announced a service  `flottectl announce`, its lease
 //! ```
 
 use crate::machine::MachineId;
@@ -111,6 +112,11 @@ impl Keys {
 
     pub fn state(&self, unit: &UnitName, machine: &MachineId) -> String {
         format!("{}{machine}", self.states_of(unit))
+    }
+
+    /// Who announced the service keys under a lease (`flottectl announce`).
+    pub fn announcer(&self, lease: i64) -> String {
+        format!("{}announcers/{lease:x}", self.prefix)
     }
 
     pub fn election(&self) -> String {

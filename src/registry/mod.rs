@@ -1,6 +1,7 @@
 //! The registry: flotte's state in etcd. The only module that knows etcd keys and value
 //! encodings; everything else reads and writes typed records through it.
 
+mod announce;
 mod election;
 mod keys;
 mod lease;
@@ -18,6 +19,7 @@ use etcd_client::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use announce::{AnnouncerRecord, ServiceEntry, ServiceKey, ServiceKeyError};
 pub use election::{Fence, Leadership};
 pub use keys::{Keys, PrefixError};
 pub use lease::{KeepAlive, Lease, LossPolicy};

@@ -227,18 +227,31 @@ pub struct TypedWatch<K, V> {
     raw: PrefixWatch,
     keys: Keys,
     key: fn(&Keys, &[u8]) -> Option<K>,
+    value: fn(&[u8], &[u8]) -> Option<V>,
     revision: i64,
-    _value: std::marker::PhantomData<fn() -> V>,
 }
 
 impl<K, V: DeserializeOwned> TypedWatch<K, V> {
+    /// A watch of JSON records.
     pub(super) fn new(raw: PrefixWatch, keys: Keys, key: fn(&Keys, &[u8]) -> Option<K>) -> Self {
+        Self::decoded_by(raw, keys, key, decode_value::<V>)
+    }
+}
+
+impl<K, V> TypedWatch<K, V> {
+    /// A watch whose values `value` decodes (given the raw key, for messages).
+    pub(super) fn decoded_by(
+        raw: PrefixWatch,
+        keys: Keys,
+        key: fn(&Keys, &[u8]) -> Option<K>,
+        value: fn(&[u8], &[u8]) -> Option<V>,
+    ) -> Self {
         Self {
             raw,
             keys,
             key,
+            value,
             revision: 0,
-            _value: std::marker::PhantomData,
         }
     }
 
@@ -254,7 +267,7 @@ impl<K, V: DeserializeOwned> TypedWatch<K, V> {
                 self.revision = revision;
                 Update::Reset(
                     kvs.iter()
-                        .filter_map(|(k, v)| Some((self.decode_key(k)?, decode_value(k, v)?)))
+                        .filter_map(|(k, v)| Some((self.decode_key(k)?, (self.value)(k, v)?)))
                         .collect(),
                 )
             }
@@ -266,7 +279,7 @@ impl<K, V: DeserializeOwned> TypedWatch<K, V> {
                         .filter_map(|(k, v)| {
                             let key = self.decode_key(k)?;
                             match v {
-                                Some(v) => Some((key, Some(decode_value(k, v)?))),
+                                Some(v) => Some((key, Some((self.value)(k, v)?))),
                                 None => Some((key, None)),
                             }
                         })
@@ -285,7 +298,7 @@ impl<K, V: DeserializeOwned> TypedWatch<K, V> {
     }
 }
 
-impl<K: Send + 'static, V: DeserializeOwned + Send + 'static> TypedWatch<K, V> {
+impl<K: Send + 'static, V: Send + 'static> TypedWatch<K, V> {
     /// Runs the watch in a task of its own and hands its updates over a channel, so that the
     /// consumer's loop only ever waits on channels. Failures are logged and retried with
     /// backoff; the watch resumes where it stood. The task ends when the receiver is dropped.

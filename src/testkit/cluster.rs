@@ -119,6 +119,17 @@ impl Cluster {
                 Some(l) => format!("http://{}", l.addr()),
                 None => cluster.etcd_url().to_owned(),
             };
+            // Units on the host (a sidekick's `flottectl announce`) find this flotted's
+            // configuration, as they would find /etc/flotte/flotted.conf on a real machine.
+            let set_env = async {
+                let systemd = crate::systemd::Systemd::connect(&host.bus()).await?;
+                systemd
+                    .set_environment(&[format!("FLOTTE_CONFIG={}", config.display())])
+                    .await
+            };
+            set_env.await.map_err(|e| {
+                TestkitError::Missing(format!("setting FLOTTE_CONFIG on {}: {e}", h.name))
+            })?;
             let mut lines = vec![
                 format!("etcd_servers={etcd_url}"),
                 format!("etcd_key_prefix={}", cluster.prefix),
