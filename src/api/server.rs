@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::Router;
 use futures_util::future::join_all;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
@@ -61,6 +61,8 @@ pub struct Listeners {
 /// A TLS handshake that takes longer than this is dropped, so that a silent client cannot
 /// hold a connection slot (or shutdown) for long.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection may take to send a request's head (or stay idle between requests).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long shutdown waits for connections to finish their requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -254,7 +256,13 @@ async fn serve_connection<I>(io: I, router: Router, watcher: Watcher)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // With a timer, hyper closes a connection that sends no complete request head within
+    // HEADER_TIMEOUT, so that idle or stalled clients neither pile up nor hold up the drain.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
     let connection = builder
         .serve_connection(TokioIo::new(io), TowerToHyperService::new(router))
         .into_owned();
