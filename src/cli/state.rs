@@ -223,19 +223,28 @@ async fn registered(client: &Client, names: &[UnitName]) -> Result<Vec<wire::Uni
     Ok(units)
 }
 
-/// fleetctl refuses to stop or restart a unit that is not scheduled.
+/// fleetctl refuses to stop or restart a unit that runs nowhere: one not scheduled, or (but a
+/// global unit, which has no state of its own) one no machine has yet. Waiting for it to stop
+/// would never end.
 fn refuse_inactive(units: &[wire::Unit], action: &'static str) -> Result<(), CliError> {
-    match units
-        .iter()
-        .find(|u| u.desired_state == DesiredState::Inactive.as_str())
-    {
-        Some(unit) => Err(CliError::State {
+    for unit in units {
+        let scheduled = unit.desired_state != DesiredState::Inactive.as_str();
+        let somewhere =
+            UnitFacts::of(unit).global || !matches!(unit.current_state.as_str(), "" | "inactive");
+        if scheduled && somewhere {
+            continue;
+        }
+        let state = match unit.reason.as_str() {
+            "" => DesiredState::Inactive.to_string(),
+            reason => format!("inactive (not placed: {reason})"),
+        };
+        return Err(CliError::State {
             action,
             unit: name_of(unit)?,
-            state: unit.desired_state.clone(),
-        }),
-        None => Ok(()),
+            state,
+        });
     }
+    Ok(())
 }
 
 fn name_of(unit: &wire::Unit) -> Result<UnitName, CliError> {
@@ -245,4 +254,56 @@ fn name_of(unit: &wire::Unit) -> Result<UnitName, CliError> {
             why: e.to_string(),
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(name: &str, desired: &str, current: &str, x_fleet: &str, reason: &str) -> wire::Unit {
+        let text = format!("[Service]\nExecStart=/bin/sleep 1\n[X-Fleet]\n{x_fleet}\n");
+        wire::Unit {
+            name: name.into(),
+            options: crate::unit::UnitFile::parse(text.as_bytes())
+                .unwrap()
+                .file
+                .into_options()
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+            desired_state: desired.into(),
+            current_state: current.into(),
+            reason: reason.into(),
+            ..wire::Unit::default()
+        }
+    }
+
+    fn refused(units: &[wire::Unit]) -> Option<String> {
+        refuse_inactive(units, "stop").err().map(|e| e.to_string())
+    }
+
+    #[test]
+    fn only_units_that_run_somewhere_can_be_stopped_or_restarted() {
+        let running = unit("a.service", "launched", "launched", "", "");
+        let loaded = unit("b.service", "loaded", "loaded", "", "");
+        let global = unit("g.service", "launched", "", "Global=true", "");
+        assert_eq!(refused(&[running.clone(), loaded, global]), None);
+        assert_eq!(
+            refused(&[
+                running.clone(),
+                unit("c.service", "inactive", "inactive", "", "")
+            ]),
+            Some("cannot stop unit c.service in state inactive".into())
+        );
+        assert_eq!(
+            refused(&[
+                running,
+                unit("d.service", "launched", "inactive", "", "no machine matches MachineMetadata=region=asia")
+            ]),
+            Some(
+                "cannot stop unit d.service in state inactive (not placed: no machine matches MachineMetadata=region=asia)"
+                    .into()
+            )
+        );
+    }
 }

@@ -128,6 +128,26 @@ fn rows(table: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// Runs a list command until its rows satisfy `done`, failing after a deadline with the last
+/// output.
+async fn listed_until(endpoint: &str, args: &[&str], done: impl Fn(&[Vec<String>]) -> bool) {
+    let last = std::cell::RefCell::new(String::new());
+    let result = wait_for(
+        Duration::from_secs(20),
+        || format!("flottectl {args:?} never showed what was expected"),
+        || async {
+            let output = ok(args, flottectl(endpoint, args).await);
+            let reached = done(&rows(&output));
+            *last.borrow_mut() = output;
+            reached.then_some(())
+        },
+    )
+    .await;
+    if let Err(e) = result {
+        panic!("{e}; last output:\n{}", last.borrow());
+    }
+}
+
 /// `Unit NAME launched on 1a2b3c4d.../127.0.1.N` → the index of host N.
 fn host_of(message: &str) -> usize {
     let ip = message
@@ -228,16 +248,19 @@ async fn flottectl_drives_the_quick_start_cluster_from_submit_to_destroy() {
         "{started}"
     );
     let host = host_of(&started);
-    let (args, out) = run(&["list-units", "--no-legend", "--fields", "unit,active,sub"]).await;
-    let listed = ok(args, out);
-    assert!(
-        rows(&listed).contains(&vec![
-            "sleeper.service".to_owned(),
-            "active".to_owned(),
-            "running".to_owned()
-        ]),
-        "{listed}"
-    );
+    // "launched" is fleet's: the agent started the unit; systemd reports it running a moment
+    // later, which list-units then shows.
+    let running = vec![
+        "sleeper.service".to_owned(),
+        "active".to_owned(),
+        "running".to_owned(),
+    ];
+    listed_until(
+        &ep,
+        &["list-units", "--no-legend", "--fields", "unit,active,sub"],
+        |rows| rows.contains(&running),
+    )
+    .await;
     let (args, out) = run(&["cat", "sleeper"]).await;
     assert_eq!(ok(args, out), SLEEPER);
 
@@ -309,10 +332,15 @@ async fn flottectl_drives_the_quick_start_cluster_from_submit_to_destroy() {
     );
 
     // destroy waits until no machine has the unit; afterwards no list shows it.
+    // Each is reported as it is gone, in whichever order that happens.
     let (args, out) = run(&["destroy", "sleeper", "hello@3"]).await;
+    let destroyed = ok(args, out);
+    let mut lines: Vec<&str> = destroyed.lines().collect();
+    lines.sort();
     assert_eq!(
-        ok(args, out),
-        "Destroyed sleeper.service\nDestroyed hello@3.service\n"
+        lines,
+        ["Destroyed hello@3.service", "Destroyed sleeper.service"],
+        "{destroyed}"
     );
     for args in [&["list-units"][..], &["list-unit-files"]] {
         let listed = ok(args, flottectl(&ep, args).await);
