@@ -55,6 +55,12 @@ fn main() -> ExitCode {
         .and_then(|runtime| runtime.block_on(run(args)));
     match result {
         Ok(code) => code,
+        Err(e)
+            if e.downcast_ref::<local_cluster::LocalClusterError>()
+                .is_some_and(|e| e.is_broken_pipe()) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             // The library's errors name their causes themselves.
             eprintln!("flotte-local-cluster: {e}");

@@ -88,6 +88,18 @@ pub enum LocalClusterError {
     Examples { source: Box<LocalClusterError> },
 }
 
+impl LocalClusterError {
+    /// True when the error is the reader closing the output (`status | head`): the reader's
+    /// choice, not a failure.
+    pub fn is_broken_pipe(&self) -> bool {
+        match self {
+            LocalClusterError::Cli(e) => e.is_broken_pipe(),
+            LocalClusterError::Examples { source } => source.is_broken_pipe(),
+            _ => false,
+        }
+    }
+}
+
 fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> LocalClusterError {
     let what = what.into();
     move |source| LocalClusterError::Io { what, source }
