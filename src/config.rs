@@ -9,6 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::api::TlsFiles;
 use crate::machine::{MachineId, Metadata};
 use crate::registry::{EtcdSettings, Keys};
 use crate::systemd::Bus;
@@ -34,6 +35,9 @@ pub const KEYS: &[(&str, &str)] = &[
     ("systemd_bus", "system"),
     ("listen", "/run/flotte/flotte.sock"),
     ("listen_tcp", ""),
+    ("api_certfile", ""),
+    ("api_keyfile", ""),
+    ("api_client_cafile", ""),
     ("resync_interval", "5m"),
 ];
 
@@ -187,6 +191,8 @@ pub struct Config {
     pub systemd_bus: Bus,
     pub listen: PathBuf,
     pub listen_tcp: Vec<SocketAddr>,
+    /// TLS on the TCP listeners.
+    pub api_tls: Option<TlsFiles>,
     pub resync_interval: Duration,
 }
 
@@ -353,6 +359,43 @@ impl Config {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let api_tls = match (
+            optional("api_certfile"),
+            optional("api_keyfile"),
+            optional("api_client_cafile"),
+        ) {
+            (None, None, None) => None,
+            (Some(_), None, _) => {
+                return Err(invalid(
+                    "api_certfile",
+                    "api_keyfile must be set as well".into(),
+                ));
+            }
+            (None, Some(_), _) => {
+                return Err(invalid(
+                    "api_keyfile",
+                    "api_certfile must be set as well".into(),
+                ));
+            }
+            (None, None, Some(_)) => {
+                return Err(invalid(
+                    "api_client_cafile",
+                    "api_certfile and api_keyfile must be set as well".into(),
+                ));
+            }
+            (Some(cert), Some(key), ca) => Some(TlsFiles {
+                cert_file: PathBuf::from(cert),
+                key_file: PathBuf::from(key),
+                client_ca_file: ca.map(PathBuf::from),
+            }),
+        };
+        if api_tls.is_some() && listen_tcp.is_empty() {
+            // TLS is for TCP listeners only: without one, the setting would silently do nothing.
+            return Err(invalid(
+                "api_certfile",
+                "listen_tcp must be set as well".into(),
+            ));
+        }
         Ok(Config {
             etcd,
             public_ip,
@@ -365,6 +408,7 @@ impl Config {
             systemd_bus,
             listen,
             listen_tcp,
+            api_tls,
             resync_interval,
         })
     }
@@ -421,6 +465,31 @@ mod tests {
         assert_eq!(c.systemd_bus, Bus::System);
         assert!(!c.disable_engine);
         assert!(c.listen_tcp.is_empty());
+        assert_eq!(c.api_tls, None);
+    }
+
+    #[test]
+    fn api_tls_takes_a_certificate_a_key_and_optionally_a_client_ca() {
+        let c = resolve(
+            "listen_tcp=0.0.0.0:8443\napi_certfile=/etc/flotte/api.pem\napi_keyfile=/etc/flotte/api.key\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.api_tls,
+            Some(TlsFiles {
+                cert_file: "/etc/flotte/api.pem".into(),
+                key_file: "/etc/flotte/api.key".into(),
+                client_ca_file: None,
+            })
+        );
+        let c = resolve(
+            "listen_tcp=0.0.0.0:8443\napi_certfile=/c.pem\napi_keyfile=/k.pem\napi_client_cafile=/ca.pem\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.api_tls.and_then(|t| t.client_ca_file),
+            Some(PathBuf::from("/ca.pem"))
+        );
     }
 
     #[test]
@@ -505,6 +574,22 @@ mod tests {
             (
                 "etcd_password=x",
                 "/etc/flotte/flotted.conf:1: invalid etcd_password `(hidden)`: etcd_username must be set as well",
+            ),
+            (
+                "listen_tcp=127.0.0.1:8443\napi_certfile=/c.pem",
+                "/etc/flotte/flotted.conf:2: invalid api_certfile `/c.pem`: api_keyfile must be set as well",
+            ),
+            (
+                "listen_tcp=127.0.0.1:8443\napi_keyfile=/k.pem",
+                "/etc/flotte/flotted.conf:2: invalid api_keyfile `/k.pem`: api_certfile must be set as well",
+            ),
+            (
+                "api_client_cafile=/ca.pem",
+                "/etc/flotte/flotted.conf:1: invalid api_client_cafile `/ca.pem`: api_certfile and api_keyfile must be set as well",
+            ),
+            (
+                "api_certfile=/c.pem\napi_keyfile=/k.pem",
+                "/etc/flotte/flotted.conf:1: invalid api_certfile `/c.pem`: listen_tcp must be set as well",
             ),
             (
                 "frobnicate=1",

@@ -1,4 +1,4 @@
-//! flotted: one process per host running the agent, an engine candidate and (later) the API.
+//! flotted: one process per host running the agent, an engine candidate and the API.
 
 use std::net::{IpAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::{self, AgentConfig};
+use crate::api::{self, ApiSettings, Listeners};
 use crate::backoff::Backoff;
 use crate::config::{self, Config, ConfigError, Raw, Source};
 use crate::engine::{self, EngineConfig};
@@ -73,11 +74,21 @@ pub fn load_config(matches: &clap::ArgMatches) -> Result<Config, ConfigError> {
 pub enum DaemonError {
     #[error(transparent)]
     Agent(#[from] agent::AgentError),
+    #[error(transparent)]
+    Api(#[from] api::ServeError),
 }
 
 /// Runs flotted until `shutdown`. Start-up waits (with backoff, saying so) for systemd and
-/// etcd to be reachable rather than failing.
+/// etcd to be reachable rather than failing. The API's listeners are bound first, so that a
+/// bad address or TLS file stops flotted at once; connections wait in the listen backlog
+/// until etcd is reached, then get 503 until the agent registered.
 pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), DaemonError> {
+    let listeners = Listeners::bind(&ApiSettings {
+        socket: config.listen.clone(),
+        tcp: config.listen_tcp.clone(),
+        tls: config.api_tls.clone(),
+    })
+    .await?;
     let Some(systemd) = retry("systemd", &shutdown, || {
         Systemd::connect(&config.systemd_bus)
     })
@@ -118,7 +129,13 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Da
         units_directory: config.units_directory.clone(),
         resync: config.resync_interval,
     };
-    let (registered, _ready) = tokio::sync::watch::channel(false);
+    let (registered, ready) = tokio::sync::watch::channel(false);
+    let api = tokio::spawn(api::serve(
+        listeners,
+        registry.clone(),
+        ready,
+        shutdown.clone(),
+    ));
     let result = agent::run(
         registry,
         systemd,
@@ -131,6 +148,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Da
     if let Some(engine) = engine {
         let _ = engine.await;
     }
+    let _ = api.await;
     result.map_err(DaemonError::from)
 }
 

@@ -1,6 +1,7 @@
 //! flotte: a cluster scheduler for systemd units. See ARCHITECTURE.md for the codemap.
 
 pub mod agent;
+pub mod api;
 pub mod backoff;
 pub mod cli;
 pub mod config;

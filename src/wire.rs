@@ -71,7 +71,8 @@ pub struct Unit {
     /// flotte: why the unit is placed nowhere.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
-    /// flotte: every machine of a global unit (`machineID` holds the first).
+    /// flotte: every machine the unit is placed on, many for a global unit (`machineID`
+    /// holds the first).
     #[serde(rename = "machineIDs", default, skip_serializing_if = "Vec::is_empty")]
     pub machine_ids: Vec<String>,
 }
@@ -116,6 +117,14 @@ pub struct UnitStatePage {
     pub states: Vec<UnitState>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub next_page_token: String,
+}
+
+/// flotte: the answer of `GET /flotte/v1/changes?since=REV&timeout=SECS`, the etcd revision
+/// of the latest change to units, placements, reasons or unit states. It is greater than
+/// `since` unless the wait timed out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Changes {
+    pub revision: i64,
 }
 
 /// `{"error":{"code":N,"message":"..."}}`

@@ -4,10 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use crate::machine::{MachineId, Metadata};
+use crate::machine::MachineId;
 use crate::registry::{
     EngineWrite, MachineRecord, MetadataOverride, PlacementRecord, ReasonRecord, ScheduleEntry,
-    UnitRecord,
+    UnitRecord, effective_metadata,
 };
 use crate::schedule::{self, ClusterView};
 use crate::unit::{Requirements, Target, UnitHash, UnitName};
@@ -29,27 +29,6 @@ pub struct View {
 }
 
 impl View {
-    /// A machine's metadata with the API's overrides applied.
-    pub fn metadata(&self, machine: &MachineRecord) -> Metadata {
-        let mut metadata = machine.metadata.clone();
-        let from = (machine.id.clone(), String::new());
-        for ((id, key), o) in self.overrides.range(from..) {
-            if id != &machine.id {
-                break;
-            }
-            match o {
-                MetadataOverride::Set(v) => {
-                    // Overrides were validated when written; a bad one is ignored, not fatal.
-                    let _ = metadata.insert(key, v);
-                }
-                MetadataOverride::Removed => {
-                    metadata.remove(key);
-                }
-            }
-        }
-        metadata
-    }
-
     /// Records writes that were applied.
     pub fn apply(&mut self, groups: &[Vec<EngineWrite>]) {
         for write in groups.iter().flatten() {
@@ -92,7 +71,7 @@ pub fn reconcile(view: &View) -> Vec<Vec<EngineWrite>> {
             .values()
             .map(|m| schedule::Machine {
                 id: m.id.clone(),
-                metadata: view.metadata(m),
+                metadata: effective_metadata(m, &view.overrides),
             })
             .collect(),
         units: Vec::with_capacity(view.units.len()),

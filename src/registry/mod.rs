@@ -8,6 +8,7 @@ mod lease;
 mod model;
 mod watch;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ pub use keys::{Keys, PrefixError};
 pub use lease::{KeepAlive, Lease, LossPolicy};
 pub use model::{
     ContentRecord, MachineRecord, MetadataOverride, PlacementRecord, ReasonRecord, ScheduleEntry,
-    UnitRecord, UnitStateRecord,
+    UnitRecord, UnitStateRecord, effective_metadata,
 };
 pub use watch::{Phase, TypedWatch, Update};
 
@@ -300,6 +301,25 @@ impl Registry {
             .await
     }
 
+    /// Writes metadata overrides, one per machine and key, in transactions of at most
+    /// `MAX_TXN_OPS` writes (a transaction cannot write one key twice, hence the map).
+    pub async fn set_metadata_overrides(
+        &self,
+        overrides: &BTreeMap<(MachineId, String), MetadataOverride>,
+    ) -> Result<(), RegistryError> {
+        let ops: Vec<TxnOp> = overrides
+            .iter()
+            .map(|((id, key), value)| {
+                TxnOp::put(self.keys.metadata_key(id, key), json(value), None)
+            })
+            .collect();
+        for batch in ops.chunks(MAX_TXN_OPS) {
+            let txn = Txn::new().and_then(batch.to_vec());
+            self.txn("writing metadata overrides", txn).await?;
+        }
+        Ok(())
+    }
+
     // ---- units ----
 
     /// Stores a unit with its content in one transaction. The content is written even when
@@ -311,17 +331,54 @@ impl Registry {
         file: &UnitFile,
         desired: DesiredState,
     ) -> Result<UnitHash, RegistryError> {
+        let (hash, ops) = self.unit_ops(name, file, desired);
+        let txn = Txn::new().and_then(ops);
+        self.txn(&format!("storing unit {name}"), txn).await?;
+        Ok(hash)
+    }
+
+    /// Like `put_unit`, but only if the unit is still at `revision` (`None`: only if there is
+    /// no such unit), so that a create or a replace never overwrites a concurrent change.
+    pub async fn put_unit_at(
+        &self,
+        name: &UnitName,
+        file: &UnitFile,
+        desired: DesiredState,
+        revision: Option<i64>,
+    ) -> Result<UnitHash, RegistryError> {
+        let (hash, ops) = self.unit_ops(name, file, desired);
+        // etcd compares a missing key as if its revisions were 0.
+        let expected = revision.unwrap_or(0);
+        let txn = Txn::new()
+            .when([Compare::mod_revision(
+                self.keys.unit(name),
+                CompareOp::Equal,
+                expected,
+            )])
+            .and_then(ops);
+        if self.txn(&format!("storing unit {name}"), txn).await? {
+            Ok(hash)
+        } else {
+            Err(RegistryError::Conflict(format!("unit {name}")))
+        }
+    }
+
+    fn unit_ops(
+        &self,
+        name: &UnitName,
+        file: &UnitFile,
+        desired: DesiredState,
+    ) -> (UnitHash, [TxnOp; 2]) {
         let hash = file.hash();
         let content = ContentRecord {
             options: file.options().to_vec(),
         };
         let record = UnitRecord { hash, desired };
-        let txn = Txn::new().and_then([
+        let ops = [
             TxnOp::put(self.keys.content(&hash), json(&content), None),
             TxnOp::put(self.keys.unit(name), json(&record), None),
-        ]);
-        self.txn(&format!("storing unit {name}"), txn).await?;
-        Ok(hash)
+        ];
+        (hash, ops)
     }
 
     /// A unit and the revision it was last changed at.
@@ -522,6 +579,25 @@ impl Registry {
 
     pub fn watch_states(&self) -> TypedWatch<(UnitName, MachineId), UnitStateRecord> {
         self.watch(self.keys.states(), Keys::parse_state)
+    }
+
+    /// The revision of the latest change to units, placements, reasons or unit states: what
+    /// a client waiting for units to reach a state needs to know to re-read them. One watch
+    /// per subtree runs in its own task for as long as a receiver lives; the value is 0 until
+    /// the first listing and never goes back.
+    pub fn watch_changes(&self) -> tokio::sync::watch::Receiver<i64> {
+        let prefixes = [
+            self.keys.units(),
+            self.keys.placements(),
+            self.keys.reasons(),
+            self.keys.states(),
+        ];
+        watch::latest_revision(
+            prefixes
+                .into_iter()
+                .map(|p| watch::PrefixWatch::new(self.client(), p))
+                .collect(),
+        )
     }
 
     /// Deletes everything under the prefix. For tests and `local-cluster down` only.

@@ -1,5 +1,7 @@
 //! The values stored in etcd, as JSON. Only the registry encodes and decodes them.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::machine::{MachineId, Metadata};
@@ -28,6 +30,32 @@ pub struct MachineRecord {
 pub enum MetadataOverride {
     Set(String),
     Removed,
+}
+
+/// A machine's metadata as the scheduler and the API see it: its configured metadata with the
+/// API's overrides applied. The engine and the API share this function so that what
+/// `GET /machines` shows is what units are placed by.
+pub fn effective_metadata(
+    machine: &MachineRecord,
+    overrides: &BTreeMap<(MachineId, String), MetadataOverride>,
+) -> Metadata {
+    let mut metadata = machine.metadata.clone();
+    let from = (machine.id.clone(), String::new());
+    for ((id, key), o) in overrides.range(from..) {
+        if id != &machine.id {
+            break;
+        }
+        match o {
+            MetadataOverride::Set(v) => {
+                // Overrides were validated when written; a bad one is ignored, not fatal.
+                let _ = metadata.insert(key, v);
+            }
+            MetadataOverride::Removed => {
+                metadata.remove(key);
+            }
+        }
+    }
+    metadata
 }
 
 /// A submitted unit: which content, and what the user wants of it.
@@ -82,6 +110,43 @@ pub struct UnitStateRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overrides_set_and_remove_keys_of_their_machine_only() {
+        let id = |c: char| MachineId::new(&c.to_string().repeat(32)).unwrap();
+        let machine = MachineRecord {
+            id: id('b'),
+            ip: "10.0.0.2".into(),
+            metadata: Metadata::parse_list("disk=hdd,region=eu").unwrap(),
+            version: "0.1.0".into(),
+            api: None,
+            hostname: "b".into(),
+        };
+        let overrides = BTreeMap::from([
+            (
+                (id('a'), "disk".into()),
+                MetadataOverride::Set("nvme".into()),
+            ),
+            (
+                (id('b'), "disk".into()),
+                MetadataOverride::Set("ssd".into()),
+            ),
+            ((id('b'), "region".into()), MetadataOverride::Removed),
+            ((id('b'), "rack".into()), MetadataOverride::Set("r1".into())),
+            (
+                (id('c'), "role".into()),
+                MetadataOverride::Set("edge".into()),
+            ),
+        ]);
+        assert_eq!(
+            effective_metadata(&machine, &overrides).to_string(),
+            "disk=ssd,rack=r1"
+        );
+        assert_eq!(
+            effective_metadata(&machine, &BTreeMap::new()),
+            machine.metadata
+        );
+    }
 
     #[test]
     fn records_encode_as_stable_json() {

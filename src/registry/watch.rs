@@ -1,11 +1,12 @@
 //! Resumable prefix watches: list, then watch from the next revision; after a broken stream,
 //! resume from the last revision seen; after compaction lost that history, list again.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{Client, EventType, GetOptions, WatchOptions, WatchStream};
 use serde::de::DeserializeOwned;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::backoff::Backoff;
 
@@ -326,6 +327,47 @@ impl<K: Send + 'static, V: Send + 'static> TypedWatch<K, V> {
         });
         rx
     }
+}
+
+/// Follows `watches` in a task each and publishes the highest revision any of them reached
+/// (listed at or saw a change at). Failures are logged and retried with backoff. The tasks
+/// end when the last receiver is dropped.
+pub(super) fn latest_revision(watches: Vec<PrefixWatch>) -> watch::Receiver<i64> {
+    let (tx, rx) = watch::channel(0);
+    let tx = Arc::new(tx);
+    for mut raw in watches {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+            loop {
+                let update = tokio::select! {
+                    _ = tx.closed() => return,
+                    update = raw.next() => update,
+                };
+                match update {
+                    Ok(RawUpdate::Reset { revision, .. } | RawUpdate::Changes { revision, .. }) => {
+                        backoff.reset();
+                        tx.send_if_modified(|latest| {
+                            let newer = revision > *latest;
+                            if newer {
+                                *latest = revision;
+                            }
+                            newer
+                        });
+                    }
+                    Err(e) => {
+                        let delay = backoff.next_delay();
+                        tracing::warn!(prefix = %raw.prefix, error = %e, retry_in = ?delay, "watch failed");
+                        tokio::select! {
+                            _ = tx.closed() => return,
+                            _ = tokio::time::sleep(delay) => {}
+                        }
+                    }
+                }
+            }
+        });
+    }
+    rx
 }
 
 pub(super) fn decode_value<V: DeserializeOwned>(key: &[u8], value: &[u8]) -> Option<V> {

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use flotte::machine::{MachineId, Metadata};
 use flotte::registry::{
-    EngineWrite, EtcdSettings, LossPolicy, MachineRecord, ReasonRecord, Registry, RegistryError,
-    Update,
+    EngineWrite, EtcdSettings, LossPolicy, MachineRecord, MetadataOverride, ReasonRecord, Registry,
+    RegistryError, Update,
 };
 use flotte::testkit::Etcd;
 use flotte::unit::{DesiredState, UnitFile, UnitName};
@@ -473,4 +473,92 @@ mod announce {
         .await;
         shutdown.cancel();
     }
+}
+
+#[tokio::test]
+async fn a_conditional_unit_write_refuses_a_unit_that_changed_or_appeared() {
+    let (etcd, _dir) = etcd().await;
+    let registry = Registry::connect(&settings(&etcd, "/t6/")).await.unwrap();
+    let name = unit("web.service");
+    let first = file("[Service]\nExecStart=/bin/sleep 1\n");
+    let second = file("[Service]\nExecStart=/bin/sleep 2\n");
+    registry
+        .put_unit_at(&name, &first, DesiredState::Loaded, None)
+        .await
+        .unwrap();
+    let again = registry
+        .put_unit_at(&name, &first, DesiredState::Loaded, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(again, RegistryError::Conflict(_)), "{again}");
+
+    let (_, revision) = registry.unit(&name).await.unwrap().unwrap();
+    let hash = registry
+        .put_unit_at(&name, &second, DesiredState::Launched, Some(revision))
+        .await
+        .unwrap();
+    assert_eq!(registry.content(&hash).await.unwrap(), Some(second.clone()));
+    let stale = registry
+        .put_unit_at(&name, &first, DesiredState::Loaded, Some(revision))
+        .await
+        .unwrap_err();
+    assert!(matches!(stale, RegistryError::Conflict(_)), "{stale}");
+    let (record, _) = registry.unit(&name).await.unwrap().unwrap();
+    assert_eq!(
+        (record.hash, record.desired),
+        (second.hash(), DesiredState::Launched)
+    );
+}
+
+#[tokio::test]
+async fn metadata_overrides_are_written_in_batches_and_read_back() {
+    let (etcd, _dir) = etcd().await;
+    let registry = Registry::connect(&settings(&etcd, "/t7/")).await.unwrap();
+    // More keys than one transaction may write.
+    let overrides: std::collections::BTreeMap<_, _> = (0..300)
+        .map(|i| {
+            let value = if i % 2 == 0 {
+                MetadataOverride::Set(format!("v{i}"))
+            } else {
+                MetadataOverride::Removed
+            };
+            ((machine('a'), format!("k{i:03}")), value)
+        })
+        .collect();
+    registry.set_metadata_overrides(&overrides).await.unwrap();
+    let read: std::collections::BTreeMap<_, _> = registry
+        .metadata_overrides()
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(read, overrides);
+}
+
+#[tokio::test]
+async fn the_change_revision_follows_units_placements_reasons_and_states_only() {
+    let (etcd, _dir) = etcd().await;
+    let registry = Registry::connect(&settings(&etcd, "/t8/")).await.unwrap();
+    let mut changes = registry.watch_changes();
+    let listed = *within("the first listing", changes.wait_for(|r| *r > 0))
+        .await
+        .unwrap();
+
+    registry
+        .set_metadata_override(&machine('a'), "disk", &MetadataOverride::Set("ssd".into()))
+        .await
+        .unwrap();
+    registry
+        .put_unit(
+            &unit("a.service"),
+            &file("[Service]\nExecStart=/bin/true\n"),
+            DesiredState::Inactive,
+        )
+        .await
+        .unwrap();
+    let (_, after_unit) = registry.units().await.unwrap();
+    let seen = *within("the unit change", changes.wait_for(|r| *r > listed))
+        .await
+        .unwrap();
+    assert_eq!(seen, after_unit, "the unit's revision, not the metadata's");
 }

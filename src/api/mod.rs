@@ -1,0 +1,44 @@
+//! The HTTP API every flotted serves: fleet's v1 API, exactly, plus flotte's additions. Only
+//! this module knows HTTP and JSON requests; its handlers are thin and call `registry`.
+//!
+//! # Layout
+//! - `server`: the listeners (unix socket, TCP, optional TLS) and the connection loop.
+//! - `routes`: the path table and the gate that answers 503 until the agent registered.
+//! - `machines`, `units`, `states`, `discovery`: fleet v1's resources, one file each.
+//! - `changes`: flotte's change notification.
+//! - `request`, `pagination`, `error`: what every handler shares.
+//!
+//! # fleet v1 (under `/fleet/v1` and its old alias `/v1-alpha`)
+//! `GET|PATCH /machines`, `GET /units`, `GET|PUT|DELETE /units/NAME`,
+//! `GET /state[?machineID=&unitName=]`, `GET /state/NAME`, `GET /discovery`. Errors are
+//! `{"error":{"code":N,"message":"..."}}`. fleet clients send `?alt=json`; unknown query
+//! parameters are ignored, as fleet does.
+//!
+//! # flotte's additions
+//! Extra fields that fleet clients ignore: a unit's `reason` (why it is placed nowhere) and
+//! `machineIDs` (every machine it is placed on); a machine's `version` (of its flotted) and
+//! `hostname`; a state's `message` (systemd's complaint). Every response carries
+//! `Server: flotted/VERSION`.
+//!
+//! `GET /flotte/v1/changes?since=REV&timeout=SECS` answers `{"revision":N}`: at once when a
+//! unit, placement, reason or unit state changed after etcd revision `REV` (always so for
+//! `since=0`), else as soon as one changes, or after `timeout` seconds (default 30, at most 60)
+//! with the unchanged revision. A client waiting for units to reach a state reads the units
+//! or states, then asks for changes since the revision it last got, and reads again when
+//! this returns: no blind polling. Revisions are etcd's, so they compare across flotted.
+
+mod changes;
+mod discovery;
+mod error;
+mod machines;
+mod pagination;
+mod request;
+mod routes;
+mod server;
+mod states;
+mod tls;
+mod units;
+
+pub use error::{ApiError, PatchProblem};
+pub use server::{ApiSettings, Listeners, ServeError, serve};
+pub use tls::TlsFiles;

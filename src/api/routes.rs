@@ -1,0 +1,114 @@
+//! The path table: fleet v1 under `/fleet/v1` and `/v1-alpha`, flotte's additions under
+//! `/flotte/v1`, and the gate every request passes first.
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::header::SERVER;
+use axum::http::{HeaderValue, Method, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::registry::Registry;
+
+use super::{ApiError, changes, discovery, machines, states, units};
+
+/// What handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct Api {
+    pub registry: Registry,
+    /// The latest revision of a unit-related change (`Registry::watch_changes`).
+    pub changes: watch::Receiver<i64>,
+    pub shutdown: CancellationToken,
+}
+
+/// fleet mounted its v1 API under both prefixes; its clients use either.
+const FLEET_PREFIXES: [&str; 2] = ["/fleet/v1", "/v1-alpha"];
+
+pub fn router(api: Api, registered: watch::Receiver<bool>) -> Router {
+    let mut router = Router::new();
+    for prefix in FLEET_PREFIXES {
+        router = router
+            .route(
+                &format!("{prefix}/machines"),
+                get(machines::list)
+                    .patch(machines::patch)
+                    .fallback(refuse("only GET and PATCH are supported on this resource")),
+            )
+            .route(
+                &format!("{prefix}/units"),
+                get(units::list).fallback(refuse(ONLY_GET)),
+            )
+            .route(
+                &format!("{prefix}/units/{{name}}"),
+                get(units::get)
+                    .put(units::put)
+                    .delete(units::delete)
+                    .fallback(refuse(
+                        "only GET, PUT and DELETE are supported on this resource",
+                    )),
+            )
+            .route(
+                &format!("{prefix}/state"),
+                get(states::list).fallback(refuse(ONLY_GET)),
+            )
+            .route(
+                &format!("{prefix}/state/{{name}}"),
+                get(states::get).fallback(refuse(ONLY_GET)),
+            )
+            .route(
+                &format!("{prefix}/discovery"),
+                get(discovery::get).fallback(refuse(ONLY_GET)),
+            )
+            // As fleet: the API's root is no resource, whatever the method.
+            .route(prefix, any(refuse(NO_METHOD)));
+    }
+    router
+        .route(
+            "/flotte/v1/changes",
+            get(changes::wait).fallback(refuse(ONLY_GET)),
+        )
+        .route("/", any(refuse(NO_METHOD)))
+        .fallback(|uri: Uri| async move { ApiError::NoRoute(uri.path().to_owned()) })
+        .with_state(api)
+        .layer(middleware::from_fn_with_state(registered, gate))
+}
+
+const ONLY_GET: &str = "only GET is supported on this resource";
+const NO_METHOD: &str = "this is no resource; see /fleet/v1/discovery";
+
+/// A handler answering 405 with why.
+fn refuse(
+    allowed: &'static str,
+) -> impl Fn(Method, Uri) -> std::future::Ready<ApiError> + Clone + Send + Sync + 'static {
+    move |method: Method, uri: Uri| {
+        std::future::ready(ApiError::MethodNotAllowed {
+            method,
+            path: uri.path().to_owned(),
+            allowed,
+        })
+    }
+}
+
+/// Answers 503 until this machine's agent registered: before that, the machine is not part
+/// of the cluster its API would speak for. Marks every answer with flotted's version.
+async fn gate(
+    State(registered): State<watch::Receiver<bool>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let registered = *registered.borrow();
+    let mut response = if registered {
+        next.run(request).await
+    } else {
+        ApiError::NotRegistered.into_response()
+    };
+    response
+        .headers_mut()
+        .insert(SERVER, HeaderValue::from_static(SERVER_NAME));
+    response
+}
+
+const SERVER_NAME: &str = concat!("flotted/", env!("CARGO_PKG_VERSION"));

@@ -1,0 +1,329 @@
+//! `/units`: list, get, create or update (PUT) and destroy units. What a PUT does is decided by
+//! two pure functions, `parse_put` (the request alone) and `plan_put` (against the stored
+//! unit); the handlers read the registry before and write after them.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use futures_util::future::join_all;
+
+use crate::machine::MachineId;
+use crate::registry::{PlacementRecord, UnitRecord, UnitStateRecord};
+use crate::unit::{DesiredState, Requirements, Target, UnitFile, UnitHash, UnitName, UnitOption};
+use crate::wire;
+
+use super::ApiError;
+use super::pagination;
+use super::request::{ItemName, Params, read_json, require_json};
+use super::routes::Api;
+
+/// A PUT's body, checked on its own: everything that can be wrong without looking at etcd.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PutRequest {
+    pub name: UnitName,
+    pub desired: Option<DesiredState>,
+    pub file: Option<UnitFile>,
+}
+
+/// What a valid PUT does to the stored unit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PutPlan {
+    Create {
+        file: UnitFile,
+        desired: DesiredState,
+    },
+    /// New options for an existing unit, still at `revision`: it is stored anew (and
+    /// rescheduled).
+    Replace {
+        file: UnitFile,
+        desired: DesiredState,
+        revision: i64,
+    },
+    /// `record` replaces the stored unit, still at `revision`.
+    SetDesired { record: UnitRecord, revision: i64 },
+    /// The unit already is as asked.
+    Keep,
+}
+
+impl PutPlan {
+    /// fleet's answers: 201 when a unit was created from options, 204 for an update.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            PutPlan::Create { .. } | PutPlan::Replace { .. } => StatusCode::CREATED,
+            PutPlan::SetDesired { .. } | PutPlan::Keep => StatusCode::NO_CONTENT,
+        }
+    }
+}
+
+/// Checks a PUT in fleet's order: the body's name against the path's, the name, then the
+/// desired state and the options (which must be a unit file whose `[X-Fleet]` requirements
+/// read under this very name, so that an instance's `%i` is its own).
+pub fn parse_put(path: &str, body: wire::Unit) -> Result<PutRequest, ApiError> {
+    let raw = if body.name.is_empty() {
+        path
+    } else {
+        body.name.as_str()
+    };
+    if raw != path {
+        return Err(ApiError::NameMismatch {
+            path: path.to_owned(),
+            body: raw.to_owned(),
+        });
+    }
+    let name = UnitName::new(raw)?;
+    let desired = match body.desired_state.as_str() {
+        "" => None,
+        text => Some(text.parse::<DesiredState>()?),
+    };
+    if let Some(desired) = desired
+        && name.is_template()
+        && desired != DesiredState::Inactive
+    {
+        return Err(ApiError::TemplateState { name, desired });
+    }
+    let file = if body.options.is_empty() {
+        None
+    } else {
+        let options = body
+            .options
+            .into_iter()
+            .map(|o| UnitOption::new(&o.section, &o.name, &o.value))
+            .collect();
+        let file = UnitFile::from_options(options).map_err(|error| ApiError::InvalidOptions {
+            name: name.clone(),
+            error,
+        })?;
+        Requirements::from_unit(&name, &file).map_err(|errors| ApiError::InvalidRequirements {
+            name: name.clone(),
+            messages: errors.into_iter().map(|e| e.message).collect(),
+        })?;
+        Some(file)
+    };
+    Ok(PutRequest {
+        name,
+        desired,
+        file,
+    })
+}
+
+/// What `request` does to `existing`, the unit as stored (if any) and its revision.
+pub fn plan_put(
+    request: PutRequest,
+    existing: Option<(UnitRecord, i64)>,
+) -> Result<PutPlan, ApiError> {
+    let PutRequest {
+        name,
+        desired,
+        file,
+    } = request;
+    match (existing, file) {
+        (None, None) => Err(ApiError::NoOptions(name)),
+        (None, Some(file)) => Ok(PutPlan::Create {
+            file,
+            // fleet stores a unit created without a desired state as inactive.
+            desired: desired.unwrap_or(DesiredState::Inactive),
+        }),
+        (Some((record, revision)), Some(file)) if file.hash() != record.hash => {
+            Ok(PutPlan::Replace {
+                file,
+                // New content keeps what the user wanted of the unit unless told otherwise.
+                desired: desired.unwrap_or(record.desired),
+                revision,
+            })
+        }
+        (Some((record, revision)), _) => match desired {
+            None => Err(ApiError::NoDesiredState(name)),
+            Some(d) if d == record.desired => Ok(PutPlan::Keep),
+            Some(desired) => Ok(PutPlan::SetDesired {
+                record: UnitRecord { desired, ..record },
+                revision,
+            }),
+        },
+    }
+}
+
+pub async fn put(
+    State(api): State<Api>,
+    ItemName(path): ItemName,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, ApiError> {
+    require_json(&headers)?;
+    let request = parse_put(&path, read_json(body).await?)?;
+    let name = request.name.clone();
+    let existing = api.registry.unit(&name).await?;
+    let plan = plan_put(request, existing)?;
+    let status = plan.status();
+    match plan {
+        PutPlan::Create { file, desired } => {
+            api.registry
+                .put_unit_at(&name, &file, desired, None)
+                .await?;
+        }
+        PutPlan::Replace {
+            file,
+            desired,
+            revision,
+        } => {
+            api.registry
+                .put_unit_at(&name, &file, desired, Some(revision))
+                .await?;
+        }
+        PutPlan::SetDesired { record, revision } => {
+            api.registry.set_desired(&name, &record, revision).await?;
+        }
+        PutPlan::Keep => {}
+    }
+    Ok(status)
+}
+
+pub async fn get(
+    State(api): State<Api>,
+    ItemName(path): ItemName,
+) -> Result<Json<wire::Unit>, ApiError> {
+    let name = UnitName::new(&path)?;
+    let Some((record, _)) = api.registry.unit(&name).await? else {
+        return Err(ApiError::UnitNotFound(name));
+    };
+    let Some(file) = api.registry.content(&record.hash).await? else {
+        return Err(ApiError::CorruptUnit {
+            why: format!("its content {} is missing", record.hash),
+            name,
+        });
+    };
+    let placement = api.registry.placement(&name).await?;
+    let reason = api.registry.reason(&name).await?.map(|r| r.reason);
+    let states: BTreeMap<(UnitName, MachineId), UnitStateRecord> =
+        api.registry.states_of(&name).await?.into_iter().collect();
+    Ok(Json(to_wire(
+        &name,
+        &record,
+        file.into_options(),
+        Facts {
+            placement: placement.as_ref(),
+            reason,
+            states: &states,
+        },
+    )))
+}
+
+pub async fn list(
+    State(api): State<Api>,
+    params: Params,
+) -> Result<Json<wire::UnitPage>, ApiError> {
+    let token = pagination::requested(&params)?;
+    let (mut units, _) = api.registry.units().await?;
+    units.sort_by(|a, b| a.0.cmp(&b.0));
+    let (units, next_page_token) = pagination::page(units, token);
+    let placements: BTreeMap<UnitName, PlacementRecord> =
+        api.registry.placements().await?.into_iter().collect();
+    let mut reasons: BTreeMap<UnitName, String> = api
+        .registry
+        .reasons()
+        .await?
+        .into_iter()
+        .map(|(u, r)| (u, r.reason))
+        .collect();
+    let states: BTreeMap<(UnitName, MachineId), UnitStateRecord> =
+        api.registry.states().await?.into_iter().collect();
+    let options = contents(&api, units.iter().map(|(_, r)| r.hash).collect()).await;
+    let units = units
+        .iter()
+        .map(|(name, record)| {
+            to_wire(
+                name,
+                record,
+                options.get(&record.hash).cloned().unwrap_or_default(),
+                Facts {
+                    placement: placements.get(name),
+                    reason: reasons.remove(name),
+                    states: &states,
+                },
+            )
+        })
+        .collect();
+    Ok(Json(wire::UnitPage {
+        units,
+        next_page_token,
+    }))
+}
+
+/// The options of each content in `hashes`, read concurrently. A content that cannot be read
+/// is logged and left out: its unit is listed without options rather than failing the list.
+async fn contents(api: &Api, hashes: BTreeSet<UnitHash>) -> BTreeMap<UnitHash, Vec<UnitOption>> {
+    let reads = hashes.into_iter().map(|hash| async move {
+        match api.registry.content(&hash).await {
+            Ok(Some(file)) => Some((hash, file.into_options())),
+            Ok(None) => {
+                tracing::warn!(%hash, "a unit's content is missing");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(%hash, error = %e, "a unit's content cannot be read");
+                None
+            }
+        }
+    });
+    join_all(reads).await.into_iter().flatten().collect()
+}
+
+pub async fn delete(
+    State(api): State<Api>,
+    ItemName(path): ItemName,
+) -> Result<StatusCode, ApiError> {
+    let name = UnitName::new(&path)?;
+    if api.registry.delete_unit(&name).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::UnitNotFound(name))
+    }
+}
+
+/// What else is known of a unit: where it is placed, why not, and the agents' reports.
+struct Facts<'a> {
+    placement: Option<&'a PlacementRecord>,
+    reason: Option<String>,
+    /// May hold other units' states too.
+    states: &'a BTreeMap<(UnitName, MachineId), UnitStateRecord>,
+}
+
+/// A unit as fleet shows it. `machineID` is the machine it is placed on (the first of a
+/// global unit's); `currentState` is what that machine's agent reports having done with it,
+/// `inactive` when nothing.
+fn to_wire(
+    name: &UnitName,
+    record: &UnitRecord,
+    options: Vec<UnitOption>,
+    facts: Facts<'_>,
+) -> wire::Unit {
+    let machines: &[MachineId] = facts.placement.map_or(&[], |p| &p.machines);
+    let current = machines
+        .first()
+        .and_then(|m| facts.states.get(&(name.clone(), m.clone())))
+        .map_or(DesiredState::Inactive, |s| Target::as_desired(s.current));
+    wire::Unit {
+        name: name.to_string(),
+        options: options
+            .into_iter()
+            .map(|o| wire::UnitOption {
+                section: o.section,
+                name: o.name,
+                value: o.value,
+            })
+            .collect(),
+        desired_state: record.desired.to_string(),
+        current_state: current.to_string(),
+        machine_id: machines
+            .first()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        reason: facts.reason.unwrap_or_default(),
+        machine_ids: machines.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
