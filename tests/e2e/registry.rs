@@ -562,3 +562,115 @@ async fn the_change_revision_follows_units_placements_reasons_and_states_only() 
         .unwrap();
     assert_eq!(seen, after_unit, "the unit's revision, not the metadata's");
 }
+
+mod security {
+    use super::*;
+    use crate::support::Pki;
+
+    #[tokio::test]
+    async fn flotte_reaches_an_etcd_that_requires_client_certificates() {
+        let dir = tempfile::Builder::new()
+            .prefix("flotte-etcd-tls-")
+            .tempdir()
+            .unwrap();
+        let pki = Pki::new();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let (server_cert, server_key) = pki.issue(&["127.0.0.1", "localhost"]);
+        let (client_cert, client_key) = pki.issue(&["flotted"]);
+        let tls = flotte::testkit::EtcdTls {
+            cert_file: write("server.pem", &server_cert),
+            key_file: write("server.key", &server_key),
+            ca_file: write("ca.pem", &pki.ca.pem()),
+            client_cert_file: write("client.pem", &client_cert),
+            client_key_file: write("client.key", &client_key),
+        };
+        let etcd = Etcd::start_with(&dir.path().join("etcd"), Some(&tls))
+            .await
+            .unwrap();
+        assert!(etcd.client_url().starts_with("https://"));
+
+        let mut with_certificate = settings(&etcd, "/tls/");
+        with_certificate.ca_file = Some(tls.ca_file.clone());
+        with_certificate.cert_file = Some(tls.client_cert_file.clone());
+        with_certificate.key_file = Some(tls.client_key_file.clone());
+        let registry = Registry::connect(&with_certificate).await.unwrap();
+        registry
+            .put_unit(
+                &unit("tls.service"),
+                &file("[Service]\nExecStart=/bin/true\n"),
+                DesiredState::Loaded,
+            )
+            .await
+            .unwrap();
+        assert!(registry.unit(&unit("tls.service")).await.unwrap().is_some());
+
+        let mut without_certificate = with_certificate.clone();
+        without_certificate.cert_file = None;
+        without_certificate.key_file = None;
+        let err = Registry::connect(&without_certificate)
+            .await
+            .err()
+            .expect("etcd demands a client certificate");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("etcd at {} is unreachable", etcd.client_url())),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn flotte_authenticates_to_etcd_with_a_username_and_password() {
+        let (etcd, _dir) = etcd().await;
+        let mut admin = etcd_client::Client::connect([etcd.client_url()], None)
+            .await
+            .unwrap();
+        admin.user_add("root", "s3cret", None).await.unwrap();
+        admin.user_grant_role("root", "root").await.unwrap();
+        admin.auth_enable().await.unwrap();
+
+        let mut with_password = settings(&etcd, "/auth/");
+        with_password.username = Some("root".into());
+        with_password.password = Some("s3cret".into());
+        let registry = Registry::connect(&with_password).await.unwrap();
+        registry
+            .put_unit(
+                &unit("auth.service"),
+                &file("[Service]\nExecStart=/bin/true\n"),
+                DesiredState::Loaded,
+            )
+            .await
+            .unwrap();
+
+        let err = Registry::connect(&settings(&etcd, "/auth/"))
+            .await
+            .err()
+            .expect("etcd demands credentials");
+        let message = err.to_string();
+        assert!(
+            message.starts_with(&format!(
+                "etcd at {} refused to let flotte read /auth/",
+                etcd.client_url()
+            )),
+            "{message}"
+        );
+        let mut wrong = with_password.clone();
+        wrong.password = Some("guess".into());
+        let err = Registry::connect(&wrong)
+            .await
+            .err()
+            .expect("a wrong password is refused");
+        assert!(
+            err.to_string().starts_with(&format!(
+                "etcd at {} refused to let flotte read /auth/: ",
+                etcd.client_url()
+            )),
+            "{err}"
+        );
+        assert!(err.to_string().contains("authentication failed"), "{err}");
+        eprintln!("{message}\n{err}");
+    }
+}
