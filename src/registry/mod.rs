@@ -71,6 +71,12 @@ pub enum RegistryError {
     HalfIdentity,
     #[error("etcd at {endpoints} is unreachable: {cause}")]
     Unreachable { endpoints: String, cause: String },
+    #[error("etcd at {endpoints} refused to let flotte read {prefix}: {cause}")]
+    Refused {
+        endpoints: String,
+        prefix: String,
+        cause: String,
+    },
     #[error("etcd request timed out after {0:?}: {1}")]
     Timeout(Duration, String),
     #[error("{what}: {source}")]
@@ -131,20 +137,52 @@ impl Registry {
             options = options.with_tls(tls);
         }
         let endpoints = settings.endpoints.join(",");
-        let unreachable = |e: etcd_client::Error| RegistryError::Unreachable {
-            endpoints: endpoints.clone(),
+        // etcd answers refused credentials or permissions with these codes; anything else
+        // on connecting means it could not be reached (or spoke no TLS we accept).
+        let failed = |e: etcd_client::Error| match &e {
+            etcd_client::Error::GRpcStatus(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::InvalidArgument
+                        | tonic::Code::PermissionDenied
+                        | tonic::Code::Unauthenticated
+                ) =>
+            {
+                RegistryError::Refused {
+                    endpoints: endpoints.clone(),
+                    prefix: keys.prefix().to_owned(),
+                    cause: status.message().to_owned(),
+                }
+            }
             // etcd-client's error does not expose its gRPC status as a source.
-            cause: match &e {
-                etcd_client::Error::GRpcStatus(status) => root_cause(status),
-                other => root_cause(other),
+            etcd_client::Error::GRpcStatus(status) => RegistryError::Unreachable {
+                endpoints: endpoints.clone(),
+                cause: root_cause(status),
+            },
+            other => RegistryError::Unreachable {
+                endpoints: endpoints.clone(),
+                cause: root_cause(other),
             },
         };
         let connect = async {
             let mut client = Client::connect(&settings.endpoints, Some(options))
                 .await
-                .map_err(unreachable)?;
-            client.status().await.map_err(unreachable)?;
-            Ok(Registry { client, keys })
+                .map_err(failed)?;
+            client.status().await.map_err(failed)?;
+            // A read under the prefix: refused credentials or permissions show here, at
+            // start-up, rather than on the first real request.
+            let only_one_key = GetOptions::new()
+                .with_prefix()
+                .with_keys_only()
+                .with_limit(1);
+            client
+                .get(keys.prefix(), Some(only_one_key))
+                .await
+                .map_err(failed)?;
+            Ok(Registry {
+                client,
+                keys: keys.clone(),
+            })
         };
         timed(format!("connecting to {endpoints}"), connect).await?
     }

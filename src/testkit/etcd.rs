@@ -41,6 +41,29 @@ impl EtcdRecord {
     }
 }
 
+/// Client TLS of a test etcd: its certificate and key, the CA that signed them and that its
+/// clients' certificates must be signed by, and a client identity the testkit checks it with.
+#[derive(Debug, Clone)]
+pub struct EtcdTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub ca_file: PathBuf,
+    pub client_cert_file: PathBuf,
+    pub client_key_file: PathBuf,
+}
+
+impl EtcdTls {
+    fn client_options(&self) -> std::io::Result<etcd_client::ConnectOptions> {
+        let tls = etcd_client::TlsOptions::new()
+            .ca_certificate(etcd_client::Certificate::from_pem(fs::read(&self.ca_file)?))
+            .identity(etcd_client::Identity::from_pem(
+                fs::read(&self.client_cert_file)?,
+                fs::read(&self.client_key_file)?,
+            ));
+        Ok(etcd_client::ConnectOptions::new().with_tls(tls))
+    }
+}
+
 /// A running etcd, killed (and its data removed) when dropped unless detached.
 pub struct Etcd {
     record: EtcdRecord,
@@ -50,6 +73,11 @@ pub struct Etcd {
 impl Etcd {
     /// Starts etcd with its data directory and log under `dir`.
     pub async fn start(dir: &Path) -> Result<Etcd, TestkitError> {
+        Self::start_with(dir, None).await
+    }
+
+    /// Starts etcd serving clients over TLS (with `tls`) or plain HTTP.
+    pub async fn start_with(dir: &Path, tls: Option<&EtcdTls>) -> Result<Etcd, TestkitError> {
         if super::which("etcd").is_none() {
             return Err(TestkitError::Missing(
                 "`etcd` (Debian package etcd-server)".into(),
@@ -61,7 +89,7 @@ impl Etcd {
         // Free ports are found by binding port 0; another process may take one before etcd
         // binds it, so a failed start is retried with new ports.
         for _ in 0..3 {
-            match Self::try_start(dir).await {
+            match Self::try_start(dir, tls).await {
                 Ok(etcd) => return Ok(etcd),
                 Err(e) => last = Some(e),
             }
@@ -69,16 +97,28 @@ impl Etcd {
         Err(last.expect("at least one attempt"))
     }
 
-    async fn try_start(dir: &Path) -> Result<Etcd, TestkitError> {
+    async fn try_start(dir: &Path, tls: Option<&EtcdTls>) -> Result<Etcd, TestkitError> {
         let client = free_port()?;
         let peer = free_port()?;
-        let client_url = format!("http://127.0.0.1:{client}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let client_url = format!("{scheme}://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
         let data_dir = dir.join("data");
         let _ = fs::remove_dir_all(&data_dir);
         let log = fs::File::create(dir.join("etcd.log"))
             .map_err(|e| TestkitError::io("creating etcd.log", e))?;
-        let child = std::process::Command::new("etcd")
+        let mut command = std::process::Command::new("etcd");
+        if let Some(tls) = tls {
+            command
+                .arg("--cert-file")
+                .arg(&tls.cert_file)
+                .arg("--key-file")
+                .arg(&tls.key_file)
+                .arg("--trusted-ca-file")
+                .arg(&tls.ca_file)
+                .arg("--client-cert-auth");
+        }
+        let child = command
             .args(["--name", "flotte-test"])
             .arg("--data-dir")
             .arg(&data_dir)
@@ -119,7 +159,11 @@ impl Etcd {
                     // Exited (port taken?): stop waiting at once.
                     return Some(false);
                 }
-                let mut c = etcd_client::Client::connect([client_url.as_str()], None)
+                let options = match tls {
+                    Some(tls) => Some(tls.client_options().ok()?),
+                    None => None,
+                };
+                let mut c = etcd_client::Client::connect([client_url.as_str()], options)
                     .await
                     .ok()?;
                 c.status().await.ok().map(|_| true)

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 pub use cgroup::{Layout, Subtree};
 pub use cluster::{Cluster, ClusterRecord, ClusterSpec, EtcdAccess, HostSpec, MemberRecord};
-pub use etcd::{Etcd, EtcdRecord};
+pub use etcd::{Etcd, EtcdRecord, EtcdTls};
 pub use host::{Host, HostRecord};
 pub use link::{Link, LinkState};
 

@@ -1,6 +1,10 @@
 //! End-to-end tests: real etcd, real isolated systemd hosts, one real flotted per host.
 //! One binary for all of them, so that they build and link once.
 
+mod api;
+mod cli_check;
 mod quickstart;
+mod registry;
 mod runtime;
 mod support;
+mod systemd_adapter;

@@ -299,94 +299,6 @@ async fn an_unreachable_etcd_is_a_clear_error() {
     assert!(err.to_string().contains("http://127.0.0.1:1"), "{err}");
 }
 
-#[tokio::test]
-async fn a_conditional_unit_write_refuses_a_unit_that_changed_or_appeared() {
-    let (etcd, _dir) = etcd().await;
-    let registry = Registry::connect(&settings(&etcd, "/t6/")).await.unwrap();
-    let name = unit("web.service");
-    let first = file("[Service]\nExecStart=/bin/sleep 1\n");
-    let second = file("[Service]\nExecStart=/bin/sleep 2\n");
-    registry
-        .put_unit_at(&name, &first, DesiredState::Loaded, None)
-        .await
-        .unwrap();
-    let again = registry
-        .put_unit_at(&name, &first, DesiredState::Loaded, None)
-        .await
-        .unwrap_err();
-    assert!(matches!(again, RegistryError::Conflict(_)), "{again}");
-
-    let (_, revision) = registry.unit(&name).await.unwrap().unwrap();
-    let hash = registry
-        .put_unit_at(&name, &second, DesiredState::Launched, Some(revision))
-        .await
-        .unwrap();
-    assert_eq!(registry.content(&hash).await.unwrap(), Some(second.clone()));
-    let stale = registry
-        .put_unit_at(&name, &first, DesiredState::Loaded, Some(revision))
-        .await
-        .unwrap_err();
-    assert!(matches!(stale, RegistryError::Conflict(_)), "{stale}");
-    let (record, _) = registry.unit(&name).await.unwrap().unwrap();
-    assert_eq!(
-        (record.hash, record.desired),
-        (second.hash(), DesiredState::Launched)
-    );
-}
-
-#[tokio::test]
-async fn metadata_overrides_are_written_in_batches_and_read_back() {
-    let (etcd, _dir) = etcd().await;
-    let registry = Registry::connect(&settings(&etcd, "/t7/")).await.unwrap();
-    // More keys than one transaction may write.
-    let overrides: std::collections::BTreeMap<_, _> = (0..300)
-        .map(|i| {
-            let value = if i % 2 == 0 {
-                MetadataOverride::Set(format!("v{i}"))
-            } else {
-                MetadataOverride::Removed
-            };
-            ((machine('a'), format!("k{i:03}")), value)
-        })
-        .collect();
-    registry.set_metadata_overrides(&overrides).await.unwrap();
-    let read: std::collections::BTreeMap<_, _> = registry
-        .metadata_overrides()
-        .await
-        .unwrap()
-        .into_iter()
-        .collect();
-    assert_eq!(read, overrides);
-}
-
-#[tokio::test]
-async fn the_change_revision_follows_units_placements_reasons_and_states_only() {
-    let (etcd, _dir) = etcd().await;
-    let registry = Registry::connect(&settings(&etcd, "/t8/")).await.unwrap();
-    let mut changes = registry.watch_changes();
-    let listed = *within("the first listing", changes.wait_for(|r| *r > 0))
-        .await
-        .unwrap();
-
-    registry
-        .set_metadata_override(&machine('a'), "disk", &MetadataOverride::Set("ssd".into()))
-        .await
-        .unwrap();
-    registry
-        .put_unit(
-            &unit("a.service"),
-            &file("[Service]\nExecStart=/bin/true\n"),
-            DesiredState::Inactive,
-        )
-        .await
-        .unwrap();
-    let (_, after_unit) = registry.units().await.unwrap();
-    let seen = *within("the unit change", changes.wait_for(|r| *r > listed))
-        .await
-        .unwrap();
-    assert_eq!(seen, after_unit, "the unit's revision, not the metadata's");
-}
-
 mod announce {
     use super::*;
     use flotte::discovery::{Announcement, announce, services};
@@ -560,5 +472,205 @@ mod announce {
         })
         .await;
         shutdown.cancel();
+    }
+}
+
+#[tokio::test]
+async fn a_conditional_unit_write_refuses_a_unit_that_changed_or_appeared() {
+    let (etcd, _dir) = etcd().await;
+    let registry = Registry::connect(&settings(&etcd, "/t6/")).await.unwrap();
+    let name = unit("web.service");
+    let first = file("[Service]\nExecStart=/bin/sleep 1\n");
+    let second = file("[Service]\nExecStart=/bin/sleep 2\n");
+    registry
+        .put_unit_at(&name, &first, DesiredState::Loaded, None)
+        .await
+        .unwrap();
+    let again = registry
+        .put_unit_at(&name, &first, DesiredState::Loaded, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(again, RegistryError::Conflict(_)), "{again}");
+
+    let (_, revision) = registry.unit(&name).await.unwrap().unwrap();
+    let hash = registry
+        .put_unit_at(&name, &second, DesiredState::Launched, Some(revision))
+        .await
+        .unwrap();
+    assert_eq!(registry.content(&hash).await.unwrap(), Some(second.clone()));
+    let stale = registry
+        .put_unit_at(&name, &first, DesiredState::Loaded, Some(revision))
+        .await
+        .unwrap_err();
+    assert!(matches!(stale, RegistryError::Conflict(_)), "{stale}");
+    let (record, _) = registry.unit(&name).await.unwrap().unwrap();
+    assert_eq!(
+        (record.hash, record.desired),
+        (second.hash(), DesiredState::Launched)
+    );
+}
+
+#[tokio::test]
+async fn metadata_overrides_are_written_in_batches_and_read_back() {
+    let (etcd, _dir) = etcd().await;
+    let registry = Registry::connect(&settings(&etcd, "/t7/")).await.unwrap();
+    // More keys than one transaction may write.
+    let overrides: std::collections::BTreeMap<_, _> = (0..300)
+        .map(|i| {
+            let value = if i % 2 == 0 {
+                MetadataOverride::Set(format!("v{i}"))
+            } else {
+                MetadataOverride::Removed
+            };
+            ((machine('a'), format!("k{i:03}")), value)
+        })
+        .collect();
+    registry.set_metadata_overrides(&overrides).await.unwrap();
+    let read: std::collections::BTreeMap<_, _> = registry
+        .metadata_overrides()
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(read, overrides);
+}
+
+#[tokio::test]
+async fn the_change_revision_follows_units_placements_reasons_and_states_only() {
+    let (etcd, _dir) = etcd().await;
+    let registry = Registry::connect(&settings(&etcd, "/t8/")).await.unwrap();
+    let mut changes = registry.watch_changes();
+    let listed = *within("the first listing", changes.wait_for(|r| *r > 0))
+        .await
+        .unwrap();
+
+    registry
+        .set_metadata_override(&machine('a'), "disk", &MetadataOverride::Set("ssd".into()))
+        .await
+        .unwrap();
+    registry
+        .put_unit(
+            &unit("a.service"),
+            &file("[Service]\nExecStart=/bin/true\n"),
+            DesiredState::Inactive,
+        )
+        .await
+        .unwrap();
+    let (_, after_unit) = registry.units().await.unwrap();
+    let seen = *within("the unit change", changes.wait_for(|r| *r > listed))
+        .await
+        .unwrap();
+    assert_eq!(seen, after_unit, "the unit's revision, not the metadata's");
+}
+
+mod security {
+    use super::*;
+    use crate::support::Pki;
+
+    #[tokio::test]
+    async fn flotte_reaches_an_etcd_that_requires_client_certificates() {
+        let dir = tempfile::Builder::new()
+            .prefix("flotte-etcd-tls-")
+            .tempdir()
+            .unwrap();
+        let pki = Pki::new();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let (server_cert, server_key) = pki.issue(&["127.0.0.1", "localhost"]);
+        let (client_cert, client_key) = pki.issue(&["flotted"]);
+        let tls = flotte::testkit::EtcdTls {
+            cert_file: write("server.pem", &server_cert),
+            key_file: write("server.key", &server_key),
+            ca_file: write("ca.pem", &pki.ca.pem()),
+            client_cert_file: write("client.pem", &client_cert),
+            client_key_file: write("client.key", &client_key),
+        };
+        let etcd = Etcd::start_with(&dir.path().join("etcd"), Some(&tls))
+            .await
+            .unwrap();
+        assert!(etcd.client_url().starts_with("https://"));
+
+        let mut with_certificate = settings(&etcd, "/tls/");
+        with_certificate.ca_file = Some(tls.ca_file.clone());
+        with_certificate.cert_file = Some(tls.client_cert_file.clone());
+        with_certificate.key_file = Some(tls.client_key_file.clone());
+        let registry = Registry::connect(&with_certificate).await.unwrap();
+        registry
+            .put_unit(
+                &unit("tls.service"),
+                &file("[Service]\nExecStart=/bin/true\n"),
+                DesiredState::Loaded,
+            )
+            .await
+            .unwrap();
+        assert!(registry.unit(&unit("tls.service")).await.unwrap().is_some());
+
+        let mut without_certificate = with_certificate.clone();
+        without_certificate.cert_file = None;
+        without_certificate.key_file = None;
+        let err = Registry::connect(&without_certificate)
+            .await
+            .err()
+            .expect("etcd demands a client certificate");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("etcd at {} is unreachable", etcd.client_url())),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn flotte_authenticates_to_etcd_with_a_username_and_password() {
+        let (etcd, _dir) = etcd().await;
+        let mut admin = etcd_client::Client::connect([etcd.client_url()], None)
+            .await
+            .unwrap();
+        admin.user_add("root", "s3cret", None).await.unwrap();
+        admin.user_grant_role("root", "root").await.unwrap();
+        admin.auth_enable().await.unwrap();
+
+        let mut with_password = settings(&etcd, "/auth/");
+        with_password.username = Some("root".into());
+        with_password.password = Some("s3cret".into());
+        let registry = Registry::connect(&with_password).await.unwrap();
+        registry
+            .put_unit(
+                &unit("auth.service"),
+                &file("[Service]\nExecStart=/bin/true\n"),
+                DesiredState::Loaded,
+            )
+            .await
+            .unwrap();
+
+        let err = Registry::connect(&settings(&etcd, "/auth/"))
+            .await
+            .err()
+            .expect("etcd demands credentials");
+        let message = err.to_string();
+        assert!(
+            message.starts_with(&format!(
+                "etcd at {} refused to let flotte read /auth/",
+                etcd.client_url()
+            )),
+            "{message}"
+        );
+        let mut wrong = with_password.clone();
+        wrong.password = Some("guess".into());
+        let err = Registry::connect(&wrong)
+            .await
+            .err()
+            .expect("a wrong password is refused");
+        assert!(
+            err.to_string().starts_with(&format!(
+                "etcd at {} refused to let flotte read /auth/: ",
+                etcd.client_url()
+            )),
+            "{err}"
+        );
+        assert!(err.to_string().contains("authentication failed"), "{err}");
+        eprintln!("{message}\n{err}");
     }
 }

@@ -2,8 +2,6 @@
 //! every status code and bad input, pagination, the change long poll; and end to end on a
 //! one-host cluster.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -19,6 +17,8 @@ use flotte::registry::{
 use flotte::testkit::Etcd;
 use flotte::unit::{DesiredState, Target, UnitFile, UnitName, UnitOption};
 use flotte::wire;
+
+use crate::support::Pki;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
@@ -1062,32 +1062,6 @@ async fn the_socket_is_private_a_stale_one_is_replaced_and_a_live_one_is_kept() 
     assert!(!socket.exists(), "the socket is removed at shutdown");
 }
 
-struct Pki {
-    ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        Pki {
-            ca: rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap())
-                .unwrap(),
-        }
-    }
-
-    /// A certificate for `names` signed by the CA, as (certificate PEM, key PEM).
-    fn issue(&self, names: &[&str]) -> (String, String) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let cert = rcgen::CertificateParams::new(names)
-            .unwrap()
-            .signed_by(&key, &self.ca)
-            .unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_on_tcp_requires_a_client_certificate_signed_by_the_ca() {
     let pki = Pki::new();
@@ -1159,7 +1133,7 @@ async fn tls_on_tcp_requires_a_client_certificate_signed_by_the_ca() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_unit_put_over_the_socket_is_launched_and_reported_active() {
-    let t = support::cluster("api-e2e", &[("host-1", "region=eu")], &[]).await;
+    let t = crate::support::cluster("api-e2e", &[("host-1", "region=eu")], &[]).await;
     let socket = t.cluster.socket(0).to_owned();
     let send = |method: &'static str, path: String, body: Option<Value>| {
         let socket = socket.clone();
