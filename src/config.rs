@@ -153,22 +153,31 @@ impl Raw {
     }
 
     /// Applies `FLOTTE_<KEY>` variables from `env` (the process environment in flotted).
+    /// Applies `FLOTTE_<KEY>` variables from `env` (the process environment in flotted) and
+    /// returns the names of `FLOTTE_*` variables that are no setting, for the caller to warn
+    /// about: the environment is shared with other programs, so a stray variable must not stop
+    /// flotted. `FLOTTE_CONFIG` (the file) and the `FLOTTE_HOST_*` variables of `machine.env`
+    /// are known and skipped.
     pub fn read_env(
         &mut self,
         env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<(), ConfigError> {
+    ) -> Result<Vec<String>, ConfigError> {
+        let mut unknown = Vec::new();
         for (var, value) in env {
             let Some(key) = var.strip_prefix("FLOTTE_") else {
                 continue;
             };
             let key = key.to_ascii_lowercase();
-            // FLOTTE_CONFIG names the file itself, it is no setting.
-            if key == "config" {
+            if key == "config" || key.starts_with("host_") {
+                continue;
+            }
+            if known(&key).is_none() {
+                unknown.push(var);
                 continue;
             }
             self.set(&key, &value, Source::Env(var.clone()))?;
         }
-        Ok(())
+        Ok(unknown)
     }
 
     fn get(&self, key: &'static str) -> (&str, &Source) {
@@ -604,12 +613,31 @@ mod tests {
             assert_eq!(resolve(file).unwrap_err().to_string(), message, "{file}");
         }
         let mut raw = Raw::defaults();
-        let err = raw
-            .read_env([("FLOTTE_NOPE".to_string(), "1".to_string())])
-            .unwrap_err();
+        let unknown = raw
+            .read_env([
+                ("FLOTTE_NOPE".to_string(), "1".to_string()),
+                ("FLOTTE_HOST_IP".to_string(), "10.0.0.1".to_string()),
+                ("FLOTTE_CONFIG".to_string(), "/x.conf".to_string()),
+            ])
+            .unwrap();
         assert_eq!(
-            err.to_string(),
-            "environment variable FLOTTE_NOPE: unknown setting `nope`"
+            unknown,
+            ["FLOTTE_NOPE"],
+            "stray variables are reported, not fatal"
+        );
+        let err = raw
+            .read_env([("FLOTTE_AGENT_TTL".to_string(), "soon".to_string())])
+            .map(|_| ());
+        assert!(err.is_ok(), "values are checked when resolved");
+        let mut raw = Raw::defaults();
+        raw.read_env([("FLOTTE_AGENT_TTL".to_string(), "soon".to_string())])
+            .unwrap();
+        raw.set("machine_id", ID, Source::Default).unwrap();
+        assert_eq!(
+            Config::resolve(&raw, Path::new("/nonexistent"))
+                .unwrap_err()
+                .to_string(),
+            "environment variable FLOTTE_AGENT_TTL: invalid agent_ttl `soon`: not a duration such as 10s, 500ms or 5m"
         );
     }
 

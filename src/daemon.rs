@@ -61,7 +61,9 @@ pub fn load_config(matches: &clap::ArgMatches) -> Result<Config, ConfigError> {
         }
         None => {}
     }
-    raw.read_env(std::env::vars())?;
+    for var in raw.read_env(std::env::vars())? {
+        tracing::warn!("ignoring environment variable {var}: no flotted setting is called so");
+    }
     for (key, _) in config::KEYS {
         if let Some(value) = matches.get_one::<String>(key) {
             raw.set(key, value, Source::Flag(key.replace('_', "-")))?;

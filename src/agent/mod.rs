@@ -206,11 +206,12 @@ async fn register(
 
 /// `machine.env` beside the units directory: this machine's ID, address, hostname and
 /// metadata for units to read with `EnvironmentFile=` (as CoreOS units read
-/// `/etc/environment`), e.g. to bind a server to `${FLOTTE_PUBLIC_IP}`.
+/// `/etc/environment`), e.g. to bind a server to `${FLOTTE_HOST_IP}`. The `FLOTTE_HOST_`
+/// prefix keeps these apart from flotted's `FLOTTE_<SETTING>` variables.
 fn write_machine_env(config: &AgentConfig) -> std::io::Result<()> {
     let path = config.units_directory.with_file_name("machine.env");
     let mut text = format!(
-        "FLOTTE_MACHINE_ID={}\nFLOTTE_PUBLIC_IP={}\nFLOTTE_HOSTNAME={}\nFLOTTE_METADATA={}\n",
+        "FLOTTE_HOST_ID={}\nFLOTTE_HOST_IP={}\nFLOTTE_HOST_NAME={}\nFLOTTE_HOST_METADATA={}\n",
         config.machine_id, config.public_ip, config.hostname, config.metadata
     );
     for (key, value) in config.metadata.iter() {
@@ -225,7 +226,7 @@ fn write_machine_env(config: &AgentConfig) -> std::io::Result<()> {
                 }
             })
             .collect();
-        text.push_str(&format!("FLOTTE_METADATA_{name}={value}\n"));
+        text.push_str(&format!("FLOTTE_HOST_METADATA_{name}={value}\n"));
     }
     let dir = path.parent().unwrap_or(std::path::Path::new("/"));
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;

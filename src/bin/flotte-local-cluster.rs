@@ -49,7 +49,6 @@ enum Sub {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    forget_flotte_settings();
     let result = tokio::runtime::Runtime::new()
         .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
         .and_then(|runtime| runtime.block_on(run(args)));
@@ -66,20 +65,6 @@ fn main() -> ExitCode {
             eprintln!("flotte-local-cluster: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// flotted takes `FLOTTE_*` variables as settings and refuses unknown ones. The hosts'
-/// flotted inherit this process's environment, where `FLOTTE_LOCAL_CLUSTER_DIR` and the
-/// script's variables may be, yet must follow their flotted.conf alone.
-fn forget_flotte_settings() {
-    let names: Vec<std::ffi::OsString> = std::env::vars_os()
-        .map(|(name, _)| name)
-        .filter(|name| name.to_string_lossy().starts_with("FLOTTE_"))
-        .collect();
-    for name in names {
-        // SAFETY: called before the runtime starts, while this is the process's only thread.
-        unsafe { std::env::remove_var(name) };
     }
 }
 

@@ -227,7 +227,15 @@ impl Cluster {
             .open(member.host.dir().join("flotted.log"))
             .map_err(|e| TestkitError::io("opening flotted.log", e))?;
         let record = member.host.record();
-        let child = std::process::Command::new("nsenter")
+        let mut command = std::process::Command::new("nsenter");
+        // Each flotted follows its flotted.conf alone: FLOTTE_* settings in the environment of
+        // whoever started the cluster (a test, `local-cluster`) would override it.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("FLOTTE_") {
+                command.env_remove(name);
+            }
+        }
+        let child = command
             .arg("-t")
             .arg(record.pid.to_string())
             .args(["-m", "-u", "--"])

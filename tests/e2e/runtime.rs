@@ -643,7 +643,7 @@ async fn content_no_unit_refers_to_any_more_is_collected() {
 async fn units_can_read_their_machines_address_and_flotteds_configuration() {
     let t = cluster("machineenv", &[("host-1", "region=eu,rack.no=7")], FAST).await;
     let unit_text = "[Service]\nType=oneshot\nRemainAfterExit=yes\nEnvironmentFile=/run/flotte/machine.env\n\
-                     ExecStart=/bin/sh -c 'echo \"$FLOTTE_PUBLIC_IP $FLOTTE_METADATA_REGION $FLOTTE_METADATA_RACK_NO $FLOTTE_CONFIG\" > /run/env-out'\n";
+                     ExecStart=/bin/sh -c 'echo \"$FLOTTE_HOST_IP $FLOTTE_HOST_METADATA_REGION $FLOTTE_HOST_METADATA_RACK_NO $FLOTTE_CONFIG\" > /run/env-out'\n";
     submit(&t.registry, "env.service", unit_text, Launched).await;
     await_active(&t.registry, &["env.service"], DEADLINE).await;
     let out = std::fs::read_to_string(t.cluster.host(0).record().path("/run/env-out")).unwrap();
@@ -652,7 +652,7 @@ async fn units_can_read_their_machines_address_and_flotteds_configuration() {
     let env = std::fs::read_to_string(t.cluster.host(0).record().path("/run/flotte/machine.env"))
         .unwrap();
     assert!(
-        env.contains(&format!("FLOTTE_MACHINE_ID={}\n", t.cluster.machine_id(0))),
+        env.contains(&format!("FLOTTE_HOST_ID={}\n", t.cluster.machine_id(0))),
         "{env}"
     );
 }
