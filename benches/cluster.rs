@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use flotte::machine::MachineId;
-use flotte::registry::{Registry, UnitStateRecord, Update};
+use flotte::registry::{Registry, UnitStateRecord};
 use flotte::testkit::{Cluster, ClusterSpec, EtcdAccess, HostSpec};
 use flotte::unit::{DesiredState, UnitFile, UnitName};
 use nix::sys::signal::Signal;
@@ -174,24 +174,7 @@ async fn snapshot(registry: &Registry) -> States {
 async fn wait(registry: &Registry, mut done: impl FnMut(&States) -> bool) {
     let mut watch = registry.watch_states();
     let mut states = States::new();
-    let follow = async {
-        loop {
-            match watch.next().await.unwrap() {
-                Update::Reset(items) => states = items.into_iter().collect(),
-                Update::Changes(changes) => {
-                    for (k, v) in changes {
-                        match v {
-                            Some(v) => states.insert(k, v),
-                            None => states.remove(&k),
-                        };
-                    }
-                }
-            }
-            if done(&states) {
-                return;
-            }
-        }
-    };
+    let follow = watch.until(&mut states, |s| done(s).then_some(()));
     tokio::time::timeout(DEADLINE, follow)
         .await
         .expect("the cluster got there within the deadline");

@@ -20,7 +20,7 @@ use crate::backoff::Backoff;
 use crate::machine::{MachineId, Metadata};
 use crate::registry::{
     KeepAlive, Lease, LossPolicy, MachineRecord, Registry, RegistryError, ScheduleEntry,
-    UnitStateRecord, Update,
+    UnitStateRecord,
 };
 use crate::systemd::{ActiveState, LoadState, Systemd, SystemdError, UnitStatus};
 use crate::unit::{Target, UnitFile, UnitHash, UnitName};
@@ -98,7 +98,7 @@ pub async fn run(
             _ = shutdown.cancelled() => return Ok(()),
             update = schedule.recv() => {
                 let Some(update) = update else { return Ok(()) };
-                agent.apply_schedule(update);
+                update.apply_to(&mut agent.desired);
                 if fenced {
                     // The first update after a new registration is a fresh list.
                     fenced = false;
@@ -359,20 +359,6 @@ impl Agent {
             }
         }
         Ok(())
-    }
-
-    fn apply_schedule(&mut self, update: Update<UnitName, ScheduleEntry>) {
-        match update {
-            Update::Reset(entries) => self.desired = entries.into_iter().collect(),
-            Update::Changes(changes) => {
-                for (name, entry) in changes {
-                    match entry {
-                        Some(entry) => self.desired.insert(name, entry),
-                        None => self.desired.remove(&name),
-                    };
-                }
-            }
-        }
     }
 
     fn managed(&self) -> Vec<UnitName> {

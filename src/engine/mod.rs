@@ -105,15 +105,15 @@ async fn lead(
             _ = shutdown.cancelled() => return Ok(()),
             Some(update) = machines.recv() => {
                 listed.machines |= matches!(update, Update::Reset(_));
-                apply_update(&mut view.machines, update);
+                update.apply_to(&mut view.machines);
             }
             Some(update) = overrides.recv() => {
                 listed.overrides |= matches!(update, Update::Reset(_));
-                apply_update(&mut view.overrides, update);
+                update.apply_to(&mut view.overrides);
             }
             Some(update) = units.recv() => {
                 listed.units |= matches!(update, Update::Reset(_));
-                apply_update(&mut view.units, update);
+                update.apply_to(&mut view.units);
             }
             _ = sleep_until_opt(due) => {
                 due = None;
@@ -156,20 +156,6 @@ async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-fn apply_update<K: Ord, V>(map: &mut std::collections::BTreeMap<K, V>, update: Update<K, V>) {
-    match update {
-        Update::Reset(items) => *map = items.into_iter().collect(),
-        Update::Changes(changes) => {
-            for (k, v) in changes {
-                match v {
-                    Some(v) => map.insert(k, v),
-                    None => map.remove(&k),
-                };
-            }
-        }
     }
 }
 

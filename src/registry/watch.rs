@@ -221,6 +221,23 @@ pub enum Update<K, V> {
     Changes(Vec<(K, Option<V>)>),
 }
 
+impl<K: Ord, V> Update<K, V> {
+    /// Brings `map`, a copy of the prefix, up to date with this update.
+    pub fn apply_to(self, map: &mut std::collections::BTreeMap<K, V>) {
+        match self {
+            Update::Reset(items) => *map = items.into_iter().collect(),
+            Update::Changes(changes) => {
+                for (k, v) in changes {
+                    match v {
+                        Some(v) => map.insert(k, v),
+                        None => map.remove(&k),
+                    };
+                }
+            }
+        }
+    }
+}
+
 /// A `PrefixWatch` whose keys and values are decoded. An entry that does not decode is logged
 /// and skipped: one bad value never hides the others.
 pub struct TypedWatch<K, V> {
@@ -287,6 +304,35 @@ impl<K, V> TypedWatch<K, V> {
                 )
             }
         })
+    }
+
+    /// Follows the watch, keeping a copy of the prefix in `map`, until `done` returns a value
+    /// for it. Errors are retried (the watch resumes where it stood); bound the wait with a
+    /// timeout.
+    pub async fn until<T>(
+        &mut self,
+        map: &mut std::collections::BTreeMap<K, V>,
+        mut done: impl FnMut(&std::collections::BTreeMap<K, V>) -> Option<T>,
+    ) -> T
+    where
+        K: Ord,
+    {
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
+        loop {
+            match self.next().await {
+                Ok(update) => {
+                    backoff.reset();
+                    update.apply_to(map);
+                    if let Some(t) = done(map) {
+                        return t;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "watch failed; resuming");
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+            }
+        }
     }
 
     fn decode_key(&self, raw: &[u8]) -> Option<K> {

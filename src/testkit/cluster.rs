@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Etcd, EtcdRecord, Host, HostRecord, Link, TestkitError};
 use crate::machine::MachineId;
-use crate::registry::{EtcdSettings, Registry, Update};
+use crate::registry::{EtcdSettings, Registry};
 
 /// One host of the cluster to be.
 #[derive(Debug, Clone)]
@@ -286,25 +286,9 @@ impl Cluster {
         let registry = self.registry().await?;
         let mut watch = registry.watch_machines();
         let mut present = BTreeMap::new();
-        let wait = async {
-            loop {
-                match watch.next().await {
-                    Ok(Update::Reset(items)) => present = items.into_iter().collect(),
-                    Ok(Update::Changes(changes)) => {
-                        for (k, v) in changes {
-                            match v {
-                                Some(v) => present.insert(k, v),
-                                None => present.remove(&k),
-                            };
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "machines watch"),
-                }
-                if ids.iter().all(|id| present.contains_key(id)) {
-                    return;
-                }
-            }
-        };
+        let wait = watch.until(&mut present, |present| {
+            ids.iter().all(|id| present.contains_key(id)).then_some(())
+        });
         tokio::time::timeout(deadline, wait)
             .await
             .map_err(|_| TestkitError::Timeout {

@@ -328,25 +328,7 @@ mod announce {
     ) {
         let mut watch = registry.watch_services(prefix);
         let mut keys = std::collections::BTreeMap::new();
-        within(what, async {
-            loop {
-                match watch.next().await.unwrap() {
-                    Update::Reset(items) => keys = items.into_iter().collect(),
-                    Update::Changes(changes) => {
-                        for (k, v) in changes {
-                            match v {
-                                Some(v) => keys.insert(k, v),
-                                None => keys.remove(&k),
-                            };
-                        }
-                    }
-                }
-                if done(&keys) {
-                    return;
-                }
-            }
-        })
-        .await
+        within(what, watch.until(&mut keys, |k| done(k).then_some(()))).await
     }
 
     #[tokio::test]

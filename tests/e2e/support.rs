@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use flotte::machine::MachineId;
-use flotte::registry::{Registry, TypedWatch, UnitStateRecord, Update};
+use flotte::registry::{Registry, TypedWatch, UnitStateRecord};
 use flotte::testkit::{Cluster, ClusterSpec, EtcdAccess, HostSpec};
 use flotte::unit::{DesiredState, UnitFile, UnitName};
 
@@ -90,36 +90,14 @@ pub async fn set_desired(registry: &Registry, name: &str, desired: DesiredState)
 
 /// Follows `watch` until `done` holds for the whole map, or fails after `deadline` saying
 /// `what` and showing the last map seen.
-pub async fn await_map<
-    K: Ord + std::fmt::Debug,
-    V: std::fmt::Debug + serde::de::DeserializeOwned,
-    T,
->(
+pub async fn await_map<K: Ord + std::fmt::Debug, V: std::fmt::Debug, T>(
     mut watch: TypedWatch<K, V>,
     deadline: Duration,
     what: impl std::fmt::Display,
     mut done: impl FnMut(&BTreeMap<K, V>) -> Option<T>,
 ) -> T {
     let mut map = BTreeMap::new();
-    let follow = async {
-        loop {
-            match watch.next().await {
-                Ok(Update::Reset(items)) => map = items.into_iter().collect(),
-                Ok(Update::Changes(changes)) => {
-                    for (k, v) in changes {
-                        match v {
-                            Some(v) => map.insert(k, v),
-                            None => map.remove(&k),
-                        };
-                    }
-                }
-                Err(e) => eprintln!("watch: {e}"),
-            }
-            if let Some(t) = done(&map) {
-                return t;
-            }
-        }
-    };
+    let follow = watch.until(&mut map, &mut done);
     match tokio::time::timeout(deadline, follow).await {
         Ok(t) => t,
         Err(_) => panic!("{what} did not happen within {deadline:?}; last seen: {map:#?}"),
