@@ -98,7 +98,7 @@ pub fn parse_put(path: &str, body: wire::Unit) -> Result<PutRequest, ApiError> {
         })?;
         Requirements::from_unit(&name, &file).map_err(|errors| ApiError::InvalidRequirements {
             name: name.clone(),
-            messages: errors.into_iter().map(|e| e.message).collect(),
+            messages: errors.errors.into_iter().map(|e| e.message).collect(),
         })?;
         Some(file)
     };

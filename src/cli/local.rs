@@ -74,11 +74,15 @@ pub fn examine(path: &Path, name: Option<&UnitName>) -> Examined {
                     .collect();
                 examined.requirements = Some(checked.requirements);
             }
-            Err(errors) => examined.errors.extend(
-                errors
-                    .into_iter()
-                    .map(|e| Finding::new(e.option.and_then(line), e.message)),
-            ),
+            Err(rejected) => {
+                examined.warnings = (rejected.warnings.into_iter())
+                    .map(|w| Finding::new(line(w.option), w.message))
+                    .collect();
+                examined.errors.extend(
+                    (rejected.errors.into_iter())
+                        .map(|e| Finding::new(e.option.and_then(line), e.message)),
+                );
+            }
         }
     }
     examined.file = Some(parsed.file);

@@ -220,7 +220,7 @@ async fn read_requirements(
         let requirements = Requirements::from_unit(&name, &file)
             .map(|c| Arc::new(c.requirements))
             .map_err(|errors| {
-                let messages: Vec<String> = errors.into_iter().map(|e| e.message).collect();
+                let messages: Vec<String> = errors.errors.into_iter().map(|e| e.message).collect();
                 format!("invalid [X-Fleet] section: {}", messages.join("; "))
             });
         view.requirements.insert(name, (hash, requirements));

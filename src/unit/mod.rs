@@ -13,7 +13,7 @@ pub use file::{
 };
 pub use name::{NameError, NameProblem, UnitName, UnitType};
 pub use requirements::{
-    Checked, CompareOp, ConflictPattern, MachineIdPattern, MetadataCondition, RequirementError,
-    RequirementWarning, Requirements, conflict_between,
+    Checked, CompareOp, ConflictPattern, MachineIdPattern, MetadataCondition, Rejected,
+    RequirementError, RequirementWarning, Requirements, conflict_between,
 };
 pub use state::{DesiredState, StateError, Target};

@@ -212,6 +212,14 @@ pub struct Checked {
     pub warnings: Vec<RequirementWarning>,
 }
 
+/// Why a unit's `[X-Fleet]` section cannot be used: every error, and the warnings found
+/// along the way (so a linter can show both).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub errors: Vec<RequirementError>,
+    pub warnings: Vec<RequirementWarning>,
+}
+
 /// An `[X-Fleet]` value that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
@@ -280,7 +288,7 @@ impl Requirements {
     /// instance, pass the instance name with the template's file: `from_unit(web@3.service,
     /// web@.service's file)` expands `%i` to `3`, which is all that makes an instance's
     /// requirements differ from its template's. Every problem is reported, not just the first.
-    pub fn from_unit(name: &UnitName, file: &UnitFile) -> Result<Checked, Vec<RequirementError>> {
+    pub fn from_unit(name: &UnitName, file: &UnitFile) -> Result<Checked, Rejected> {
         let mut reader = Reader::new(name);
         for (index, option) in file.options().iter().enumerate() {
             if option.section == SECTION {
@@ -531,7 +539,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn finish(mut self) -> Result<Checked, Vec<RequirementError>> {
+    fn finish(mut self) -> Result<Checked, Rejected> {
         for (first, second) in EXCLUSIVE {
             let find = |key| self.given.iter().find(|(k, ..)| *k == key);
             if let (Some((_, a, a_name)), Some((_, b, b_name))) = (find(first), find(second)) {
@@ -565,7 +573,10 @@ impl<'a> Reader<'a> {
                 warnings: self.warnings,
             })
         } else {
-            Err(self.errors)
+            Err(Rejected {
+                errors: self.errors,
+                warnings: self.warnings,
+            })
         }
     }
 }
@@ -760,11 +771,22 @@ mod tests {
         );
     }
 
+    #[test]
+    fn warnings_are_kept_when_the_section_is_rejected() {
+        let text = "[X-Fleet]\nFrobnicate=1\nGlobal=maybe\n";
+        let file = UnitFile::parse(text.as_bytes()).unwrap().file;
+        let rejected =
+            Requirements::from_unit(&UnitName::new("a.service").unwrap(), &file).unwrap_err();
+        assert_eq!(rejected.errors.len(), 1, "{rejected:?}");
+        assert_eq!(rejected.warnings.len(), 1, "{rejected:?}");
+        assert_eq!(rejected.warnings[0].option, 0);
+    }
+
     /// Reads `[X-Fleet]` from `body` (the lines after the section header) as unit `name`.
     fn from_fleet(name: &str, body: &str) -> Result<Checked, Vec<RequirementError>> {
         let text = format!("[Unit]\nDescription=test\n\n[X-Fleet]\n{body}");
         let file = UnitFile::parse(text.as_bytes()).unwrap().file;
-        Requirements::from_unit(&UnitName::new(name).unwrap(), &file)
+        Requirements::from_unit(&UnitName::new(name).unwrap(), &file).map_err(|r| r.errors)
     }
 
     /// The requirements as JSON, with only the fields a case sets.
