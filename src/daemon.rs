@@ -82,8 +82,7 @@ pub enum DaemonError {
 
 /// Runs flotted until `shutdown`. Start-up waits (with backoff, saying so) for systemd and
 /// etcd to be reachable rather than failing. The API's listeners are bound first, so that a
-/// bad address or TLS file stops flotted at once; connections wait in the listen backlog
-/// until etcd is reached, then get 503 until the agent registered.
+/// bad address or TLS file stops flotted at once; it answers 503 until the agent registered.
 pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), DaemonError> {
     let listeners = Listeners::bind(&ApiSettings {
         socket: config.listen.clone(),
@@ -91,16 +90,29 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Da
         tls: config.api_tls.clone(),
     })
     .await?;
-    let Some(systemd) = retry("systemd", &shutdown, || {
-        Systemd::connect(&config.systemd_bus)
-    })
-    .await
-    else {
+    // The API answers (503) from now on, while systemd and etcd are being reached.
+    let (registered, ready) = tokio::sync::watch::channel(false);
+    let (give_registry, registry_for_api) = tokio::sync::oneshot::channel();
+    let api = tokio::spawn(api::serve(
+        listeners,
+        async { registry_for_api.await.ok() },
+        ready,
+        shutdown.clone(),
+    ));
+    let connected = async {
+        let systemd = retry("systemd", &shutdown, || {
+            Systemd::connect(&config.systemd_bus)
+        })
+        .await?;
+        let registry = retry("etcd", &shutdown, || Registry::connect(&config.etcd)).await?;
+        Some((systemd, registry))
+    };
+    let Some((systemd, registry)) = connected.await else {
+        // Shut down before getting anywhere: the API still removes its socket.
+        let _ = api.await;
         return Ok(());
     };
-    let Some(registry) = retry("etcd", &shutdown, || Registry::connect(&config.etcd)).await else {
-        return Ok(());
-    };
+    let _ = give_registry.send(registry.clone());
     let public_ip = config.public_ip.unwrap_or_else(|| route_ip(&config.etcd));
     let hostname = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
@@ -131,13 +143,6 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Da
         units_directory: config.units_directory.clone(),
         resync: config.resync_interval,
     };
-    let (registered, ready) = tokio::sync::watch::channel(false);
-    let api = tokio::spawn(api::serve(
-        listeners,
-        registry.clone(),
-        ready,
-        shutdown.clone(),
-    ));
     let result = agent::run(
         registry,
         systemd,

@@ -76,6 +76,14 @@ pub fn router(api: Api, registered: watch::Receiver<bool>) -> Router {
         .layer(middleware::from_fn_with_state(registered, gate))
 }
 
+/// The routes before flotted reached etcd: a 503 for every request.
+pub fn unavailable() -> Router {
+    let (_, never_registered) = watch::channel(false);
+    Router::new()
+        .fallback(|| async { ApiError::NotRegistered })
+        .layer(middleware::from_fn_with_state(never_registered, gate))
+}
+
 const ONLY_GET: &str = "only GET is supported on this resource";
 const NO_METHOD: &str = "this is no resource; see /fleet/v1/discovery";
 

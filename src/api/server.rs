@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::registry::Registry;
 
 use super::TlsFiles;
-use super::routes::{Api, router};
+use super::routes::{Api, router, unavailable};
 use super::tls;
 
 /// Where the API listens.
@@ -128,21 +128,33 @@ fn bind_socket(path: &Path) -> Result<UnixListener, ServeError> {
     Ok(listener)
 }
 
-/// Serves the API on `listeners` until `shutdown`, answering 503 while `registered` is
-/// false. On shutdown it stops accepting, lets open connections finish their requests (long
-/// polls return at once), and removes the socket.
+/// Serves the API on `listeners` until `shutdown`, answering 503 until `registry` (flotted's
+/// connection to etcd) is there and then while `registered` is false. On shutdown it stops
+/// accepting, lets open connections finish their requests (long polls return at once), and
+/// removes the socket.
 pub async fn serve(
     listeners: Listeners,
-    registry: Registry,
+    registry: impl Future<Output = Option<Registry>>,
     registered: watch::Receiver<bool>,
     shutdown: CancellationToken,
 ) {
-    let api = Api {
-        changes: registry.watch_changes(),
-        registry,
-        shutdown: shutdown.clone(),
+    let (current, routes) = watch::channel(unavailable());
+    // Requests arriving while etcd is still out of reach get a 503 at once, rather than
+    // waiting in the listen backlog; each new connection takes the routes current then.
+    let install = async {
+        let registry = tokio::select! {
+            registry = registry => registry,
+            _ = shutdown.cancelled() => None,
+        };
+        if let Some(registry) = registry {
+            let api = Api {
+                changes: registry.watch_changes(),
+                registry,
+                shutdown: shutdown.clone(),
+            };
+            let _unavailable = current.send_replace(router(api, registered));
+        }
     };
-    let router = router(api, registered);
     let graceful = GracefulShutdown::new();
     let Listeners {
         socket,
@@ -155,9 +167,10 @@ pub async fn serve(
     // at shutdown.
     let tcp_loops = tcp
         .into_iter()
-        .map(|listener| accept_tcp(listener, tls.clone(), &router, &graceful, &shutdown));
+        .map(|listener| accept_tcp(listener, tls.clone(), &routes, &graceful, &shutdown));
     tokio::join!(
-        accept_unix(unix, &router, &graceful, &shutdown),
+        install,
+        accept_unix(unix, &routes, &graceful, &shutdown),
         join_all(tcp_loops)
     );
     if let Err(e) = std::fs::remove_file(&socket) {
@@ -177,7 +190,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 async fn accept_unix(
     listener: UnixListener,
-    router: &Router,
+    routes: &watch::Receiver<Router>,
     graceful: &GracefulShutdown,
     shutdown: &CancellationToken,
 ) {
@@ -188,7 +201,8 @@ async fn accept_unix(
         };
         match accepted {
             Ok((stream, _)) => {
-                tokio::spawn(serve_connection(stream, router.clone(), graceful.watcher()));
+                let router = routes.borrow().clone();
+                tokio::spawn(serve_connection(stream, router, graceful.watcher()));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "API socket accept failed");
@@ -201,7 +215,7 @@ async fn accept_unix(
 async fn accept_tcp(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
-    router: &Router,
+    routes: &watch::Receiver<Router>,
     graceful: &GracefulShutdown,
     shutdown: &CancellationToken,
 ) {
@@ -218,7 +232,7 @@ async fn accept_tcp(
                 continue;
             }
         };
-        let router = router.clone();
+        let router = routes.borrow().clone();
         let watcher = graceful.watcher();
         match tls.clone() {
             None => {

@@ -77,7 +77,7 @@ async fn start_with(tls: impl FnOnce(&std::path::Path) -> Option<TlsFiles>) -> T
     let shutdown = CancellationToken::new();
     let served = tokio::spawn(api::serve(
         listeners,
-        registry.clone(),
+        std::future::ready(Some(registry.clone())),
         ready,
         shutdown.clone(),
     ));

@@ -567,6 +567,22 @@ async fn flotted_says_when_etcd_is_unreachable_and_connects_once_it_is_there() {
     .expect("flotted reports the unreachable etcd");
     eprintln!("{said}");
 
+    // Meanwhile its API answers at once, with a 503 saying why.
+    let socket = host.dir().join("flotte.sock");
+    let answer = tokio::process::Command::new(env!("CARGO_BIN_EXE_flottectl"))
+        .arg("--endpoint")
+        .arg(format!("unix://{}", socket.display()))
+        .arg("list-machines")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&answer.stderr);
+    assert_eq!(answer.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("has not registered in the cluster yet"),
+        "{stderr}"
+    );
+
     // etcd appears at that address: flotted connects on its next attempt and registers.
     let _link = flotte::testkit::Link::start_at(
         format!("127.0.0.1:{port}").parse().unwrap(),
