@@ -20,6 +20,12 @@ type States = BTreeMap<(UnitName, MachineId), UnitStateRecord>;
 
 #[tokio::main]
 async fn main() {
+    // `cargo test --all-targets` runs benchmarks too, without `--bench`: minutes of clusters
+    // there would measure nothing the end-to-end tests do not already check.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("cluster figures: run `cargo bench --bench cluster` (as root)");
+        return;
+    }
     for (label, settings) in [
         ("defaults: agent_ttl 10s, engine_lease_ttl 5s", vec![]),
         (
