@@ -123,6 +123,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Da
         api: config.listen_tcp.first().map(|a| a.to_string()),
         ttl: config.agent_ttl,
         units_directory: config.units_directory.clone(),
+        etcd_endpoints: config.etcd.endpoints.clone(),
         resync: config.resync_interval,
     };
     let (registered, ready) = tokio::sync::watch::channel(false);
