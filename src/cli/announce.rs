@@ -62,7 +62,7 @@ pub(super) async fn run(console: &mut Console<'_>, args: &AnnounceArgs) -> Resul
             || {
                 announcements += 1;
                 let status = if announcements == 1 {
-                    format!("Announced {} for {} s at a time", key.as_str(), args.ttl)
+                    format!("Announced {} with a TTL of {} s", key.as_str(), args.ttl)
                 } else {
                     format!("Announced {} again after losing its lease", key.as_str())
                 };

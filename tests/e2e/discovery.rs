@@ -582,7 +582,7 @@ async fn announce_withdraws_its_key_and_exits_0_on_sigterm() {
         .unwrap();
     assert_eq!(
         line.as_deref(),
-        Some("Announced /services/by-hand for 60 s at a time")
+        Some("Announced /services/by-hand with a TTL of 60 s")
     );
     let registry = Registry::connect(&flotte::registry::EtcdSettings {
         endpoints: vec![etcd.client_url().to_owned()],
