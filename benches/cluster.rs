@@ -58,6 +58,7 @@ async fn measure(settings: &[(&str, &str)]) {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         etcd_access: EtcdAccess::Direct,
+        first_ip: std::net::Ipv4Addr::new(127, 0, 2, 1),
     };
     let mut cluster = Cluster::start(spec).await.expect("cluster starts");
     let registry = cluster.registry().await.unwrap();

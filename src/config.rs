@@ -16,6 +16,9 @@ use crate::systemd::Bus;
 
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/flotte/flotted.conf";
 
+/// Where the machine ID comes from when `machine_id` is not set.
+pub const MACHINE_ID_FILE: &str = "/etc/machine-id";
+
 /// Every key flotted understands, with its default ("" = none).
 pub const KEYS: &[(&str, &str)] = &[
     ("etcd_servers", "http://127.0.0.1:2379"),
@@ -152,7 +155,6 @@ impl Raw {
         Ok(())
     }
 
-    /// Applies `FLOTTE_<KEY>` variables from `env` (the process environment in flotted).
     /// Applies `FLOTTE_<KEY>` variables from `env` (the process environment in flotted) and
     /// returns the names of `FLOTTE_*` variables that are no setting, for the caller to warn
     /// about: the environment is shared with other programs, so a stray variable must not stop
@@ -184,6 +186,154 @@ impl Raw {
         let (v, s) = self.values.get(key).expect("every key has a default");
         (v, s)
     }
+
+    fn text(&self, key: &'static str) -> String {
+        self.get(key).0.trim().to_owned()
+    }
+
+    fn optional(&self, key: &'static str) -> Option<String> {
+        Some(self.text(key)).filter(|v| !v.is_empty())
+    }
+
+    /// The error for `key`'s current value, naming where it came from.
+    fn invalid(&self, key: &'static str, why: String) -> ConfigError {
+        let (value, source) = self.get(key);
+        // A password never goes into a log or a terminal.
+        let value = if key == "etcd_password" {
+            "(hidden)".to_owned()
+        } else {
+            value.to_owned()
+        };
+        ConfigError::Invalid {
+            key,
+            value,
+            origin: source.clone(),
+            why,
+        }
+    }
+}
+
+/// flotted's configuration file and environment, read as every program of flotte reads them
+/// (flotted, and `flottectl announce`/`services` on a host): the file named by `file` (a
+/// `--config` flag), else by `FLOTTE_CONFIG`, else `default_file` when it exists; then the
+/// `FLOTTE_<KEY>` variables of `env`. Flags, if any, are the caller's to apply on top.
+pub fn read_layers(
+    file: Option<PathBuf>,
+    env: Vec<(String, String)>,
+    default_file: &Path,
+) -> Result<Layers, ConfigError> {
+    let mut raw = Raw::defaults();
+    let file = file.or_else(|| {
+        env.iter()
+            .find(|(var, _)| var == "FLOTTE_CONFIG")
+            .map(|(_, path)| PathBuf::from(path))
+    });
+    match file {
+        Some(path) => raw.read_file(&path)?,
+        None if default_file.exists() => raw.read_file(default_file)?,
+        None => {}
+    }
+    let stray_env = raw.read_env(env)?;
+    Ok(Layers { raw, stray_env })
+}
+
+/// What `read_layers` found.
+#[derive(Debug, Clone)]
+pub struct Layers {
+    pub raw: Raw,
+    /// `FLOTTE_*` variables that are no setting, for the caller to warn about.
+    pub stray_env: Vec<String>,
+}
+
+/// How to reach etcd, from the `etcd_*` settings.
+pub fn resolve_etcd(raw: &Raw) -> Result<EtcdSettings, ConfigError> {
+    let endpoints: Vec<String> = raw
+        .text("etcd_servers")
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if endpoints.is_empty() {
+        return Err(raw.invalid(
+            "etcd_servers",
+            "give at least one URL such as http://127.0.0.1:2379".into(),
+        ));
+    }
+    for e in &endpoints {
+        if !(e.starts_with("http://") || e.starts_with("https://")) || e.len() <= "https://".len() {
+            return Err(raw.invalid(
+                "etcd_servers",
+                format!("`{e}` is not an http:// or https:// URL"),
+            ));
+        }
+    }
+    let prefix = raw.text("etcd_key_prefix");
+    Keys::new(&prefix).map_err(|e| raw.invalid("etcd_key_prefix", e.to_string()))?;
+    let etcd = EtcdSettings {
+        endpoints,
+        prefix,
+        ca_file: raw.optional("etcd_cafile").map(PathBuf::from),
+        cert_file: raw.optional("etcd_certfile").map(PathBuf::from),
+        key_file: raw.optional("etcd_keyfile").map(PathBuf::from),
+        username: raw.optional("etcd_username"),
+        password: raw.optional("etcd_password"),
+    };
+    // Report a lone half of a pair at the half that is set.
+    for (set, missing, is_set, is_missing) in [
+        (
+            "etcd_certfile",
+            "etcd_keyfile",
+            etcd.cert_file.is_some(),
+            etcd.key_file.is_none(),
+        ),
+        (
+            "etcd_keyfile",
+            "etcd_certfile",
+            etcd.key_file.is_some(),
+            etcd.cert_file.is_none(),
+        ),
+        (
+            "etcd_username",
+            "etcd_password",
+            etcd.username.is_some(),
+            etcd.password.is_none(),
+        ),
+        (
+            "etcd_password",
+            "etcd_username",
+            etcd.password.is_some(),
+            etcd.username.is_none(),
+        ),
+    ] {
+        if is_set && is_missing {
+            return Err(raw.invalid(set, format!("{missing} must be set as well")));
+        }
+    }
+    Ok(etcd)
+}
+
+/// This machine's ID: the `machine_id` setting, else the first line of `machine_id_file`.
+pub fn resolve_machine_id(raw: &Raw, machine_id_file: &Path) -> Result<MachineId, ConfigError> {
+    match raw.optional("machine_id") {
+        Some(id) => MachineId::new(&id).map_err(|e| raw.invalid("machine_id", e.to_string())),
+        None => {
+            let id = std::fs::read_to_string(machine_id_file).map_err(|e| {
+                raw.invalid(
+                    "machine_id",
+                    format!(
+                        "it is not set and {} cannot be read: {e}",
+                        machine_id_file.display()
+                    ),
+                )
+            })?;
+            MachineId::new(id.trim()).map_err(|e| {
+                raw.invalid(
+                    "machine_id",
+                    format!("{} holds no machine ID: {e}", machine_id_file.display()),
+                )
+            })
+        }
+    }
 }
 
 /// flotted's resolved settings.
@@ -208,88 +358,11 @@ pub struct Config {
 impl Config {
     /// Resolves raw values. `machine_id_file` is read when `machine_id` is not set.
     pub fn resolve(raw: &Raw, machine_id_file: &Path) -> Result<Config, ConfigError> {
-        let invalid = |key: &'static str, why: String| {
-            let (value, source) = raw.get(key);
-            // A password never goes into a log or a terminal.
-            let value = if key == "etcd_password" {
-                "(hidden)".to_owned()
-            } else {
-                value.to_owned()
-            };
-            ConfigError::Invalid {
-                key,
-                value,
-                origin: source.clone(),
-                why,
-            }
-        };
-        let text = |key| raw.get(key).0.trim().to_owned();
-        let optional = |key| Some(text(key)).filter(|v| !v.is_empty());
+        let invalid = |key: &'static str, why: String| raw.invalid(key, why);
+        let text = |key| raw.text(key);
+        let optional = |key| raw.optional(key);
 
-        let endpoints: Vec<String> = text("etcd_servers")
-            .split(',')
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .collect();
-        if endpoints.is_empty() {
-            return Err(invalid(
-                "etcd_servers",
-                "give at least one URL such as http://127.0.0.1:2379".into(),
-            ));
-        }
-        for e in &endpoints {
-            if !(e.starts_with("http://") || e.starts_with("https://"))
-                || e.len() <= "https://".len()
-            {
-                return Err(invalid(
-                    "etcd_servers",
-                    format!("`{e}` is not an http:// or https:// URL"),
-                ));
-            }
-        }
-        let prefix = text("etcd_key_prefix");
-        Keys::new(&prefix).map_err(|e| invalid("etcd_key_prefix", e.to_string()))?;
-        let etcd = EtcdSettings {
-            endpoints,
-            prefix,
-            ca_file: optional("etcd_cafile").map(PathBuf::from),
-            cert_file: optional("etcd_certfile").map(PathBuf::from),
-            key_file: optional("etcd_keyfile").map(PathBuf::from),
-            username: optional("etcd_username"),
-            password: optional("etcd_password"),
-        };
-        // Report a lone half of a pair at the half that is set.
-        for (set, missing, is_set, is_missing) in [
-            (
-                "etcd_certfile",
-                "etcd_keyfile",
-                etcd.cert_file.is_some(),
-                etcd.key_file.is_none(),
-            ),
-            (
-                "etcd_keyfile",
-                "etcd_certfile",
-                etcd.key_file.is_some(),
-                etcd.cert_file.is_none(),
-            ),
-            (
-                "etcd_username",
-                "etcd_password",
-                etcd.username.is_some(),
-                etcd.password.is_none(),
-            ),
-            (
-                "etcd_password",
-                "etcd_username",
-                etcd.password.is_some(),
-                etcd.username.is_none(),
-            ),
-        ] {
-            if is_set && is_missing {
-                return Err(invalid(set, format!("{missing} must be set as well")));
-            }
-        }
-
+        let etcd = resolve_etcd(raw)?;
         let public_ip = match optional("public_ip") {
             None => None,
             Some(ip) => Some(
@@ -299,26 +372,7 @@ impl Config {
         };
         let metadata = Metadata::parse_list(&text("metadata"))
             .map_err(|e| invalid("metadata", e.to_string()))?;
-        let machine_id = match optional("machine_id") {
-            Some(id) => MachineId::new(&id).map_err(|e| invalid("machine_id", e.to_string()))?,
-            None => {
-                let id = std::fs::read_to_string(machine_id_file).map_err(|e| {
-                    invalid(
-                        "machine_id",
-                        format!(
-                            "it is not set and {} cannot be read: {e}",
-                            machine_id_file.display()
-                        ),
-                    )
-                })?;
-                MachineId::new(id.trim()).map_err(|e| {
-                    invalid(
-                        "machine_id",
-                        format!("{} holds no machine ID: {e}", machine_id_file.display()),
-                    )
-                })?
-            }
-        };
+        let machine_id = resolve_machine_id(raw, machine_id_file)?;
         let ttl = |key: &'static str| {
             let d = parse_duration(&text(key)).map_err(|why| invalid(key, why))?;
             if d < Duration::from_secs(2) {
@@ -653,6 +707,73 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("holds no machine ID"), "{err}");
+    }
+
+    #[test]
+    fn layers_come_from_the_flag_file_else_flotte_config_else_the_default_then_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, ttl: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, format!("agent_ttl={ttl}\n")).unwrap();
+            path
+        };
+        let (flag, env_file, default) = (
+            write("flag.conf", "11s"),
+            write("env.conf", "12s"),
+            write("default.conf", "13s"),
+        );
+        let ttl = |layers: Layers| {
+            let mut raw = layers.raw;
+            raw.set("machine_id", ID, Source::Default).unwrap();
+            Config::resolve(&raw, Path::new("/nonexistent"))
+                .unwrap()
+                .agent_ttl
+                .as_secs()
+        };
+        let config_var = || vec![("FLOTTE_CONFIG".to_string(), env_file.display().to_string())];
+        let layers = read_layers(Some(flag.clone()), config_var(), &default).unwrap();
+        assert_eq!(ttl(layers), 11);
+        assert_eq!(ttl(read_layers(None, config_var(), &default).unwrap()), 12);
+        assert_eq!(ttl(read_layers(None, Vec::new(), &default).unwrap()), 13);
+        let absent = dir.path().join("absent.conf");
+        assert_eq!(ttl(read_layers(None, Vec::new(), &absent).unwrap()), 10);
+        let mut env = config_var();
+        env.push(("FLOTTE_AGENT_TTL".into(), "14s".into()));
+        env.push(("FLOTTE_BOGUS".into(), "1".into()));
+        let layers = read_layers(None, env, &default).unwrap();
+        assert_eq!(layers.stray_env, ["FLOTTE_BOGUS"]);
+        assert_eq!(ttl(layers), 14);
+        // A named file must exist; only the default may be absent.
+        let err = read_layers(Some(absent.clone()), Vec::new(), &default).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with(&format!("cannot read {}", absent.display()))
+        );
+    }
+
+    #[test]
+    fn etcd_settings_resolve_without_the_rest_of_the_configuration() {
+        let mut raw = Raw::defaults();
+        raw.parse_file(
+            Path::new("f.conf"),
+            "etcd_servers=http://10.0.0.1:2379\nlisten=relative\n",
+        )
+        .unwrap();
+        assert_eq!(
+            resolve_etcd(&raw).unwrap().endpoints,
+            ["http://10.0.0.1:2379"]
+        );
+        assert!(
+            Config::resolve(&raw, Path::new("/nonexistent")).is_err(),
+            "the whole configuration is invalid"
+        );
+        raw.set("machine_id", ID, Source::Default).unwrap();
+        assert_eq!(
+            resolve_machine_id(&raw, Path::new("/nonexistent"))
+                .unwrap()
+                .as_str(),
+            ID
+        );
     }
 
     #[test]

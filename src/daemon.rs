@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::agent::{self, AgentConfig};
 use crate::api::{self, ApiSettings, Listeners};
 use crate::backoff::Backoff;
-use crate::config::{self, Config, ConfigError, Raw, Source};
+use crate::config::{self, Config, ConfigError, Source};
 use crate::engine::{self, EngineConfig};
 use crate::registry::{EtcdSettings, Registry};
 use crate::systemd::{Bus, Systemd};
@@ -49,27 +49,21 @@ pub fn command() -> clap::Command {
 
 /// Resolves the configuration from file, environment and flags.
 pub fn load_config(matches: &clap::ArgMatches) -> Result<Config, ConfigError> {
-    let mut raw = Raw::defaults();
-    let file = matches
-        .get_one::<String>("config")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("FLOTTE_CONFIG").map(PathBuf::from));
-    match file {
-        Some(path) => raw.read_file(&path)?,
-        None if Path::new(config::DEFAULT_CONFIG_FILE).exists() => {
-            raw.read_file(Path::new(config::DEFAULT_CONFIG_FILE))?
-        }
-        None => {}
-    }
-    for var in raw.read_env(std::env::vars())? {
+    let layers = config::read_layers(
+        matches.get_one::<String>("config").map(PathBuf::from),
+        std::env::vars().collect(),
+        Path::new(config::DEFAULT_CONFIG_FILE),
+    )?;
+    for var in &layers.stray_env {
         tracing::warn!("ignoring environment variable {var}: no flotted setting is called so");
     }
+    let mut raw = layers.raw;
     for (key, _) in config::KEYS {
         if let Some(value) = matches.get_one::<String>(key) {
             raw.set(key, value, Source::Flag(key.replace('_', "-")))?;
         }
     }
-    Config::resolve(&raw, Path::new("/etc/machine-id"))
+    Config::resolve(&raw, Path::new(config::MACHINE_ID_FILE))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +135,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Da
         api: config.listen_tcp.first().map(|a| a.to_string()),
         ttl: config.agent_ttl,
         units_directory: config.units_directory.clone(),
+        etcd_endpoints: config.etcd.endpoints.clone(),
         resync: config.resync_interval,
     };
     let result = agent::run(

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use flotte::cli::Console;
-use flotte::cli::local_cluster::{self, DEFAULT_STATE_DIR, Health, Settings};
+use flotte::cli::local_cluster::{self, DEFAULT_STATE_DIR, Health, LINK_DIR, Links, Settings};
 
 /// A local flotte cluster: etcd and three isolated systemd hosts, each with a flotted
 #[derive(Debug, Parser)]
@@ -38,6 +38,9 @@ enum Sub {
         /// Prefix of the hosts' cgroup names [default: flotte-local- and a random number]
         #[arg(long, env = "FLOTTE_LOCAL_CLUSTER_GROUP_PREFIX")]
         group_prefix: Option<String>,
+        /// host-1's address; host-2 and host-3 get the next ones
+        #[arg(long, env = "FLOTTE_LOCAL_CLUSTER_FIRST_IP", default_value_t = local_cluster::FIRST_IP)]
+        first_ip: std::net::Ipv4Addr,
     },
     /// Stop everything the cluster runs and remove its state
     Down,
@@ -84,18 +87,27 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             units,
             flotted,
             group_prefix,
+            first_ip,
         } => {
-            let flotted = flotted.unwrap_or_else(|| bin_dir.join("flotted"));
+            let absolute = |path: PathBuf| {
+                std::path::absolute(&path)
+                    .map_err(|e| anyhow::anyhow!("cannot make {} absolute: {e}", path.display()))
+            };
+            let flotted = absolute(flotted.unwrap_or_else(|| bin_dir.join("flotted")))?;
             let settings = Settings {
                 state_dir: args.state_dir,
-                flotted: std::path::absolute(&flotted).map_err(|e| {
-                    anyhow::anyhow!("cannot make {} absolute: {e}", flotted.display())
-                })?,
+                links: Links {
+                    dir: LINK_DIR.into(),
+                    flottectl: absolute(bin_dir.join("flottectl"))?,
+                    flotted: flotted.clone(),
+                },
+                flotted,
                 units,
                 // Unique, and unlike the test kit's `flotte-test-<pid>` names that its sweeper
                 // kills once that PID is gone (which the tests use on purpose).
                 group_prefix: group_prefix
                     .unwrap_or_else(|| format!("flotte-local-{:08x}", rand::random::<u32>())),
+                first_ip,
             };
             local_cluster::up(&settings, &mut console).await?;
         }

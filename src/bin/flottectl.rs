@@ -20,7 +20,7 @@ fn main() -> ExitCode {
         Err(e) if e.is_broken_pipe() => exit::SUCCESS,
         Err(e) => {
             eprintln!("flottectl: {e}");
-            exit::FAILURE
+            e.exit_code()
         }
     }
 }

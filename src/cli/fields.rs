@@ -1,5 +1,6 @@
-//! The columns of `list-units`, `list-unit-files` and `list-machines`, as pure functions over
-//! the `wire` types: which fields exist, what each shows, and the table or JSON they make.
+//! The columns of `list-units`, `list-unit-files`, `list-machines` and `services`, as pure
+//! functions over the `wire` types (and `discovery::Service`): which fields exist, what each
+//! shows, and the table or JSON they make.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -8,6 +9,7 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 
 use super::table;
+use crate::discovery::Service;
 use crate::unit::{Requirements, UnitFile, UnitHash, UnitName};
 use crate::wire;
 
@@ -99,6 +101,19 @@ fields!(
     }
 );
 
+fields!(
+    /// `services`: one row per announced key.
+    ServiceField {
+        Key => "key",
+        Value => "value",
+        Ttl => "ttl",
+        Machine => "machine",
+        Unit => "unit",
+        Hostname => "hostname",
+    }
+);
+
+pub const DEFAULT_SERVICE_FIELDS: &str = "key,value,ttl,machine,unit";
 pub const DEFAULT_UNIT_FIELDS: &str = "unit,machine,active,sub";
 pub const DEFAULT_UNIT_FILE_FIELDS: &str = "unit,hash,dstate,state,target";
 pub const DEFAULT_MACHINE_FIELDS: &str = "machine,ip,metadata";
@@ -124,6 +139,8 @@ pub enum Cell {
     Missing,
     Flag(bool),
     Map(BTreeMap<String, String>),
+    /// A duration: `58s` in a table, `58` in JSON.
+    Seconds(u64),
 }
 
 impl Cell {
@@ -137,7 +154,7 @@ impl Cell {
 
     pub fn to_text(&self) -> String {
         match self {
-            Cell::Text(s) => s.clone(),
+            Cell::Text(s) => one_line(s),
             Cell::Missing => "-".to_owned(),
             Cell::Flag(b) => b.to_string(),
             Cell::Map(m) if m.is_empty() => "-".to_owned(),
@@ -146,8 +163,26 @@ impl Cell {
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect::<Vec<_>>()
                 .join(","),
+            Cell::Seconds(n) => format!("{n}s"),
         }
     }
+}
+
+/// `text` with its control characters escaped (`\n`, `\t`, `\u{1b}`): a value that anyone can
+/// write into etcd must not break a table's rows and columns, nor a line-per-change stream.
+pub fn one_line(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 impl Serialize for Cell {
@@ -157,6 +192,7 @@ impl Serialize for Cell {
             Cell::Missing => s.serialize_none(),
             Cell::Flag(b) => s.serialize_bool(*b),
             Cell::Map(m) => m.serialize(s),
+            Cell::Seconds(n) => s.serialize_u64(*n),
         }
     }
 }
@@ -353,6 +389,30 @@ pub fn machines(
         MachineField::Metadata => Cell::Map(m.metadata.clone()),
         MachineField::Hostname => Cell::text_or_missing(&m.hostname),
         MachineField::Version => Cell::text_or_missing(&m.version),
+    })
+}
+
+/// `services`: a row per announced key. Who announced it is known only for keys that
+/// `flottectl announce` wrote; the others show `-`.
+pub fn services(fields: &Fields<ServiceField>, services: &[Service], detail: Detail) -> Listing {
+    Listing::new(fields, services, |field, s| {
+        let announcer = s.announcer.as_ref();
+        match field {
+            ServiceField::Key => Cell::Text(s.key.clone()),
+            ServiceField::Value => Cell::text_or_missing(&s.value),
+            ServiceField::Ttl => s.ttl.map_or(Cell::Missing, |t| Cell::Seconds(t.as_secs())),
+            ServiceField::Machine => announcer
+                .and_then(|a| a.machine.as_ref())
+                .map_or(Cell::Missing, |m| {
+                    Cell::Text(machine_id(m.as_str(), detail))
+                }),
+            ServiceField::Unit => announcer
+                .and_then(|a| a.unit.as_ref())
+                .map_or(Cell::Missing, |u| Cell::Text(u.to_string())),
+            ServiceField::Hostname => {
+                announcer.map_or(Cell::Missing, |a| Cell::text_or_missing(&a.hostname))
+            }
+        }
     })
 }
 

@@ -4,6 +4,7 @@
 
 use std::fs;
 use std::io;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -54,7 +55,27 @@ pub struct Settings {
     pub units: PathBuf,
     /// Prefix of the hosts' cgroup names; unique per cluster on this machine.
     pub group_prefix: String,
+    /// host-1's address; the others follow (`FIRST_IP` but in tests, which run several
+    /// clusters at once).
+    pub first_ip: Ipv4Addr,
+    /// Where the example units find flottectl: links made before they start.
+    pub links: Links,
 }
+
+/// The directory the example units run flottectl from (`/usr/local/bin/flottectl announce` in
+/// the sidekicks), and the binaries to link there.
+#[derive(Debug, Clone)]
+pub struct Links {
+    pub dir: PathBuf,
+    pub flottectl: PathBuf,
+    pub flotted: PathBuf,
+}
+
+/// Where `Links::dir` is but in tests: where the example units look.
+pub const LINK_DIR: &str = "/usr/local/bin";
+
+/// host-1's address in the quick start: 127.0.1.1, then 127.0.1.2 and 127.0.1.3.
+pub const FIRST_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 1, 1);
 
 /// The state file: the cluster, and the boot it was started in (after a reboot its PIDs
 /// belong to other processes, which must not be killed).
@@ -129,6 +150,7 @@ pub fn spec(settings: &Settings) -> ClusterSpec {
         flotted: settings.flotted.clone(),
         settings: Vec::new(),
         etcd_access: EtcdAccess::Direct,
+        first_ip: settings.first_ip,
     }
 }
 
@@ -137,7 +159,9 @@ pub fn endpoint(cluster: &ClusterRecord) -> Endpoint {
     Endpoint::Unix(cluster.members[0].socket.clone())
 }
 
-/// The shell lines of `env`; with `bin_dir`, also a PATH that finds flottectl there.
+/// The shell lines of `env`: flottectl and etcdctl pointed at the cluster, the first through
+/// host-1 (its API, and its flotted's configuration for the commands that read etcd); with
+/// `bin_dir`, also a PATH that finds flottectl there.
 pub fn env(cluster: &ClusterRecord, bin_dir: Option<&Path>) -> String {
     let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
     let mut lines = vec![
@@ -149,6 +173,11 @@ pub fn env(cluster: &ClusterRecord, bin_dir: Option<&Path>) -> String {
         format!(
             "export ETCDCTL_ENDPOINTS={}",
             quote(&cluster.etcd.client_url)
+        ),
+        // `flottectl services` and `announce` read etcd's address as flotted does.
+        format!(
+            "export FLOTTE_CONFIG={}",
+            quote(&cluster.members[0].config.display().to_string())
         ),
     ];
     if let Some(dir) = bin_dir {
@@ -312,6 +341,7 @@ pub async fn up(
     };
     // Recorded before anything else can fail, so that `down` finds what to stop.
     save(dir, &state)?;
+    link(&settings.links, console)?;
     start_examples(&state, &settings.units, console)
         .await
         .map_err(|e| LocalClusterError::Examples {
@@ -330,6 +360,46 @@ pub async fn up(
     )
     .map_err(CliError::from)?;
     Ok(state)
+}
+
+/// Links `dir/flottectl` and `dir/flotted` to the binaries, replacing older links (another
+/// checkout's, a debug build's) but never a file: an installed flottectl is left alone, with
+/// a warning, and the sidekicks run that one.
+fn link(links: &Links, console: &mut Console<'_>) -> Result<(), LocalClusterError> {
+    for (name, target) in [("flottectl", &links.flottectl), ("flotted", &links.flotted)] {
+        let path = links.dir.join(name);
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if !meta.file_type().is_symlink() => {
+                writeln!(
+                    console.err,
+                    "local-cluster: warning: {} is no link; leaving it (the example units run it)",
+                    path.display()
+                )
+                .map_err(CliError::from)?;
+                continue;
+            }
+            _ if fs::read_link(&path).is_ok_and(|t| &t == target) => continue,
+            _ => {}
+        }
+        // Made aside and renamed over the old one: at no moment is there no flottectl.
+        let partial = links.dir.join(format!(".{name}.flotte-link"));
+        let _ = fs::remove_file(&partial);
+        std::os::unix::fs::symlink(target, &partial)
+            .and_then(|()| fs::rename(&partial, &path))
+            .map_err(io_error(format!(
+                "linking {} to {}",
+                path.display(),
+                target.display()
+            )))?;
+        writeln!(
+            console.out,
+            "Linked {} to {}.",
+            path.display(),
+            target.display()
+        )
+        .map_err(CliError::from)?;
+    }
+    Ok(())
 }
 
 fn flottectl(cluster: &ClusterRecord, command: Command) -> Cli {
@@ -637,6 +707,7 @@ mod tests {
             "export FLOTTECTL_ENDPOINT='unix:///var/lib/flotte-local-cluster/run/host-1/flotte.sock'\n\
              export ETCDCTL_API=3\n\
              export ETCDCTL_ENDPOINTS='http://127.0.0.1:40123'\n\
+             export FLOTTE_CONFIG='/var/lib/flotte-local-cluster/run/host-1/flotted.conf'\n\
              export PATH='/src/flotte/target/release':\"$PATH\"\n"
         );
     }

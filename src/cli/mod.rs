@@ -1,18 +1,22 @@
 //! flottectl: the command-line interface. clap parses the arguments into `Cli`; each command
-//! lives in its own module, talks to flotted's API through `client`, and writes to the console
-//! it is given, so `src/bin/flottectl.rs` only wires up stdout and stderr and turns errors into
-//! exit codes.
+//! lives in its own module, talks to flotted's API through `client` (but `announce` and
+//! `services`, which read and write service keys in etcd, see `etcd`), and writes to the
+//! console it is given, so `src/bin/flottectl.rs` only wires up stdout and stderr and turns
+//! errors into exit codes.
 
+mod announce;
 mod cat;
 mod check;
 pub mod client;
 mod destroy;
 pub mod endpoint;
+pub mod etcd;
 pub mod fields;
 mod list;
 pub mod local;
 pub mod local_cluster;
 pub mod resolve;
+pub mod services;
 mod state;
 mod submit;
 mod table;
@@ -26,21 +30,25 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use announce::AnnounceArgs;
 pub use check::CheckArgs;
 use client::{Client, ClientError, ClientSettings};
 use endpoint::Endpoint;
 use fields::{Detail, Fields, Legend, MachineField, UnitField, UnitFileField};
 use resolve::{ResolveError, UnitArg};
+pub use services::ServicesArgs;
 use tls::TlsFiles;
 use wait::{Budget, WaitError};
 
+use crate::config::ConfigError;
+use crate::registry::{RegistryError, ServiceKeyError};
 use crate::unit::UnitName;
 
 const EXIT_STATUS: &str = "\
 Exit status:
   0  success
   1  an error, or a wait that timed out (and for `check`: an invalid file)
-  2  a usage error: unknown command, flag or field, an invalid unit name";
+  2  a usage error: unknown command, flag or field, an invalid unit name or service key";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -133,6 +141,10 @@ pub enum Command {
     Version,
     /// Check unit files and their [X-Fleet] requirements, without a cluster
     Check(CheckArgs),
+    /// Keep KEY=VALUE in etcd while this runs (a sidekick's ExecStart); withdraw it on SIGTERM
+    Announce(AnnounceArgs),
+    /// List the services announced in etcd, or follow their changes
+    Services(ServicesArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -277,6 +289,11 @@ pub mod exit {
     pub const SUCCESS: ExitCode = ExitCode::SUCCESS;
     /// An error, a wait that timed out, or (for `check`) an invalid file.
     pub const FAILURE: ExitCode = ExitCode::FAILURE;
+    /// A usage error clap cannot see: a service key is checked against flotte's key prefix,
+    /// which comes from the configuration.
+    pub fn usage() -> ExitCode {
+        ExitCode::from(2)
+    }
 }
 
 /// Where a command writes: results and fleetctl's progress messages to `out`, warnings to `err`.
@@ -311,9 +328,25 @@ pub enum CliError {
     Output(#[from] io::Error),
     #[error("cannot start flottectl's async runtime: {0}")]
     Runtime(io::Error),
+    #[error("cannot handle signals: {0}")]
+    Signals(io::Error),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    ServiceKey(#[from] ServiceKeyError),
 }
 
 impl CliError {
+    /// The exit status this error ends flottectl with.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            CliError::ServiceKey(_) => exit::usage(),
+            _ => exit::FAILURE,
+        }
+    }
+
     /// True when the error is the reader closing the output (`flottectl ... | head`): the
     /// reader's choice, not a failure.
     pub fn is_broken_pipe(&self) -> bool {
@@ -357,6 +390,8 @@ pub async fn run_async(cli: Cli, console: &mut Console<'_>) -> Result<ExitCode, 
         Command::ListUnits(args) => list::units(&client()?, console, args).await?,
         Command::ListUnitFiles(args) => list::unit_files(&client()?, console, args).await?,
         Command::ListMachines(args) => list::machines(&client()?, console, args).await?,
+        Command::Announce(args) => announce::run(console, args).await?,
+        Command::Services(args) => services::run(console, args).await?,
     }
     console.out.flush()?;
     Ok(exit::SUCCESS)

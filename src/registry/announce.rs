@@ -145,12 +145,16 @@ impl Registry {
         Ok((resp.ttl() > 0).then(|| Duration::from_secs(resp.ttl() as u64)))
     }
 
-    /// Changes under a user prefix, values as text.
+    /// Changes under a user prefix, values as text. As in `services`, flotte's own keys are
+    /// not services, even under a prefix such as `/`.
     pub fn watch_services(&self, prefix: &str) -> TypedWatch<String, String> {
         TypedWatch::decoded_by(
             PrefixWatch::new(self.client(), prefix.to_owned()),
             self.keys.clone(),
-            |_, raw| Some(String::from_utf8_lossy(raw).into_owned()),
+            |keys, raw| {
+                (!raw.starts_with(keys.prefix().as_bytes()))
+                    .then(|| String::from_utf8_lossy(raw).into_owned())
+            },
             |_, raw| Some(String::from_utf8_lossy(raw).into_owned()),
         )
     }

@@ -35,6 +35,17 @@ pub struct ClusterSpec {
     /// Extra `key=value` settings for every flotted (e.g. `agent_ttl=3s`).
     pub settings: Vec<(String, String)>,
     pub etcd_access: EtcdAccess,
+    /// The first host's public IP; host `i` gets the `i`-th address after it. Hosts share this
+    /// machine's network, so units that serve on their host's address (the example web
+    /// servers) only stay apart across clusters running at once if each has its own range.
+    pub first_ip: std::net::Ipv4Addr,
+}
+
+impl ClusterSpec {
+    /// The loopback address host `i` presents as its public IP.
+    pub fn host_ip(&self, i: usize) -> std::net::Ipv4Addr {
+        std::net::Ipv4Addr::from(u32::from(self.first_ip) + i as u32)
+    }
 }
 
 /// How each flotted reaches etcd.
@@ -137,7 +148,7 @@ impl Cluster {
                 format!("metadata={}", h.metadata),
                 // Hosts share this machine's network; distinct loopback addresses keep them
                 // apart in listings and let a unit bind to its own host's address.
-                format!("public_ip={}", Cluster::host_ip(i)),
+                format!("public_ip={}", spec.host_ip(i)),
                 format!("systemd_bus=unix:path={}", dir.join("bus").display()),
                 "units_directory=/run/flotte/units".to_owned(),
                 format!("listen={}", socket.display()),
@@ -167,9 +178,9 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// The loopback address host `i` presents as its public IP: 127.0.1.(i+1).
-    pub fn host_ip(i: usize) -> std::net::Ipv4Addr {
-        std::net::Ipv4Addr::new(127, 0, 1, (i + 1) as u8)
+    /// The address host `i` presents as its public IP.
+    pub fn host_ip(&self, i: usize) -> std::net::Ipv4Addr {
+        self.spec.host_ip(i)
     }
 
     pub fn etcd_url(&self) -> &str {

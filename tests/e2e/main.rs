@@ -3,6 +3,7 @@
 
 mod api;
 mod cli_check;
+mod discovery;
 mod quickstart;
 mod registry;
 mod runtime;

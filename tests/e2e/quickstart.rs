@@ -7,7 +7,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use flotte::cli::Console;
-use flotte::cli::local_cluster::{self, Health, Settings, State};
+use flotte::cli::local_cluster::{self, Health, Links, Settings, State};
 use flotte::testkit::wait_for;
 use tokio::process::Command;
 
@@ -17,6 +17,16 @@ const SLEEPER_2: &str =
 
 fn repository() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The links the example sidekicks find flottectl by, to the binaries under test (as
+/// `packaging/local-cluster up` makes them to the release binaries).
+fn links() -> Links {
+    Links {
+        dir: local_cluster::LINK_DIR.into(),
+        flottectl: env!("CARGO_BIN_EXE_flottectl").into(),
+        flotted: env!("CARGO_BIN_EXE_flotted").into(),
+    }
 }
 
 /// A local cluster started by the library code of `local-cluster up`, stopped when dropped.
@@ -38,6 +48,8 @@ impl QuickStart {
             flotted: env!("CARGO_BIN_EXE_flotted").into(),
             units: repository().join("units"),
             group_prefix: format!("flotte-test-{}-{test}", std::process::id()),
+            first_ip: crate::support::unique_first_ip(),
+            links: links(),
         };
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let result = local_cluster::up(
@@ -198,10 +210,17 @@ async fn flottectl_drives_the_quick_start_cluster_from_submit_to_destroy() {
 
     // `up` started every example, as its output shows.
     for unit in [
+        "apache.service",
+        "apache-sidekick.service",
+        "apache-sidekick-etcdctl.service",
         "hello.service",
         "hello@1.service",
         "hello@2.service",
         "ssd-cache.service",
+        "web@1.service",
+        "web@2.service",
+        "web-sidekick@1.service",
+        "web-sidekick@2.service",
     ] {
         assert!(
             q.up_output.contains(&format!("Unit {unit} launched on ")),
@@ -233,6 +252,33 @@ async fn flottectl_drives_the_quick_start_cluster_from_submit_to_destroy() {
         .find(|r| r[0] == "ssd-cache.service")
         .unwrap_or_else(|| panic!("ssd-cache.service in:\n{units}"));
     assert_eq!(host_of(&ssd[1]), 0, "{ssd:?}");
+
+    // The sidekicks announced their services (the etcdctl one maybe a moment after systemd
+    // counted it started), as `flottectl services` shows with host-1's flotted settings.
+    let config = &q.state.cluster.members[0].config;
+    let expected = [
+        "/services/web/1",
+        "/services/web/2",
+        "/services/website/apache",
+        "/services/website/apache-etcdctl",
+    ];
+    let args = ["services", "--no-legend", "--fields", "key"];
+    let listed = wait_for(
+        Duration::from_secs(20),
+        || format!("flottectl services never listed {expected:?}"),
+        || async {
+            let out = Command::new(env!("CARGO_BIN_EXE_flottectl"))
+                .args(args)
+                .env("FLOTTE_CONFIG", config)
+                .output()
+                .await
+                .ok()?;
+            let keys = ok(&args, out);
+            (keys.lines().collect::<Vec<_>>() == expected).then_some(keys)
+        },
+    )
+    .await;
+    listed.unwrap();
 
     // submit → start → list-units
     let dir = tempfile::tempdir().unwrap();
@@ -396,6 +442,10 @@ async fn script(state_dir: &Path, command: &str) -> Output {
             "FLOTTE_LOCAL_CLUSTER_GROUP_PREFIX",
             format!("flotte-test-{}-script", std::process::id()),
         )
+        .env(
+            "FLOTTE_LOCAL_CLUSTER_FIRST_IP",
+            crate::support::unique_first_ip().to_string(),
+        )
         .output()
         .await
         .expect("packaging/local-cluster runs")
@@ -439,6 +489,7 @@ async fn the_local_cluster_script_brings_a_cluster_up_and_down_again() {
         .unwrap_or_else(|| panic!("no FLOTTECTL_ENDPOINT in:\n{env}"))
         .trim_matches('\'');
     assert!(env.contains("export ETCDCTL_API=3\n"), "{env}");
+    assert!(env.contains("export FLOTTE_CONFIG='"), "{env}");
     assert!(
         env.contains("export ETCDCTL_ENDPOINTS='http://127.0.0.1:"),
         "{env}"
@@ -498,7 +549,8 @@ async fn flottectl_reaches_an_https_endpoint_with_its_ca_and_client_certificate(
     let pki = Pki::new();
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, pki.ca.pem()).unwrap();
-    let ip = flotte::testkit::Cluster::host_ip(0).to_string();
+    // The API listens on a loopback address of its own; the cluster's hosts have others.
+    let ip = crate::support::unique_first_ip().to_string();
     let (server_cert, server_key) = pki.issue(dir.path(), "server", &ip);
     let (client_cert, client_key) = pki.issue(dir.path(), "client", "flottectl");
     let port = std::net::TcpListener::bind((ip.as_str(), 0))
@@ -534,7 +586,11 @@ async fn flottectl_reaches_an_https_endpoint_with_its_ca_and_client_certificate(
     let listed = ok(&args, flottectl(&endpoint, &args).await);
     assert_eq!(
         listed,
-        format!("{}\t{ip}\tregion=eu\n", t.cluster.machine_id(0))
+        format!(
+            "{}\t{}\tregion=eu\n",
+            t.cluster.machine_id(0),
+            t.cluster.host_ip(0)
+        )
     );
 
     // Without a client certificate the server refuses the handshake; flottectl says where.
@@ -606,6 +662,8 @@ async fn up_on_a_half_dead_cluster_cleans_it_up_and_starts_anew() {
         flotted: env!("CARGO_BIN_EXE_flotted").into(),
         units: repository().join("units"),
         group_prefix: format!("flotte-test-{}-stale2", std::process::id()),
+        first_ip: crate::support::unique_first_ip(),
+        links: links(),
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let again = local_cluster::up(

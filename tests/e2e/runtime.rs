@@ -664,7 +664,10 @@ async fn units_can_read_their_machines_address_and_flotteds_configuration() {
     await_active(&t.registry, &["env.service"], DEADLINE).await;
     let out = std::fs::read_to_string(t.cluster.host(0).record().path("/run/env-out")).unwrap();
     let config = t.cluster.host(0).dir().join("flotted.conf");
-    assert_eq!(out.trim(), format!("127.0.1.1 eu 7 {}", config.display()));
+    assert_eq!(
+        out.trim(),
+        format!("{} eu 7 {}", t.cluster.host_ip(0), config.display())
+    );
     let env = std::fs::read_to_string(t.cluster.host(0).record().path("/run/flotte/machine.env"))
         .unwrap();
     assert!(

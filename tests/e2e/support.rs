@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use flotte::machine::MachineId;
@@ -19,6 +21,20 @@ pub struct TestCluster {
 /// Starts `hosts` (name, metadata) with extra flotted `settings`.
 pub async fn cluster(test: &str, hosts: &[(&str, &str)], settings: &[(&str, &str)]) -> TestCluster {
     cluster_with(test, hosts, settings, EtcdAccess::Direct).await
+}
+
+/// A range of loopback addresses for one test cluster's hosts, unlike any other cluster's of
+/// this process (a counter) and, most likely, of another test process (the PID): 127.A.B.1,
+/// .2, ... The quick start's own cluster uses 127.0.1.x, which this never gives.
+pub fn unique_first_ip() -> Ipv4Addr {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    Ipv4Addr::new(
+        127,
+        (2 + std::process::id() % 250) as u8,
+        (n % 256) as u8,
+        1,
+    )
 }
 
 /// Like `cluster`, but every flotted reaches etcd through a link the test can cut.
@@ -56,6 +72,7 @@ async fn cluster_with(
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         etcd_access,
+        first_ip: unique_first_ip(),
     };
     let cluster = Cluster::start(spec).await.expect("test cluster starts");
     let registry = cluster.registry().await.unwrap();

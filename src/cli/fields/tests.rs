@@ -285,3 +285,92 @@ fn a_unit_with_options_the_server_should_have_refused_still_lists() {
         "odd.service\t-\tinactive\tinactive\t-\n"
     );
 }
+
+fn sample_services() -> Vec<Service> {
+    use crate::machine::MachineId;
+    use crate::registry::AnnouncerRecord;
+    use std::time::Duration;
+    let announcer = |key: &str, machine: &str, unit: &str, hostname: &str| AnnouncerRecord {
+        key: key.into(),
+        machine: Some(MachineId::new(machine).unwrap()),
+        unit: Some(UnitName::new(unit).unwrap()),
+        hostname: hostname.into(),
+    };
+    vec![
+        Service {
+            key: "/services/web/1".into(),
+            value: r#"{"host": "host-2", "port": 8001}"#.into(),
+            ttl: Some(Duration::from_secs(57)),
+            announcer: Some(announcer(
+                "/services/web/1",
+                M2,
+                "web-sidekick@1.service",
+                "host-2",
+            )),
+        },
+        Service {
+            key: "/services/website/apache".into(),
+            value: r#"{"host": "host-1", "port": 8080}"#.into(),
+            ttl: Some(Duration::from_secs(60)),
+            announcer: Some(announcer(
+                "/services/website/apache",
+                M1,
+                "apache-sidekick.service",
+                "host-1",
+            )),
+        },
+        // Announced from a shell: no unit, no machine ID.
+        Service {
+            key: "/services/website/by-hand".into(),
+            value: "10.0.0.9:80".into(),
+            ttl: Some(Duration::from_secs(5)),
+            announcer: Some(AnnouncerRecord {
+                key: "/services/website/by-hand".into(),
+                machine: None,
+                unit: None,
+                hostname: "laptop".into(),
+            }),
+        },
+        // Written by plain etcdctl under a lease flotte knows nothing about, and without one;
+        // a value with a line break stays on its row.
+        Service {
+            key: "/services/website/etcdctl".into(),
+            value: "{\"host\": \"host-3\",\n \"port\": 8080}".into(),
+            ttl: Some(Duration::from_secs(28)),
+            announcer: None,
+        },
+        Service {
+            key: "/services/static".into(),
+            value: String::new(),
+            ttl: None,
+            announcer: None,
+        },
+    ]
+}
+
+#[test]
+fn services_renders_every_flag_as_the_golden_files_show() {
+    let services = sample_services();
+    let listing = |f: &str, detail| super::services(&fields(f), &services, detail);
+    let default = listing(DEFAULT_SERVICE_FIELDS, Detail::Short);
+    check("services.txt", &default.to_text(Legend::Show));
+    check(
+        "services-full.txt",
+        &listing(DEFAULT_SERVICE_FIELDS, Detail::Full).to_text(Legend::Show),
+    );
+    check("services-no-legend.txt", &default.to_text(Legend::Hide));
+    check(
+        "services-extra-fields.txt",
+        &listing("key,hostname,unit", Detail::Short).to_text(Legend::Show),
+    );
+    check(
+        "services.json",
+        &listing("key,value,ttl,machine,unit,hostname", Detail::Full).to_json(),
+    );
+}
+
+#[test]
+fn control_characters_in_a_cell_are_escaped_so_rows_stay_rows() {
+    assert_eq!(one_line("plain: \"text\""), "plain: \"text\"");
+    assert_eq!(one_line("a\tb\nc\u{1b}"), "a\\tb\\nc\\u{1b}");
+}
