@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 #[derive(Debug, Clone)]
 pub struct Backoff {
     initial: Duration,
@@ -36,6 +38,15 @@ impl Iterator for Backoff {
     type Item = Duration;
     fn next(&mut self) -> Option<Duration> {
         Some(self.next_delay())
+    }
+}
+
+/// Sleeps until `at`, or forever without one: the arm of a `select!` loop waiting on a
+/// deadline that may not be set (a retry, a debounce).
+pub async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -115,7 +115,7 @@ pub async fn run(
                 };
                 agent.refresh(batch.into_iter().collect()).await;
             }
-            _ = sleep_until_opt(retry_at) => {}
+            _ = crate::backoff::sleep_until(retry_at) => {}
             _ = resync.tick() => {
                 let managed = agent.managed();
                 agent.refresh(managed).await;
@@ -138,13 +138,6 @@ pub async fn run(
         if !fenced {
             agent.reconcile().await;
         }
-    }
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

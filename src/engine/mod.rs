@@ -115,7 +115,7 @@ async fn lead(
                 listed.units |= matches!(update, Update::Reset(_));
                 update.apply_to(&mut view.units);
             }
-            _ = sleep_until_opt(due) => {
+            _ = crate::backoff::sleep_until(due) => {
                 due = None;
                 read_requirements(registry, &mut view, &mut contents).await;
                 let writes = reconcile(&view);
@@ -149,13 +149,6 @@ async fn lead(
         if listed.all() && due.is_none() {
             due = Some(Instant::now() + config.debounce);
         }
-    }
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -114,15 +114,10 @@ impl Cluster {
                 EtcdAccess::Direct => None,
                 EtcdAccess::ThroughLinks => {
                     let upstream = cluster
-                        .etcd_url()
-                        .trim_start_matches("http://")
-                        .parse()
-                        .map_err(|_| {
-                            TestkitError::Missing(format!(
-                                "etcd URL {} is no address",
-                                cluster.etcd_url()
-                            ))
-                        })?;
+                        .etcd
+                        .as_ref()
+                        .expect("etcd runs while the cluster does")
+                        .client_addr();
                     Some(Link::start(upstream).await?)
                 }
             };

@@ -188,6 +188,17 @@ impl Etcd {
         &self.record.client_url
     }
 
+    /// The address clients connect to (the client URL without its scheme).
+    pub fn client_addr(&self) -> std::net::SocketAddr {
+        let (_, addr) = self
+            .record
+            .client_url
+            .split_once("://")
+            .expect("a URL the testkit built");
+        addr.parse()
+            .expect("the testkit listens on an IP address and port")
+    }
+
     pub fn record(&self) -> &EtcdRecord {
         &self.record
     }

@@ -18,7 +18,7 @@ use flotte::testkit::Etcd;
 use flotte::unit::{DesiredState, Target, UnitFile, UnitName, UnitOption};
 use flotte::wire;
 
-use crate::support::Pki;
+use crate::support::{Pki, within};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
@@ -276,12 +276,6 @@ async fn register(api: &TestApi, id: &MachineId, metadata: &str, lease: &Lease) 
         hostname: format!("host-{}", &id.as_str()[..1]),
     };
     api.registry.register_machine(&record, lease).await.unwrap();
-}
-
-async fn within<T>(what: &str, deadline: Duration, fut: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(deadline, fut)
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not happen within {deadline:?}"))
 }
 
 // ---- the tests ----

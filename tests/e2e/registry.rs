@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::support::within;
 use flotte::machine::{MachineId, Metadata};
 use flotte::registry::{
     EngineWrite, EtcdSettings, LossPolicy, MachineRecord, MetadataOverride, ReasonRecord, Registry,
@@ -39,11 +40,8 @@ fn machine(c: char) -> MachineId {
     MachineId::new(&c.to_string().repeat(32)).unwrap()
 }
 
-async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(10), fut)
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not happen within 10 s"))
-}
+/// How long a registry operation in these tests may take.
+const SOON: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn units_are_stored_with_their_content_and_read_back() {
@@ -88,7 +86,7 @@ async fn a_watch_lists_then_streams_changes_and_relists_after_compaction() {
         .unwrap();
 
     let mut watch = registry.watch_units();
-    match within("first list", watch.next()).await.unwrap() {
+    match within("first list", SOON, watch.next()).await.unwrap() {
         Update::Reset(items) => assert_eq!(
             items.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
             ["a.service"]
@@ -99,7 +97,10 @@ async fn a_watch_lists_then_streams_changes_and_relists_after_compaction() {
         .put_unit(&unit("b.service"), &content, DesiredState::Launched)
         .await
         .unwrap();
-    match within("change after list", watch.next()).await.unwrap() {
+    match within("change after list", SOON, watch.next())
+        .await
+        .unwrap()
+    {
         Update::Changes(changes) => {
             assert_eq!(changes.len(), 1);
             assert_eq!(changes[0].0.as_str(), "b.service");
@@ -111,7 +112,7 @@ async fn a_watch_lists_then_streams_changes_and_relists_after_compaction() {
         other => panic!("expected changes, got {other:?}"),
     }
     registry.delete_unit(&unit("a.service")).await.unwrap();
-    match within("deletion", watch.next()).await.unwrap() {
+    match within("deletion", SOON, watch.next()).await.unwrap() {
         Update::Changes(changes) => {
             assert!(changes[0].0.as_str() == "a.service" && changes[0].1.is_none())
         }
@@ -121,7 +122,7 @@ async fn a_watch_lists_then_streams_changes_and_relists_after_compaction() {
     // History the watch has not seen yet is compacted away while no stream is open: it must
     // list again rather than miss the change.
     let mut fresh = registry.watch_units();
-    within("list", fresh.next()).await.unwrap();
+    within("list", SOON, fresh.next()).await.unwrap();
     registry
         .put_unit(&unit("c.service"), &content, DesiredState::Loaded)
         .await
@@ -139,7 +140,7 @@ async fn a_watch_lists_then_streams_changes_and_relists_after_compaction() {
         .unwrap()
         .revision();
     client.compact(rev, None).await.unwrap();
-    match within("relist after compaction", fresh.next())
+    match within("relist after compaction", SOON, fresh.next())
         .await
         .unwrap()
     {
@@ -181,9 +182,13 @@ async fn a_deposed_leaders_late_write_is_fenced_off() {
     let registry = Registry::connect(&settings(&etcd, "/t4/")).await.unwrap();
     let lease_a = registry.grant_lease(Duration::from_secs(5)).await.unwrap();
     let lease_b = registry.grant_lease(Duration::from_secs(5)).await.unwrap();
-    let a = within("campaign a", registry.campaign(&lease_a, &machine('a')))
-        .await
-        .unwrap();
+    let a = within(
+        "campaign a",
+        SOON,
+        registry.campaign(&lease_a, &machine('a')),
+    )
+    .await
+    .unwrap();
     assert_eq!(registry.leader().await.unwrap(), Some(machine('a')));
 
     let write = vec![vec![EngineWrite::PutReason(
@@ -197,7 +202,7 @@ async fn a_deposed_leaders_late_write_is_fenced_off() {
         async move { registry.campaign(&lease_b, &machine('b')).await }
     });
     registry.revoke_lease(&lease_a).await.unwrap();
-    let b = within("campaign b after a's lease ended", b_campaign)
+    let b = within("campaign b after a's lease ended", SOON, b_campaign)
         .await
         .unwrap()
         .unwrap();
@@ -232,7 +237,7 @@ async fn losing_a_lease_is_signalled_and_a_live_lease_can_be_found_again() {
     assert_eq!(found, Some(lease), "a kept lease is found again by ID");
 
     registry.revoke_lease(&lease).await.unwrap();
-    within("lease loss signal", keep.lost()).await;
+    within("lease loss signal", SOON, keep.lost()).await;
     assert!(
         registry.machines().await.unwrap().is_empty(),
         "keys under the lease are gone"
@@ -255,7 +260,7 @@ async fn a_schedule_change_for_one_machine_reaches_only_that_machines_watch() {
     let lease = registry.grant_lease(Duration::from_secs(5)).await.unwrap();
     let leadership = registry.campaign(&lease, &machine('e')).await.unwrap();
     let mut watch_b = registry.watch_schedule_of(&machine('b'));
-    match within("list", watch_b.next()).await.unwrap() {
+    match within("list", SOON, watch_b.next()).await.unwrap() {
         Update::Reset(items) => assert!(items.is_empty()),
         other => panic!("expected a reset, got {other:?}"),
     }
@@ -273,7 +278,7 @@ async fn a_schedule_change_for_one_machine_reaches_only_that_machines_watch() {
         )]];
         registry.apply(&leadership.fence, &write).await.unwrap();
     }
-    match within("b's change", watch_b.next()).await.unwrap() {
+    match within("b's change", SOON, watch_b.next()).await.unwrap() {
         Update::Changes(changes) => {
             let names: Vec<_> = changes.iter().map(|(u, _)| u.as_str()).collect();
             assert_eq!(
@@ -328,7 +333,12 @@ mod announce {
     ) {
         let mut watch = registry.watch_services(prefix);
         let mut keys = std::collections::BTreeMap::new();
-        within(what, watch.until(&mut keys, |k| done(k).then_some(()))).await
+        within(
+            what,
+            SOON,
+            watch.until(&mut keys, |k| done(k).then_some(())),
+        )
+        .await
     }
 
     #[tokio::test]
@@ -357,7 +367,7 @@ mod announce {
                 .await
             }
         });
-        within("the first announcement", rx).await.unwrap();
+        within("the first announcement", SOON, rx).await.unwrap();
         let listed = services(&registry, "/services/").await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].key, "/services/website/apache");
@@ -410,14 +420,9 @@ mod announce {
         let direct = Registry::connect(&settings(&etcd, "/flotte/"))
             .await
             .unwrap();
-        let link = flotte::testkit::Link::start(
-            etcd.client_url()
-                .trim_start_matches("http://")
-                .parse()
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+        let link = flotte::testkit::Link::start(etcd.client_addr())
+            .await
+            .unwrap();
         let mut through = settings(&etcd, "/flotte/");
         through.endpoints = vec![format!("http://{}", link.addr())];
         let registry = Registry::connect(&through).await.unwrap();
@@ -438,7 +443,7 @@ mod announce {
                 .await
             }
         });
-        within("first announcement", rx.recv()).await.unwrap();
+        within("first announcement", SOON, rx.recv()).await.unwrap();
         link.cut();
         await_keys(
             &direct,
@@ -448,7 +453,7 @@ mod announce {
         )
         .await;
         link.restore();
-        within("announced again", rx.recv()).await.unwrap();
+        within("announced again", SOON, rx.recv()).await.unwrap();
         await_keys(&direct, "/services/", "the key is back", |k| {
             k.contains_key("/services/outage")
         })
@@ -522,7 +527,7 @@ async fn the_change_revision_follows_units_placements_reasons_and_states_only() 
     let (etcd, _dir) = etcd().await;
     let registry = Registry::connect(&settings(&etcd, "/t8/")).await.unwrap();
     let mut changes = registry.watch_changes();
-    let listed = *within("the first listing", changes.wait_for(|r| *r > 0))
+    let listed = *within("the first listing", SOON, changes.wait_for(|r| *r > 0))
         .await
         .unwrap();
 
@@ -539,7 +544,7 @@ async fn the_change_revision_follows_units_placements_reasons_and_states_only() 
         .await
         .unwrap();
     let (_, after_unit) = registry.units().await.unwrap();
-    let seen = *within("the unit change", changes.wait_for(|r| *r > listed))
+    let seen = *within("the unit change", SOON, changes.wait_for(|r| *r > listed))
         .await
         .unwrap();
     assert_eq!(seen, after_unit, "the unit's revision, not the metadata's");

@@ -586,10 +586,7 @@ async fn flotted_says_when_etcd_is_unreachable_and_connects_once_it_is_there() {
     // etcd appears at that address: flotted connects on its next attempt and registers.
     let _link = flotte::testkit::Link::start_at(
         format!("127.0.0.1:{port}").parse().unwrap(),
-        etcd.client_url()
-            .trim_start_matches("http://")
-            .parse()
-            .unwrap(),
+        etcd.client_addr(),
     )
     .await
     .unwrap();

@@ -180,6 +180,13 @@ pub async fn await_unit_state(
     .await
 }
 
+/// Awaits `fut`, failing the test with `what` did not happen if it takes over `deadline`.
+pub async fn within<T>(what: &str, deadline: Duration, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(deadline, fut)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not happen within {deadline:?}"))
+}
+
 /// Runs `f` and returns its value with how long it took.
 pub async fn timed<T>(f: impl Future<Output = T>) -> (T, Duration) {
     let start = std::time::Instant::now();
