@@ -224,6 +224,11 @@ impl Cluster {
         &self.members[i].socket
     }
 
+    /// The PID of host `i`'s flotted, while it runs.
+    pub fn flotted_pid(&self, i: usize) -> Option<i32> {
+        self.members[i].flotted.as_ref().map(|c| c.id() as i32)
+    }
+
     /// Starts host `i`'s flotted (inside the host's mount and UTS namespaces).
     pub fn start_flotted(&mut self, i: usize) -> Result<(), TestkitError> {
         let member = &mut self.members[i];
