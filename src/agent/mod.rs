@@ -2,28 +2,33 @@
 //! engine placed here, brings systemd in line through `plan` and the executor, and publishes
 //! each unit's state.
 
+mod error;
+mod executor;
 mod files;
+mod machine_env;
 mod plan;
+mod register;
+mod report;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+pub use error::{ActionError, retry_policy};
 pub use files::UnitsDir;
-pub use plan::{Action, Desired, Observed, adopted, plan};
+pub use plan::{Action, Desired, Observed, adopted, plan, state_record};
 
 use crate::backoff::Backoff;
 use crate::machine::{MachineId, Metadata};
 use crate::registry::{
-    KeepAlive, Lease, LossPolicy, MachineRecord, Registry, RegistryError, ScheduleEntry,
-    UnitStateRecord,
+    KeepAlive, Lease, Registry, RegistryError, ScheduleEntry, UnitStateRecord, Update,
 };
-use crate::systemd::{ActiveState, LoadState, Systemd, SystemdError, UnitStatus};
-use crate::unit::{Target, UnitFile, UnitHash, UnitName};
+use crate::systemd::{LoadState, Systemd, SystemdError, UnitStatus};
+use crate::unit::{UnitFile, UnitHash, UnitName};
 
 /// How this machine presents itself and where it keeps its files.
 #[derive(Debug, Clone)]
@@ -61,6 +66,17 @@ pub enum AgentError {
     },
 }
 
+/// Where the agent stands with its schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Registered, but the schedule watch has not delivered its first full list: what is
+    /// desired here is not known yet, so nothing is acted on (acting on an empty or partial
+    /// schedule would stop units that are meant to run).
+    Listing,
+    /// Following the schedule: every pass converges and publishes.
+    Following,
+}
+
 /// Runs the agent until `shutdown` is cancelled. Shutting down leaves units running and the
 /// lease alive until it expires, so a restart within the TTL changes nothing. `registered` is
 /// true while the machine is registered under a live lease (the API answers 503 otherwise).
@@ -77,23 +93,20 @@ pub async fn run(
             source,
         })?;
     let mut changes = systemd.changes().await?;
-    write_machine_env(&config).map_err(|source| AgentError::UnitsDir {
+    machine_env::write_machine_env(&config).map_err(|source| AgentError::UnitsDir {
         path: config.units_directory.with_file_name("machine.env"),
         source,
     })?;
-    let Some((lease, keep)) = register(&registry, &config, &shutdown).await? else {
+    let Some((lease, keep)) = register::register(&registry, &config, &shutdown).await? else {
         return Ok(());
     };
     registered.send_replace(true);
     let mut agent = Agent::new(registry, systemd, config, units, lease, keep);
     agent.adopt().await?;
-    let mut schedule = agent
-        .registry
-        .watch_schedule_of(&agent.config.machine_id)
-        .spawn("schedule");
+    let mut schedule = agent.watch_schedule();
+    let mut phase = Phase::Listing;
     let mut resync = tokio::time::interval(agent.config.resync);
     resync.tick().await;
-    let mut fenced = false;
     loop {
         let retry_at = agent.next_retry();
         tokio::select! {
@@ -101,10 +114,12 @@ pub async fn run(
             update = schedule.recv() => {
                 let Some(update) = update else { return Ok(()) };
                 update.apply_to(&mut agent.desired);
-                if fenced {
-                    // The first update after a new registration is a fresh list.
-                    fenced = false;
+                // A burst of schedule changes (a batch the engine placed) is one pass.
+                while let Ok(update) = schedule.try_recv() {
+                    update.apply_to(&mut agent.desired);
                 }
+                // The watch's first update is its full list.
+                phase = Phase::Following;
             }
             batch = changes.next_batch() => {
                 let Some(batch) = batch else {
@@ -123,7 +138,9 @@ pub async fn run(
             _ = agent.keep.lost() => {
                 registered.send_replace(false);
                 agent.self_fence().await;
-                let Some((lease, keep)) = register(&agent.registry, &agent.config, &shutdown).await? else {
+                let Some((lease, keep)) =
+                    register::register(&agent.registry, &agent.config, &shutdown).await?
+                else {
                     return Ok(());
                 };
                 registered.send_replace(true);
@@ -131,140 +148,13 @@ pub async fn run(
                 agent.keep = keep;
                 agent.published.clear();
                 // Start over from a fresh list of what is placed here now.
-                schedule = agent.registry.watch_schedule_of(&agent.config.machine_id).spawn("schedule");
-                fenced = true;
+                schedule = agent.watch_schedule();
+                phase = Phase::Listing;
             }
         }
-        if !fenced {
+        if phase == Phase::Following {
             agent.reconcile().await;
         }
-    }
-}
-
-/// Finds the lease of a previous run (still alive if it restarted within the TTL) or grants a
-/// new one, remembers it on disk, registers the machine under it and keeps it alive. Retries
-/// until it succeeds; `None` when shut down first.
-async fn register(
-    registry: &Registry,
-    config: &AgentConfig,
-    shutdown: &CancellationToken,
-) -> Result<Option<(Lease, KeepAlive)>, AgentError> {
-    let lease_file = lease_file(config);
-    let previous = std::fs::read_to_string(&lease_file)
-        .ok()
-        .and_then(|s| i64::from_str_radix(s.trim(), 16).ok());
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-    loop {
-        let attempt = async {
-            let lease = match previous {
-                Some(id) => registry.existing_lease(id, config.ttl).await?,
-                None => None,
-            };
-            let lease = match lease {
-                Some(lease) => {
-                    tracing::info!(
-                        lease = format_args!("{:x}", lease.id()),
-                        "kept the lease of the previous run"
-                    );
-                    lease
-                }
-                None => registry.grant_lease(config.ttl).await?,
-            };
-            let keep = registry.keep_alive(&lease, LossPolicy::AfterTtl);
-            registry
-                .register_machine(&machine_record(config), &lease)
-                .await?;
-            Ok::<_, RegistryError>((lease, keep))
-        };
-        match attempt.await {
-            Ok((lease, keep)) => {
-                std::fs::write(&lease_file, format!("{:x}\n", lease.id())).map_err(|source| {
-                    AgentError::LeaseFile {
-                        path: lease_file.clone(),
-                        source,
-                    }
-                })?;
-                tracing::info!(machine = %config.machine_id, "machine registered");
-                return Ok(Some((lease, keep)));
-            }
-            Err(e) => {
-                let delay = backoff.next_delay();
-                tracing::warn!(error = %e, retry_in = ?delay, "cannot register the machine");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown.cancelled() => return Ok(None),
-                }
-            }
-        }
-    }
-}
-
-/// `machine.env` beside the units directory: this machine's ID, address, hostname and
-/// metadata for units to read with `EnvironmentFile=` (as CoreOS units read
-/// `/etc/environment`), e.g. to bind a server to `${FLOTTE_HOST_IP}`. The `FLOTTE_HOST_`
-/// prefix keeps these apart from flotted's `FLOTTE_<SETTING>` variables. `ETCDCTL_API` and
-/// `ETCDCTL_ENDPOINTS` point a unit's plain `etcdctl` at the cluster's etcd (a sidekick that
-/// announces its service without flottectl); etcd's TLS files and credentials are not passed
-/// on, as they are flotted's secrets, not every unit's.
-fn machine_env(config: &AgentConfig) -> String {
-    let mut text = format!(
-        "FLOTTE_HOST_ID={}\nFLOTTE_HOST_IP={}\nFLOTTE_HOST_NAME={}\nFLOTTE_HOST_METADATA={}\n",
-        config.machine_id, config.public_ip, config.hostname, config.metadata
-    );
-    for (key, value) in config.metadata.iter() {
-        // Metadata keys may hold `.` and `-`, which environment variable names may not.
-        let name: String = key
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_uppercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        text.push_str(&format!("FLOTTE_HOST_METADATA_{name}={value}\n"));
-    }
-    text.push_str(&format!(
-        "ETCDCTL_API=3\nETCDCTL_ENDPOINTS={}\n",
-        config.etcd_endpoints.join(",")
-    ));
-    text
-}
-
-fn write_machine_env(config: &AgentConfig) -> std::io::Result<()> {
-    let path = config.units_directory.with_file_name("machine.env");
-    let text = machine_env(config);
-    let dir = path.parent().unwrap_or(std::path::Path::new("/"));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    std::io::Write::write_all(&mut tmp, text.as_bytes())?;
-    std::fs::set_permissions(
-        tmp.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o644),
-    )?;
-    tmp.persist(&path).map_err(|e| e.error)?;
-    Ok(())
-}
-
-/// Next to the units directory, so that it lives exactly as long as the unit files.
-fn lease_file(config: &AgentConfig) -> PathBuf {
-    let mut name = config
-        .units_directory
-        .file_name()
-        .unwrap_or_default()
-        .to_owned();
-    name.push(".lease");
-    config.units_directory.with_file_name(name)
-}
-
-fn machine_record(config: &AgentConfig) -> MachineRecord {
-    MachineRecord {
-        id: config.machine_id.clone(),
-        ip: config.public_ip.clone(),
-        metadata: config.metadata.clone(),
-        version: config.version.clone(),
-        api: config.api.clone(),
-        hostname: config.hostname.clone(),
     }
 }
 
@@ -318,6 +208,12 @@ impl Agent {
         }
     }
 
+    fn watch_schedule(&self) -> mpsc::Receiver<Update<UnitName, ScheduleEntry>> {
+        self.registry
+            .watch_schedule_of(&self.config.machine_id)
+            .spawn("schedule")
+    }
+
     /// Takes over what a previous run left: unit files on disk, its published states (what it
     /// had done), and systemd's view. A unit that still runs is adopted, not restarted.
     async fn adopt(&mut self) -> Result<(), AgentError> {
@@ -358,13 +254,15 @@ impl Agent {
             );
         }
         // Reports of units no longer on disk are stale.
+        let mut stale = Vec::new();
         for (name, record) in reported {
             if self.observed.contains_key(&name) {
                 self.published.insert(name, record);
             } else {
-                self.registry.delete_state(&name, me).await?;
+                stale.push((name, None));
             }
         }
+        self.registry.write_states(me, &stale, &self.lease).await?;
         Ok(())
     }
 
@@ -431,188 +329,21 @@ impl Agent {
         self.refresh(touched).await;
     }
 
-    /// Carries out the actions in order. A failure affects only its unit: it is recorded,
-    /// retried later with backoff, and the other units go on.
-    async fn execute(&mut self, actions: Vec<Action>) -> Vec<UnitName> {
-        let mut touched = Vec::new();
-        let mut failed: BTreeSet<UnitName> = BTreeSet::new();
-        let mut unloaded = Vec::new();
-        for action in actions {
-            if action.unit().is_some_and(|u| failed.contains(u)) {
-                continue;
-            }
-            let result = self.act(&action).await;
-            match (&action, result) {
-                (Action::Reload, Ok(())) => {}
-                (Action::Reload, Err(e)) => {
-                    // Without a reload, starts would use stale files: stop this pass here.
-                    tracing::warn!(error = %e, "daemon reload failed");
-                    for u in self.managed() {
-                        self.fail(&u, format!("daemon reload failed: {e}"));
-                    }
-                    break;
-                }
-                (a, Ok(())) => {
-                    let u = a.unit().expect("unit action").clone();
-                    self.retries.remove(&u);
-                    self.messages.remove(&u);
-                    if matches!(a, Action::Unload(_)) {
-                        unloaded.push(u.clone());
-                    }
-                    touched.push(u);
-                }
-                (a, Err(e)) => {
-                    let u = a.unit().expect("unit action").clone();
-                    tracing::warn!(unit = %u, error = %e, "action failed");
-                    self.fail(&u, e);
-                    failed.insert(u.clone());
-                    touched.push(u);
-                }
-            }
-        }
-        for u in unloaded {
-            // After the reload: a failed unit would otherwise linger in systemd as `failed`.
-            if let Err(e) = self.systemd.reset_failed(&u).await {
-                tracing::debug!(unit = %u, error = %e, "reset-failed");
-            }
-        }
-        touched
-    }
-
-    fn fail(&mut self, unit: &UnitName, message: String) {
+    /// Records a unit's failure: its message is published, and it is retried on the schedule
+    /// the retry policy gives this kind of error.
+    fn fail(&mut self, unit: &UnitName, error: ActionError) {
+        tracing::warn!(unit = %unit, error = %error, "action failed");
         let retry = self.retries.entry(unit.clone()).or_insert_with(|| Retry {
             not_before: Instant::now(),
-            backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(60)),
+            backoff: retry_policy(&error),
         });
         retry.not_before = Instant::now() + retry.backoff.next_delay();
-        self.messages.insert(unit.clone(), message);
+        self.messages.insert(unit.clone(), error.to_string());
     }
 
-    async fn act(&mut self, action: &Action) -> Result<(), String> {
-        match action {
-            Action::Stop(u) => {
-                self.systemd.stop(u).await.map_err(|e| e.to_string())?;
-                self.observed.entry(u.clone()).or_default().done = Some(Target::Loaded);
-            }
-            Action::Unload(u) => {
-                self.systemd.stop(u).await.map_err(|e| e.to_string())?;
-                self.systemd
-                    .unlink_runtime(std::slice::from_ref(u))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                self.units
-                    .remove(u)
-                    .map_err(|e| format!("removing {}: {e}", self.units.path(u).display()))?;
-                self.observed.remove(u);
-            }
-            Action::Load(u, hash) => {
-                let file = self.content(hash).await?;
-                let path = self
-                    .units
-                    .write(u, &file)
-                    .map_err(|e| format!("writing {}: {e}", self.units.path(u).display()))?;
-                self.systemd
-                    .link_runtime(&[path])
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let o = self.observed.entry(u.clone()).or_default();
-                o.file = Some(*hash);
-                o.done = o.done.or(Some(Target::Loaded));
-            }
-            Action::Reload => self.systemd.reload().await.map_err(|e| e.to_string())?,
-            Action::Start(u) => {
-                self.systemd.start(u).await.map_err(|e| e.to_string())?;
-                self.observed.entry(u.clone()).or_default().done = Some(Target::Launched);
-            }
-            Action::Restart(u) => {
-                self.systemd.restart(u).await.map_err(|e| e.to_string())?;
-                self.observed.entry(u.clone()).or_default().done = Some(Target::Launched);
-            }
-        }
-        Ok(())
-    }
-
-    async fn content(&mut self, hash: &UnitHash) -> Result<UnitFile, String> {
-        if let Some(file) = self.contents.get(hash) {
-            return Ok(file.clone());
-        }
-        match self.registry.content(hash).await {
-            Ok(Some(file)) => {
-                self.contents.insert(*hash, file.clone());
-                Ok(file)
-            }
-            Ok(None) => Err(format!("content {hash} is missing from the registry")),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-
-    /// Writes the state records that changed, deletes those of units gone from here.
-    async fn publish(&mut self) {
-        let mut records = BTreeMap::new();
-        for (name, o) in &self.observed {
-            let (Some(hash), Some(current)) = (o.file, o.done) else {
-                continue;
-            };
-            let status = o.status.clone().unwrap_or(UnitStatus {
-                load: LoadState::NotFound,
-                active: ActiveState::Inactive,
-                sub: "dead".into(),
-            });
-            let message = self.messages.get(name).cloned();
-            // systemd reports a unit it refused to start as merely inactive; say it failed.
-            let active = if message.is_some()
-                && current == Target::Loaded
-                && self
-                    .desired
-                    .get(name)
-                    .is_some_and(|d| d.target == Target::Launched)
-            {
-                ActiveState::Failed
-            } else {
-                status.active
-            };
-            records.insert(
-                name.clone(),
-                UnitStateRecord {
-                    hash,
-                    current,
-                    load: status.load,
-                    active,
-                    sub: status.sub,
-                    message,
-                },
-            );
-        }
-        let me = self.config.machine_id.clone();
-        let gone: Vec<UnitName> = self
-            .published
-            .keys()
-            .filter(|n| !records.contains_key(*n))
-            .cloned()
-            .collect();
-        for name in gone {
-            match self.registry.delete_state(&name, &me).await {
-                Ok(()) => {
-                    self.published.remove(&name);
-                }
-                Err(e) => tracing::warn!(unit = %name, error = %e, "cannot delete unit state"),
-            }
-        }
-        for (name, record) in records {
-            if self.published.get(&name) == Some(&record) {
-                continue;
-            }
-            match self
-                .registry
-                .put_state(&name, &me, &record, &self.lease)
-                .await
-            {
-                Ok(()) => {
-                    self.published.insert(name, record);
-                }
-                Err(e) => tracing::warn!(unit = %name, error = %e, "cannot publish unit state"),
-            }
-        }
+    fn succeed(&mut self, unit: &UnitName) {
+        self.retries.remove(unit);
+        self.messages.remove(unit);
     }
 
     /// The lease is gone: etcd deleted this machine and the engine may already be moving its
@@ -623,37 +354,5 @@ impl Agent {
         self.retries.clear();
         // No publishing: the lease the states lived under is gone, and so are they.
         self.converge().await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn machine_env_names_the_machine_its_metadata_and_the_clusters_etcd_for_etcdctl() {
-        let config = AgentConfig {
-            machine_id: MachineId::new("0123456789abcdef0123456789abcdef").unwrap(),
-            public_ip: "10.0.0.2".into(),
-            metadata: Metadata::parse_list("region=eu,rack.no=7").unwrap(),
-            hostname: "node-2".into(),
-            version: "0.1.0".into(),
-            api: None,
-            ttl: Duration::from_secs(10),
-            units_directory: "/run/flotte/units".into(),
-            etcd_endpoints: vec!["http://10.0.0.1:2379".into(), "http://10.0.0.3:2379".into()],
-            resync: Duration::from_secs(300),
-        };
-        assert_eq!(
-            machine_env(&config),
-            "FLOTTE_HOST_ID=0123456789abcdef0123456789abcdef\n\
-             FLOTTE_HOST_IP=10.0.0.2\n\
-             FLOTTE_HOST_NAME=node-2\n\
-             FLOTTE_HOST_METADATA=rack.no=7,region=eu\n\
-             FLOTTE_HOST_METADATA_RACK_NO=7\n\
-             FLOTTE_HOST_METADATA_REGION=eu\n\
-             ETCDCTL_API=3\n\
-             ETCDCTL_ENDPOINTS=http://10.0.0.1:2379,http://10.0.0.3:2379\n"
-        );
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::registry::UnitStateRecord;
 use crate::systemd::{ActiveState, LoadState, UnitStatus};
 use crate::unit::{Target, UnitHash, UnitName};
 
@@ -102,6 +103,39 @@ pub fn plan(
     }
     actions.extend(starts);
     actions
+}
+
+/// The state record a unit's machine publishes, or `None` while there is nothing to say (no
+/// file written, nothing done yet). `message` is systemd's complaint about the last failed
+/// action; `wanted` what the engine placed here. systemd reports a unit it refused to start
+/// as merely inactive: the record says it failed.
+pub fn state_record(
+    observed: &Observed,
+    wanted: Option<Target>,
+    message: Option<&str>,
+) -> Option<UnitStateRecord> {
+    let (Some(hash), Some(current)) = (observed.file, observed.done) else {
+        return None;
+    };
+    let status = observed.status.clone().unwrap_or(UnitStatus {
+        load: LoadState::NotFound,
+        active: ActiveState::Inactive,
+        sub: "dead".into(),
+    });
+    let refused =
+        message.is_some() && current == Target::Loaded && wanted == Some(Target::Launched);
+    Some(UnitStateRecord {
+        hash,
+        current,
+        load: status.load,
+        active: if refused {
+            ActiveState::Failed
+        } else {
+            status.active
+        },
+        sub: status.sub,
+        message: message.map(str::to_owned),
+    })
 }
 
 /// What the agent has done with a unit it found on disk after a restart, when its own report
@@ -295,6 +329,91 @@ mod tests {
             }
         }
         assert_eq!(actions.len(), 3 + 1 + 1 + 3);
+    }
+
+    #[test]
+    fn the_published_record_says_what_was_done_and_calls_a_refused_start_failed() {
+        use Target::*;
+        let status = |active: &str| UnitStatus {
+            load: LoadState::Loaded,
+            active: ActiveState::from(active),
+            sub: "x".into(),
+        };
+        let seen = |done: Option<Target>, s: Option<UnitStatus>| Observed {
+            file: Some(hash('a')),
+            done,
+            status: s,
+        };
+        let record = |current, load: &str, active: &str, sub: &str, message: Option<&str>| {
+            Some(UnitStateRecord {
+                hash: hash('a'),
+                current,
+                load: LoadState::from(load),
+                active: ActiveState::from(active),
+                sub: sub.into(),
+                message: message.map(str::to_owned),
+            })
+        };
+        let refused = Some("Unit u.service has a bad unit file setting.");
+        type Case<'a> = (
+            Observed,
+            Option<Target>,
+            Option<&'a str>,
+            Option<UnitStateRecord>,
+        );
+        let cases: Vec<Case> = vec![
+            // nothing written or done yet: nothing to publish
+            (have(None, Some(Launched)), Some(Launched), None, None),
+            (have(Some('a'), None), Some(Launched), None, None),
+            // systemd's view as it is
+            (
+                seen(Some(Launched), Some(status("active"))),
+                Some(Launched),
+                None,
+                record(Launched, "loaded", "active", "x", None),
+            ),
+            // not read yet: reported as systemd reports a unit it does not know
+            (
+                seen(Some(Loaded), None),
+                Some(Loaded),
+                None,
+                record(Loaded, "not-found", "inactive", "dead", None),
+            ),
+            // a start systemd refused: failed, with its message
+            (
+                seen(Some(Loaded), Some(status("inactive"))),
+                Some(Launched),
+                refused,
+                record(Loaded, "loaded", "failed", "x", refused),
+            ),
+            // a failure while it should only be loaded, or after it started: as systemd says
+            (
+                seen(Some(Loaded), Some(status("inactive"))),
+                Some(Loaded),
+                refused,
+                record(Loaded, "loaded", "inactive", "x", refused),
+            ),
+            (
+                seen(Some(Launched), Some(status("inactive"))),
+                Some(Launched),
+                refused,
+                record(Launched, "loaded", "inactive", "x", refused),
+            ),
+            // going away (no longer placed here)
+            (
+                seen(Some(Loaded), Some(status("inactive"))),
+                None,
+                refused,
+                record(Loaded, "loaded", "inactive", "x", refused),
+            ),
+        ];
+        for (observed, wanted, message, expected) in cases {
+            assert_eq!(
+                state_record(&observed, wanted, message),
+                expected,
+                "observed {observed:?}, wanted {wanted:?}, message {message:?}"
+            );
+        }
     }
 
     #[test]

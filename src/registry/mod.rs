@@ -599,6 +599,34 @@ impl Registry {
         self.delete(self.keys.state(unit, machine)).await.map(drop)
     }
 
+    /// Writes (`Some`) and deletes (`None`) one machine's unit states, as few transactions
+    /// of at most `MAX_TXN_OPS` as it takes: a pass over hundreds of units is a handful of
+    /// requests, not one each. Written states live under the agent's `lease`.
+    pub async fn write_states(
+        &self,
+        machine: &MachineId,
+        changes: &[(UnitName, Option<UnitStateRecord>)],
+        lease: &Lease,
+    ) -> Result<(), RegistryError> {
+        for chunk in changes.chunks(MAX_TXN_OPS) {
+            let ops: Vec<TxnOp> = chunk
+                .iter()
+                .map(|(unit, record)| {
+                    let key = self.keys.state(unit, machine);
+                    match record {
+                        Some(r) => {
+                            TxnOp::put(key, json(r), Some(PutOptions::new().with_lease(lease.id())))
+                        }
+                        None => TxnOp::delete(key, None),
+                    }
+                })
+                .collect();
+            self.txn("writing unit states", Txn::new().and_then(ops))
+                .await?;
+        }
+        Ok(())
+    }
+
     pub async fn states(
         &self,
     ) -> Result<Vec<((UnitName, MachineId), UnitStateRecord)>, RegistryError> {
