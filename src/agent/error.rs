@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::backoff::Backoff;
-use crate::registry::RegistryError;
 use crate::systemd::SystemdError;
 use crate::unit::UnitHash;
 
@@ -25,9 +24,10 @@ pub enum ActionError {
     /// The schedule names a content the registry does not have (yet, or any more).
     #[error("content {0} is missing from the registry")]
     MissingContent(UnitHash),
-    /// The content could not be read from etcd.
-    #[error("reading the unit's content: {0}")]
-    Registry(#[from] RegistryError),
+    /// The content could not be read from etcd (the cause as text: one failed read is charged
+    /// to every unit of that content).
+    #[error("reading content {hash}: {cause}")]
+    ContentUnreadable { hash: UnitHash, cause: String },
     /// A daemon reload failed, so no start of this pass could use the new files.
     #[error("daemon reload failed: {0}")]
     Reload(String),
@@ -40,7 +40,7 @@ pub fn retry_policy(error: &ActionError) -> Backoff {
     let ms = Duration::from_millis;
     let s = Duration::from_secs;
     match error {
-        ActionError::Registry(_) => Backoff::new(ms(200), s(10)),
+        ActionError::ContentUnreadable { .. } => Backoff::new(ms(200), s(10)),
         ActionError::MissingContent(_) => Backoff::new(ms(200), s(30)),
         ActionError::Systemd(_) | ActionError::Reload(_) => Backoff::new(ms(500), s(60)),
         ActionError::File { .. } => Backoff::new(s(1), s(60)),
@@ -50,6 +50,7 @@ pub fn retry_policy(error: &ActionError) -> Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::RegistryError;
 
     /// The undisturbed delays of a backoff: its first, then its cap.
     fn bounds(mut backoff: Backoff) -> (Duration, Duration) {
@@ -64,7 +65,10 @@ mod tests {
         let s = Duration::from_secs;
         let cases: Vec<(ActionError, Duration, Duration)> = vec![
             (
-                ActionError::Registry(RegistryError::Timeout(s(5), "get content".into())),
+                ActionError::ContentUnreadable {
+                    hash: "b".repeat(40).parse().unwrap(),
+                    cause: RegistryError::Timeout(s(5), "get content".into()).to_string(),
+                },
                 ms(200),
                 s(10),
             ),

@@ -1,112 +1,268 @@
-//! The executor: carries out the plan's actions on systemd and the units directory.
+//! The executor: carries out a pass's actions on systemd and the units directory, phase by
+//! phase (stops, file changes, at most one reload, starts), each phase's calls sent to systemd
+//! together, so that a pass over hundreds of units costs a few round trips, not hundreds.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::PathBuf;
+
+use futures_util::future::join_all;
 
 use super::{Action, ActionError, Agent};
+use crate::systemd::{ActiveState, SystemdError};
 use crate::unit::{Target, UnitFile, UnitHash, UnitName};
 
-impl Agent {
-    /// Carries out the actions in order. A failure affects only its unit: it is recorded,
-    /// retried later with backoff, and the other units go on.
-    pub(super) async fn execute(&mut self, actions: Vec<Action>) -> Vec<UnitName> {
-        let mut touched = Vec::new();
-        let mut failed: BTreeSet<UnitName> = BTreeSet::new();
-        let mut unloaded = Vec::new();
-        for action in actions {
-            if action.unit().is_some_and(|u| failed.contains(u)) {
-                continue;
-            }
-            let result = self.act(&action).await;
-            match (&action, result) {
-                (Action::Reload, Ok(())) => {}
-                (Action::Reload, Err(e)) => {
-                    // Without a reload, starts would use stale files: stop this pass here.
-                    tracing::warn!(error = %e, "daemon reload failed");
-                    for u in self.managed() {
-                        self.fail(&u, ActionError::Reload(e.to_string()));
-                    }
-                    break;
-                }
-                (a, Ok(())) => {
-                    let u = a.unit().expect("unit action").clone();
-                    self.succeed(&u);
-                    if matches!(a, Action::Unload(_)) {
-                        unloaded.push(u.clone());
-                    }
-                    touched.push(u);
-                }
-                (a, Err(e)) => {
-                    let u = a.unit().expect("unit action").clone();
-                    self.fail(&u, e);
-                    failed.insert(u.clone());
-                    touched.push(u);
-                }
-            }
-        }
-        for u in unloaded {
-            // After the reload: a failed unit would otherwise linger in systemd as `failed`.
-            if let Err(e) = self.systemd.reset_failed(&u).await {
-                tracing::debug!(unit = %u, error = %e, "reset-failed");
-            }
-        }
-        touched
-    }
+/// One pass's actions by phase, in the order the plan gives them.
+#[derive(Default)]
+struct Phases {
+    /// Stop and keep (`Stop`).
+    stop: Vec<UnitName>,
+    /// Stop, unlink, remove (`Unload`).
+    unload: Vec<UnitName>,
+    load: Vec<(UnitName, UnitHash)>,
+    reload: bool,
+    start: Vec<UnitName>,
+    restart: Vec<UnitName>,
+}
 
-    async fn act(&mut self, action: &Action) -> Result<(), ActionError> {
-        match action {
-            Action::Stop(u) => {
-                self.systemd.stop(u).await?;
-                self.observed.entry(u.clone()).or_default().done = Some(Target::Loaded);
+impl Phases {
+    fn of(actions: Vec<Action>) -> Phases {
+        let mut p = Phases::default();
+        for action in actions {
+            match action {
+                Action::Stop(u) => p.stop.push(u),
+                Action::Unload(u) => p.unload.push(u),
+                Action::Load(u, h) => p.load.push((u, h)),
+                Action::Reload => p.reload = true,
+                Action::Start(u) => p.start.push(u),
+                Action::Restart(u) => p.restart.push(u),
             }
-            Action::Unload(u) => {
-                self.systemd.stop(u).await?;
-                self.systemd.unlink_runtime(std::slice::from_ref(u)).await?;
-                self.units.remove(u).map_err(|source| ActionError::File {
+        }
+        p
+    }
+}
+
+impl Agent {
+    /// Carries out the actions. A failure affects only its unit: it is recorded, retried later
+    /// with backoff, and the other units go on. Returns the units touched.
+    pub(super) async fn execute(&mut self, actions: Vec<Action>) -> Vec<UnitName> {
+        let p = Phases::of(actions);
+        let mut touched: BTreeSet<UnitName> = BTreeSet::new();
+        let mut failed: BTreeSet<UnitName> = BTreeSet::new();
+
+        // Stop jobs, all queued at once.
+        let stopping: Vec<&UnitName> = p.stop.iter().chain(&p.unload).collect();
+        let results = join_all(stopping.iter().map(|u| self.systemd.stop(u))).await;
+        for (u, result) in stopping.into_iter().zip(results) {
+            touched.insert(u.clone());
+            if let Err(e) = result {
+                self.fail(u, e.into());
+                failed.insert(u.clone());
+            }
+        }
+        for u in p.stop.iter().filter(|u| !failed.contains(*u)) {
+            self.succeed(u);
+            self.observed.entry(u.clone()).or_default().done = Some(Target::Loaded);
+        }
+
+        // Unloads: one unlink call, then the files.
+        let unload: Vec<UnitName> = p
+            .unload
+            .iter()
+            .filter(|u| !failed.contains(*u))
+            .cloned()
+            .collect();
+        // A failed unit would linger in systemd as `failed` after it is gone from here; one
+        // not read yet might be failed too.
+        let mut lingering: Vec<UnitName> = Vec::new();
+        for (u, result) in self.unlink(&unload).await {
+            let result = result.and_then(|()| {
+                self.units.remove(&u).map_err(|source| ActionError::File {
                     what: "removing",
-                    path: self.units.path(u),
+                    path: self.units.path(&u),
                     source,
-                })?;
-                self.observed.remove(u);
+                })
+            });
+            match result {
+                Ok(()) => {
+                    self.succeed(&u);
+                    let seen = self.observed.remove(&u).and_then(|o| o.status);
+                    if seen.is_none_or(|s| s.active == ActiveState::Failed) {
+                        lingering.push(u);
+                    }
+                }
+                Err(e) => {
+                    self.fail(&u, e);
+                    failed.insert(u);
+                }
             }
-            Action::Load(u, hash) => {
-                let file = self.content(hash).await?;
-                let path = self
+        }
+
+        // Loads: write the files, then one link call.
+        let contents = self.contents_of(p.load.iter().map(|(_, h)| *h)).await;
+        let mut written: Vec<(UnitName, UnitHash, PathBuf)> = Vec::new();
+        for (u, hash) in &p.load {
+            touched.insert(u.clone());
+            let result = match contents.get(hash) {
+                Some(Ok(file)) => self
                     .units
-                    .write(u, &file)
+                    .write(u, file)
                     .map_err(|source| ActionError::File {
                         what: "writing",
                         path: self.units.path(u),
                         source,
-                    })?;
-                self.systemd.link_runtime(&[path]).await?;
-                let o = self.observed.entry(u.clone()).or_default();
-                o.file = Some(*hash);
-                o.done = o.done.or(Some(Target::Loaded));
-            }
-            Action::Reload => self.systemd.reload().await?,
-            Action::Start(u) => {
-                self.systemd.start(u).await?;
-                self.observed.entry(u.clone()).or_default().done = Some(Target::Launched);
-            }
-            Action::Restart(u) => {
-                self.systemd.restart(u).await?;
-                self.observed.entry(u.clone()).or_default().done = Some(Target::Launched);
+                    }),
+                Some(Err(cause)) => Err(ActionError::ContentUnreadable {
+                    hash: *hash,
+                    cause: cause.clone(),
+                }),
+                None => Err(ActionError::MissingContent(*hash)),
+            };
+            match result {
+                Ok(path) => written.push((u.clone(), *hash, path)),
+                Err(e) => {
+                    self.fail(u, e);
+                    failed.insert(u.clone());
+                }
             }
         }
-        Ok(())
+        let paths: Vec<PathBuf> = written.iter().map(|(_, _, p)| p.clone()).collect();
+        let linked = self.link(&paths).await;
+        for ((u, hash, _), result) in written.into_iter().zip(linked) {
+            match result {
+                Ok(()) => {
+                    self.succeed(&u);
+                    let o = self.observed.entry(u).or_default();
+                    o.file = Some(hash);
+                    o.done = o.done.or(Some(Target::Loaded));
+                }
+                Err(e) => {
+                    self.fail(&u, e);
+                    failed.insert(u);
+                }
+            }
+        }
+
+        if p.reload
+            && let Err(e) = self.systemd.reload().await
+        {
+            // Without a reload, starts would use stale files: stop this pass here.
+            tracing::warn!(error = %e, "daemon reload failed");
+            for u in self.managed() {
+                self.fail(&u, ActionError::Reload(e.to_string()));
+            }
+            return touched.into_iter().collect();
+        }
+
+        // Start and restart jobs, all queued at once.
+        let start: Vec<&UnitName> = p.start.iter().filter(|u| !failed.contains(*u)).collect();
+        let restart: Vec<&UnitName> = p.restart.iter().filter(|u| !failed.contains(*u)).collect();
+        let (started, restarted) = tokio::join!(
+            join_all(start.iter().map(|u| self.systemd.start(u))),
+            join_all(restart.iter().map(|u| self.systemd.restart(u))),
+        );
+        let results = started.into_iter().chain(restarted);
+        for (u, result) in start.into_iter().chain(restart).zip(results) {
+            touched.insert(u.clone());
+            match result {
+                Ok(()) => {
+                    self.succeed(u);
+                    self.observed.entry(u.clone()).or_default().done = Some(Target::Launched);
+                }
+                Err(e) => self.fail(u, e.into()),
+            }
+        }
+
+        // After the reload, so that systemd forgets the failed units for good.
+        for (u, result) in lingering
+            .iter()
+            .zip(join_all(lingering.iter().map(|u| self.systemd.reset_failed(u))).await)
+        {
+            if let Err(e) = result {
+                tracing::debug!(unit = %u, error = %e, "reset-failed");
+            }
+        }
+        touched.into_iter().collect()
     }
 
-    async fn content(&mut self, hash: &UnitHash) -> Result<UnitFile, ActionError> {
-        if let Some(file) = self.contents.get(hash) {
-            return Ok(file.clone());
+    /// Links the files in one call; when systemd refuses the batch, one by one, so that the
+    /// refusal is charged to the unit it concerns.
+    async fn link(&self, paths: &[PathBuf]) -> Vec<Result<(), ActionError>> {
+        if paths.is_empty() {
+            return Vec::new();
         }
-        match self.registry.content(hash).await {
-            Ok(Some(file)) => {
-                self.contents.insert(*hash, file.clone());
-                Ok(file)
+        match self.systemd.link_runtime(paths).await {
+            Ok(()) => paths.iter().map(|_| Ok(())).collect(),
+            Err(_) if paths.len() > 1 => {
+                join_all(paths.iter().map(|p| async move {
+                    self.systemd
+                        .link_runtime(std::slice::from_ref(p))
+                        .await
+                        .map_err(ActionError::from)
+                }))
+                .await
             }
-            Ok(None) => Err(ActionError::MissingContent(*hash)),
-            Err(e) => Err(ActionError::Registry(e)),
+            Err(e) => vec![Err(e.into())],
         }
+    }
+
+    /// Unlinks the units in one call (one by one when the batch is refused), with each unit's
+    /// outcome.
+    async fn unlink(&self, names: &[UnitName]) -> Vec<(UnitName, Result<(), ActionError>)> {
+        if names.is_empty() {
+            return Vec::new();
+        }
+        let results: Vec<Result<(), SystemdError>> = match self.systemd.unlink_runtime(names).await
+        {
+            Ok(()) => names.iter().map(|_| Ok(())).collect(),
+            Err(_) if names.len() > 1 => {
+                join_all(
+                    names
+                        .iter()
+                        .map(|n| self.systemd.unlink_runtime(std::slice::from_ref(n))),
+                )
+                .await
+            }
+            Err(e) => vec![Err(e)],
+        };
+        names
+            .iter()
+            .cloned()
+            .zip(results.into_iter().map(|r| r.map_err(ActionError::from)))
+            .collect()
+    }
+
+    /// The contents of these hashes: from the cache, the rest read from etcd concurrently. A
+    /// content etcd does not have is absent; one that could not be read has the cause.
+    async fn contents_of(
+        &mut self,
+        hashes: impl Iterator<Item = UnitHash>,
+    ) -> BTreeMap<UnitHash, Result<UnitFile, String>> {
+        let wanted: HashSet<UnitHash> = hashes.collect();
+        let missing: Vec<UnitHash> = wanted
+            .iter()
+            .filter(|h| !self.contents.contains_key(*h))
+            .copied()
+            .collect();
+        let registry = &self.registry;
+        let read = join_all(missing.iter().map(|h| registry.content(h))).await;
+        let mut out = BTreeMap::new();
+        for (hash, result) in missing.into_iter().zip(read) {
+            match result {
+                Ok(Some(file)) => {
+                    self.contents.insert(hash, file);
+                }
+                // Missing: absent from the map.
+                Ok(None) => {}
+                Err(e) => {
+                    out.insert(hash, Err(e.to_string()));
+                }
+            }
+        }
+        for hash in wanted {
+            if let Some(file) = self.contents.get(&hash) {
+                out.insert(hash, Ok(file.clone()));
+            }
+        }
+        out
     }
 }

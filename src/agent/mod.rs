@@ -304,6 +304,7 @@ impl Agent {
 
     /// Plans, acts (units in backoff wait their turn) and reads the touched units back.
     async fn converge(&mut self) {
+        self.look_up_new().await;
         let desired: BTreeMap<UnitName, Desired> = self
             .desired
             .iter()
@@ -327,6 +328,34 @@ impl Agent {
             .collect();
         let touched = self.execute(actions).await;
         self.refresh(touched).await;
+    }
+
+    /// Reads systemd's view of units placed here that this agent has nothing of yet, in one
+    /// call: the plan needs to know whether systemd holds a definition of that name already
+    /// (only then does linking the new file need a reload). Entries of units neither placed
+    /// nor written here any more are dropped.
+    async fn look_up_new(&mut self) {
+        self.observed.retain(|name, o| {
+            o.file.is_some() || o.done.is_some() || self.desired.contains_key(name)
+        });
+        let new: Vec<UnitName> = self
+            .desired
+            .keys()
+            .filter(|n| self.observed.get(*n).is_none_or(|o| o.status.is_none()))
+            .cloned()
+            .collect();
+        if new.is_empty() {
+            return;
+        }
+        match self.systemd.list_by_names(&new).await {
+            Ok(statuses) => {
+                for (name, status) in statuses {
+                    self.observed.entry(name).or_default().status = Some(status);
+                }
+            }
+            // The plan then counts them as loaded: one reload more, nothing wrong.
+            Err(e) => tracing::warn!(error = %e, "cannot read the states of new units"),
+        }
     }
 
     /// Records a unit's failure: its message is published, and it is retried on the schedule

@@ -25,7 +25,11 @@ pub struct Observed {
     pub status: Option<UnitStatus>,
 }
 
-/// One step. `Reload` comes once per plan, after every file change and before any start.
+/// One step. `Reload` comes at most once per plan, after every file change and before any
+/// start, and only when a file systemd may have loaded changes: systemd loads new units by
+/// itself, and forgets stopped, unlinked ones by itself (garbage collection), so a batch of
+/// new or removed units costs no reload of every unit the manager has
+/// (`tests/e2e/systemd_adapter.rs` checks both on a real manager).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Action {
     /// Stop a unit that is going away or must no longer run.
@@ -34,7 +38,7 @@ pub enum Action {
     Unload(UnitName),
     /// Write the unit file (atomically) and link it as a runtime unit.
     Load(UnitName, UnitHash),
-    /// `daemon-reload`, once, after every Load and Unload.
+    /// `daemon-reload`, once, after the Loads that replace a definition systemd has.
     Reload,
     Start(UnitName),
     /// The content of a running unit changed: restart it under the new file.
@@ -64,6 +68,7 @@ pub fn plan(
     let mut stops = Vec::new();
     let mut loads = Vec::new();
     let mut starts = Vec::new();
+    let mut reload = false;
     for name in names {
         let have = observed.get(name).unwrap_or(&none);
         let Some(want) = desired.get(name) else {
@@ -81,6 +86,10 @@ pub fn plan(
             .is_some_and(|s| s.load == LoadState::NotFound);
         if content_changed || have.done.is_none() || unknown_to_systemd {
             loads.push(Action::Load(name.clone(), want.hash));
+            // systemd finds a unit it does not hold by itself, once its link exists (its
+            // unit-file cache notices the changed directory); only a definition it may have
+            // loaded already needs a reload to be replaced. Unknown counts as loaded.
+            reload |= !unknown_to_systemd;
         }
         let running = have.done == Some(Target::Launched);
         match (want.target, running) {
@@ -92,10 +101,6 @@ pub fn plan(
             (Target::Launched, true) | (Target::Loaded, false) => {}
         }
     }
-    let reload = loads
-        .iter()
-        .chain(&stops)
-        .any(|a| matches!(a, Action::Load(..) | Action::Unload(_)));
     let mut actions = stops;
     actions.extend(loads);
     if reload {
@@ -269,15 +274,78 @@ mod tests {
             (
                 None,
                 Some(have(Some('a'), Some(Launched))),
-                vec![Action::Unload(u()), Action::Reload],
+                vec![Action::Unload(u())],
             ),
             (
                 None,
                 Some(have(None, Some(Loaded))),
-                vec![Action::Unload(u()), Action::Reload],
+                vec![Action::Unload(u())],
             ),
             (None, Some(have(None, None)), vec![]),
             (None, None, vec![]),
+        ];
+        for (desired, observed, expected) in cases {
+            check(desired, observed, &expected);
+        }
+    }
+
+    fn status(load: &str) -> UnitStatus {
+        UnitStatus {
+            load: LoadState::from(load),
+            active: ActiveState::Inactive,
+            sub: "dead".into(),
+        }
+    }
+
+    #[test]
+    fn only_a_definition_systemd_may_hold_is_reloaded() {
+        use Target::*;
+        let u = || name("u.service");
+        let seen = |file: Option<char>, done, load: &str| Observed {
+            status: Some(status(load)),
+            ..have(file, done)
+        };
+        let cases: Vec<(Option<Desired>, Option<Observed>, Vec<Action>)> = vec![
+            // new to systemd: linked and started, no reload
+            (
+                Some(want('a', Launched)),
+                Some(seen(None, None, "not-found")),
+                vec![Action::Load(u(), hash('a')), Action::Start(u())],
+            ),
+            // systemd holds a unit of that name (another file, or referenced by another
+            // unit): its definition is replaced with a reload
+            (
+                Some(want('a', Launched)),
+                Some(seen(None, None, "loaded")),
+                vec![
+                    Action::Load(u(), hash('a')),
+                    Action::Reload,
+                    Action::Start(u()),
+                ],
+            ),
+            (
+                Some(want('b', Launched)),
+                Some(seen(Some('a'), Some(Launched), "loaded")),
+                vec![
+                    Action::Load(u(), hash('b')),
+                    Action::Reload,
+                    Action::Restart(u()),
+                ],
+            ),
+            // systemd lost it (its runtime link is gone): linked again, no reload
+            (
+                Some(want('a', Launched)),
+                Some(seen(Some('a'), Some(Launched), "not-found")),
+                vec![Action::Load(u(), hash('a'))],
+            ),
+            // going away: stopped and unlinked; systemd forgets it by itself
+            (
+                None,
+                Some(seen(Some('a'), Some(Launched), "loaded")),
+                vec![Action::Unload(u())],
+            ),
+            // known to systemd but never this agent's: left alone
+            (None, Some(seen(None, None, "loaded")), vec![]),
         ];
         for (desired, observed, expected) in cases {
             check(desired, observed, &expected);
@@ -299,7 +367,7 @@ mod tests {
         let desired = BTreeMap::from([(u.clone(), want('a', Target::Loaded))]);
         assert_eq!(
             plan(&desired, &BTreeMap::from([(u.clone(), observed)])),
-            vec![Action::Load(u, hash('a')), Action::Reload]
+            vec![Action::Load(u, hash('a'))]
         );
     }
 

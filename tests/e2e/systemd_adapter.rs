@@ -153,3 +153,84 @@ async fn a_unit_systemd_rejects_gives_systemds_message() {
         .unwrap();
     assert_eq!(state[0].1.load, LoadState::BadSetting);
 }
+
+/// Polls `ListUnitsByNames` after each signal about `name` until its load state is `wanted`.
+async fn await_load(
+    systemd: &Systemd,
+    changes: &mut UnitChanges,
+    name: &UnitName,
+    wanted: LoadState,
+) {
+    let wait = async {
+        loop {
+            let state = systemd
+                .list_by_names(std::slice::from_ref(name))
+                .await
+                .unwrap();
+            if state[0].1.load == wanted {
+                return;
+            }
+            loop {
+                if &changes.next().await.expect("signal stream stays open") == name {
+                    break;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .unwrap_or_else(|_| panic!("{name} was not {wanted} within 10 s"));
+}
+
+/// The agent reloads systemd only when a file systemd has loaded changes: the manager finds a
+/// newly linked unit by itself (its unit-file cache notices the changed runtime directory),
+/// also one it had already looked up as not-found, and forgets a stopped, unlinked unit by
+/// itself (garbage collection), so that it can be linked anew with other content.
+#[tokio::test]
+async fn new_units_start_and_stopped_units_go_without_a_daemon_reload() {
+    let host = start_host("noreload").await;
+    let systemd = Systemd::connect(&host.bus()).await.unwrap();
+    let mut changes = systemd.changes().await.unwrap();
+    let name = UnitName::new("fresh.service").unwrap();
+    let dir = host.dir().join("units");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(name.as_str());
+
+    // Looked up before it exists: systemd now holds it as not-found.
+    let state = systemd
+        .list_by_names(std::slice::from_ref(&name))
+        .await
+        .unwrap();
+    assert_eq!(state[0].1.load, LoadState::NotFound);
+
+    for (round, seconds) in [(1, "1001"), (2, "1002")] {
+        std::fs::write(
+            &file,
+            format!("[Service]\nExecStart=/bin/sleep {seconds}\n"),
+        )
+        .unwrap();
+        systemd
+            .link_runtime(std::slice::from_ref(&file))
+            .await
+            .unwrap();
+        systemd
+            .start(&name)
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: start without reload: {e}"));
+        await_state(&systemd, &mut changes, &name, ActiveState::Active).await;
+        let pid = systemd.main_pid(&name).await.unwrap();
+        let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
+        assert!(
+            cmdline.contains(seconds),
+            "round {round}: runs the file as written now: {cmdline:?}"
+        );
+
+        systemd.stop(&name).await.unwrap();
+        systemd
+            .unlink_runtime(std::slice::from_ref(&name))
+            .await
+            .unwrap();
+        std::fs::remove_file(&file).unwrap();
+        await_load(&systemd, &mut changes, &name, LoadState::NotFound).await;
+    }
+}
