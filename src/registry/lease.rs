@@ -46,15 +46,6 @@ impl KeepAlive {
     pub async fn lost(&self) {
         self.lost.cancelled().await
     }
-
-    pub fn is_lost(&self) -> bool {
-        self.lost.is_cancelled()
-    }
-
-    /// A token cancelled when the lease is lost, for tasks that must stop with it.
-    pub fn token(&self) -> CancellationToken {
-        self.lost.clone()
-    }
 }
 
 impl Drop for KeepAlive {

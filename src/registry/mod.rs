@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, Identity,
-    PutOptions, TlsOptions, Txn, TxnOp,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, PutOptions,
+    TlsOptions, Txn, TxnOp,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -636,19 +636,6 @@ impl Registry {
                 .map(|p| watch::PrefixWatch::new(self.client(), p))
                 .collect(),
         )
-    }
-
-    /// Deletes everything under the prefix. For tests and `local-cluster down` only.
-    pub async fn wipe(&self) -> Result<(), RegistryError> {
-        let prefix = self.keys.prefix().to_owned();
-        timed(
-            format!("deleting {prefix}"),
-            self.client()
-                .delete(prefix.as_str(), Some(DeleteOptions::new().with_prefix())),
-        )
-        .await?
-        .map_err(|e| RegistryError::etcd(format!("deleting {prefix}"), e))?;
-        Ok(())
     }
 }
 
