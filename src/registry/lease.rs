@@ -6,7 +6,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Registry, RegistryError, timed};
+use super::kv::timed;
+use super::{Registry, RegistryError};
 
 /// A granted lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
