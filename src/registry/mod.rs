@@ -20,6 +20,8 @@ use std::time::Duration;
 
 use etcd_client::Client;
 
+use crate::unit::OptionError;
+
 pub use announce::{AnnouncerRecord, ServiceEntry, ServiceKey, ServiceKeyError};
 pub use connect::EtcdSettings;
 pub use election::{Fence, Leadership};
@@ -59,8 +61,14 @@ pub enum RegistryError {
         what: String,
         source: etcd_client::Error,
     },
+    /// A watch etcd did not create, canceled or ended.
     #[error("{0}")]
     Watch(String),
+    /// Stored unit content that is no valid unit file (written to etcd by something else).
+    #[error("the unit content at {key} is invalid: {source}")]
+    InvalidContent { key: String, source: OptionError },
+    #[error("etcd answered the campaign for engine without a leader key")]
+    NoLeaderKey,
     #[error("the value at {key} cannot be read: {source}")]
     Corrupt {
         key: String,

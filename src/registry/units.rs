@@ -114,10 +114,12 @@ impl Registry {
         else {
             return Ok(None);
         };
-        let key = self.keys.content(hash);
         UnitFile::from_options(record.options)
             .map(Some)
-            .map_err(|e| RegistryError::Watch(format!("the unit content at {key} is invalid: {e}")))
+            .map_err(|source| RegistryError::InvalidContent {
+                key: self.keys.content(hash),
+                source,
+            })
     }
 
     /// Hashes of every stored content and the revision each was last written at.
