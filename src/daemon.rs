@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::agent::{self, AgentConfig};
 use crate::api::{self, ApiSettings, Listeners};
 use crate::backoff::Backoff;
-use crate::config::{self, Config, ConfigError, Source};
+use crate::config::{self, Config, ConfigError, Key, Source};
 use crate::engine::{self, EngineConfig};
 use crate::registry::{EtcdSettings, Registry};
 use crate::systemd::{Bus, Systemd};
@@ -35,10 +35,11 @@ pub fn command() -> clap::Command {
                     config::DEFAULT_CONFIG_FILE
                 )),
         );
-    for (key, default) in config::KEYS {
-        let mut arg = clap::Arg::new(*key)
-            .long(key.replace('_', "-"))
+    for &key in Key::ALL {
+        let mut arg = clap::Arg::new(key.name())
+            .long(key.flag())
             .value_name("VALUE");
+        let default = key.default_value();
         if !default.is_empty() {
             arg = arg.help(format!("[default: {default}]"));
         }
@@ -58,9 +59,9 @@ pub fn load_config(matches: &clap::ArgMatches) -> Result<Config, ConfigError> {
         tracing::warn!("ignoring environment variable {var}: no flotted setting is called so");
     }
     let mut raw = layers.raw;
-    for (key, _) in config::KEYS {
-        if let Some(value) = matches.get_one::<String>(key) {
-            raw.set(key, value, Source::Flag(key.replace('_', "-")))?;
+    for &key in Key::ALL {
+        if let Some(value) = matches.get_one::<String>(key.name()) {
+            raw.set(key, value, Source::Flag(key.flag()));
         }
     }
     Config::resolve(&raw, Path::new(config::MACHINE_ID_FILE))

@@ -9,7 +9,7 @@ use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, Tls
 use super::kv::timed;
 use super::{Keys, Registry, RegistryError};
 
-/// How to reach etcd.
+/// How to reach etcd. `Default` is flotted's defaults (its `etcd_*` settings, see `config`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EtcdSettings {
     pub endpoints: Vec<String>,
@@ -19,20 +19,6 @@ pub struct EtcdSettings {
     pub key_file: Option<PathBuf>,
     pub username: Option<String>,
     pub password: Option<String>,
-}
-
-impl Default for EtcdSettings {
-    fn default() -> Self {
-        Self {
-            endpoints: vec!["http://127.0.0.1:2379".into()],
-            prefix: "/flotte/".into(),
-            ca_file: None,
-            cert_file: None,
-            key_file: None,
-            username: None,
-            password: None,
-        }
-    }
 }
 
 impl Registry {
