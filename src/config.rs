@@ -292,6 +292,26 @@ pub struct Layers {
     pub stray_env: Vec<String>,
 }
 
+/// `read_layers` for this process: its environment, and `DEFAULT_CONFIG_FILE` when `file` is
+/// `None` and `FLOTTE_CONFIG` is not set. Each stray `FLOTTE_*` variable is a message for
+/// `warn` (flotted logs it, flottectl prints it), which may fail with the caller's error.
+pub fn read_host_layers<E: From<ConfigError>>(
+    file: Option<PathBuf>,
+    mut warn: impl FnMut(&str) -> Result<(), E>,
+) -> Result<Raw, E> {
+    let layers = read_layers(
+        file,
+        std::env::vars().collect(),
+        Path::new(DEFAULT_CONFIG_FILE),
+    )?;
+    for var in &layers.stray_env {
+        warn(&format!(
+            "ignoring environment variable {var}: no flotted setting is called so"
+        ))?;
+    }
+    Ok(layers.raw)
+}
+
 /// flotted's defaults, from the key table: its etcd servers and prefix, no TLS and no
 /// credentials.
 impl Default for EtcdSettings {

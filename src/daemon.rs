@@ -50,15 +50,11 @@ pub fn command() -> clap::Command {
 
 /// Resolves the configuration from file, environment and flags.
 pub fn load_config(matches: &clap::ArgMatches) -> Result<Config, ConfigError> {
-    let layers = config::read_layers(
-        matches.get_one::<String>("config").map(PathBuf::from),
-        std::env::vars().collect(),
-        Path::new(config::DEFAULT_CONFIG_FILE),
-    )?;
-    for var in &layers.stray_env {
-        tracing::warn!("ignoring environment variable {var}: no flotted setting is called so");
-    }
-    let mut raw = layers.raw;
+    let file = matches.get_one::<String>("config").map(PathBuf::from);
+    let mut raw = config::read_host_layers(file, |warning| {
+        tracing::warn!("{warning}");
+        Ok::<_, ConfigError>(())
+    })?;
     for &key in Key::ALL {
         if let Some(value) = matches.get_one::<String>(key.name()) {
             raw.set(key, value, Source::Flag(key.flag()));
