@@ -19,30 +19,77 @@ pub const DEFAULT_CONFIG_FILE: &str = "/etc/flotte/flotted.conf";
 /// Where the machine ID comes from when `machine_id` is not set.
 pub const MACHINE_ID_FILE: &str = "/etc/machine-id";
 
-/// Every key flotted understands, with its default ("" = none).
-pub const KEYS: &[(&str, &str)] = &[
-    ("etcd_servers", "http://127.0.0.1:2379"),
-    ("etcd_key_prefix", "/flotte/"),
-    ("etcd_cafile", ""),
-    ("etcd_certfile", ""),
-    ("etcd_keyfile", ""),
-    ("etcd_username", ""),
-    ("etcd_password", ""),
-    ("public_ip", ""),
-    ("metadata", ""),
-    ("machine_id", ""),
-    ("agent_ttl", "10s"),
-    ("engine_lease_ttl", "5s"),
-    ("units_directory", "/run/flotte/units"),
-    ("disable_engine", "false"),
-    ("systemd_bus", "system"),
-    ("listen", "/run/flotte/flotte.sock"),
-    ("listen_tcp", ""),
-    ("api_certfile", ""),
-    ("api_keyfile", ""),
-    ("api_client_cafile", ""),
-    ("resync_interval", "5m"),
-];
+/// Declares `Key` from one table of variant, name and default, so that names and defaults
+/// cannot drift apart and code names a setting by its variant: a typo does not compile.
+macro_rules! settings {
+    ($($key:ident = $name:literal, $default:literal;)*) => {
+        /// A setting flotted understands.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Key {
+            $($key,)*
+        }
+
+        impl Key {
+            /// Every key, in the order `flotted --help` lists them.
+            pub const ALL: &[Key] = &[$(Key::$key,)*];
+
+            /// The name in the file; `FLOTTE_<NAME>` in the environment.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Key::$key => $name,)*
+                }
+            }
+
+            /// The documented default; empty for none.
+            pub fn default_value(self) -> &'static str {
+                match self {
+                    $(Key::$key => $default,)*
+                }
+            }
+        }
+    };
+}
+
+settings! {
+    EtcdServers = "etcd_servers", "http://127.0.0.1:2379";
+    EtcdKeyPrefix = "etcd_key_prefix", "/flotte/";
+    EtcdCafile = "etcd_cafile", "";
+    EtcdCertfile = "etcd_certfile", "";
+    EtcdKeyfile = "etcd_keyfile", "";
+    EtcdUsername = "etcd_username", "";
+    EtcdPassword = "etcd_password", "";
+    PublicIp = "public_ip", "";
+    Metadata = "metadata", "";
+    MachineId = "machine_id", "";
+    AgentTtl = "agent_ttl", "10s";
+    EngineLeaseTtl = "engine_lease_ttl", "5s";
+    UnitsDirectory = "units_directory", "/run/flotte/units";
+    DisableEngine = "disable_engine", "false";
+    SystemdBus = "systemd_bus", "system";
+    Listen = "listen", "/run/flotte/flotte.sock";
+    ListenTcp = "listen_tcp", "";
+    ApiCertfile = "api_certfile", "";
+    ApiKeyfile = "api_keyfile", "";
+    ApiClientCafile = "api_client_cafile", "";
+    ResyncInterval = "resync_interval", "5m";
+}
+
+impl Key {
+    pub fn from_name(name: &str) -> Option<Key> {
+        Key::ALL.iter().copied().find(|k| k.name() == name)
+    }
+
+    /// The command-line flag, without the leading `--`: `agent-ttl`.
+    pub fn flag(self) -> String {
+        self.name().replace('_', "-")
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// Where a raw value came from, for error messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,30 +136,31 @@ pub enum ConfigError {
 }
 
 /// Raw values by key, each with its source; later layers replace earlier ones.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Raw {
-    values: BTreeMap<&'static str, (String, Source)>,
-}
-
-fn known(key: &str) -> Option<&'static str> {
-    KEYS.iter().map(|(k, _)| *k).find(|k| *k == key)
+    values: BTreeMap<Key, (String, Source)>,
 }
 
 impl Raw {
     pub fn defaults() -> Raw {
-        let values = KEYS
+        let values = Key::ALL
             .iter()
-            .map(|(k, v)| (*k, (v.to_string(), Source::Default)))
+            .map(|&k| (k, (k.default_value().to_owned(), Source::Default)))
             .collect();
         Raw { values }
     }
 
-    pub fn set(&mut self, key: &str, value: &str, source: Source) -> Result<(), ConfigError> {
-        let key = known(key).ok_or_else(|| ConfigError::UnknownKey {
-            key: key.to_owned(),
+    pub fn set(&mut self, key: Key, value: &str, source: Source) {
+        self.values.insert(key, (value.to_owned(), source));
+    }
+
+    /// Sets the key called `name`, which a file or the environment wrote.
+    fn set_named(&mut self, name: &str, value: &str, source: Source) -> Result<(), ConfigError> {
+        let key = Key::from_name(name).ok_or_else(|| ConfigError::UnknownKey {
+            key: name.to_owned(),
             origin: source.clone(),
         })?;
-        self.values.insert(key, (value.to_owned(), source));
+        self.set(key, value, source);
         Ok(())
     }
 
@@ -143,7 +191,7 @@ impl Raw {
                 .strip_prefix('"')
                 .and_then(|v| v.strip_suffix('"'))
                 .unwrap_or(value);
-            self.set(
+            self.set_named(
                 key.trim(),
                 value,
                 Source::File {
@@ -169,43 +217,42 @@ impl Raw {
             let Some(key) = var.strip_prefix("FLOTTE_") else {
                 continue;
             };
-            let key = key.to_ascii_lowercase();
-            if key == "config" || key.starts_with("host_") {
+            let name = key.to_ascii_lowercase();
+            if name == "config" || name.starts_with("host_") {
                 continue;
             }
-            if known(&key).is_none() {
-                unknown.push(var);
-                continue;
+            match Key::from_name(&name) {
+                Some(key) => self.set(key, &value, Source::Env(var)),
+                None => unknown.push(var),
             }
-            self.set(&key, &value, Source::Env(var.clone()))?;
         }
         Ok(unknown)
     }
 
-    fn get(&self, key: &'static str) -> (&str, &Source) {
-        let (v, s) = self.values.get(key).expect("every key has a default");
+    fn get(&self, key: Key) -> (&str, &Source) {
+        let (v, s) = self.values.get(&key).expect("every key has a default");
         (v, s)
     }
 
-    fn text(&self, key: &'static str) -> String {
+    fn text(&self, key: Key) -> String {
         self.get(key).0.trim().to_owned()
     }
 
-    fn optional(&self, key: &'static str) -> Option<String> {
+    fn optional(&self, key: Key) -> Option<String> {
         Some(self.text(key)).filter(|v| !v.is_empty())
     }
 
     /// The error for `key`'s current value, naming where it came from.
-    fn invalid(&self, key: &'static str, why: String) -> ConfigError {
+    fn invalid(&self, key: Key, why: String) -> ConfigError {
         let (value, source) = self.get(key);
         // A password never goes into a log or a terminal.
-        let value = if key == "etcd_password" {
+        let value = if key == Key::EtcdPassword {
             "(hidden)".to_owned()
         } else {
             value.to_owned()
         };
         ConfigError::Invalid {
-            key,
+            key: key.name(),
             value,
             origin: source.clone(),
             why,
@@ -245,62 +292,90 @@ pub struct Layers {
     pub stray_env: Vec<String>,
 }
 
+/// `read_layers` for this process: its environment, and `DEFAULT_CONFIG_FILE` when `file` is
+/// `None` and `FLOTTE_CONFIG` is not set. Each stray `FLOTTE_*` variable is a message for
+/// `warn` (flotted logs it, flottectl prints it), which may fail with the caller's error.
+pub fn read_host_layers<E: From<ConfigError>>(
+    file: Option<PathBuf>,
+    mut warn: impl FnMut(&str) -> Result<(), E>,
+) -> Result<Raw, E> {
+    let layers = read_layers(
+        file,
+        std::env::vars().collect(),
+        Path::new(DEFAULT_CONFIG_FILE),
+    )?;
+    for var in &layers.stray_env {
+        warn(&format!(
+            "ignoring environment variable {var}: no flotted setting is called so"
+        ))?;
+    }
+    Ok(layers.raw)
+}
+
+/// flotted's defaults, from the key table: its etcd servers and prefix, no TLS and no
+/// credentials.
+impl Default for EtcdSettings {
+    fn default() -> Self {
+        resolve_etcd(&Raw::defaults()).expect("the default etcd settings are valid")
+    }
+}
+
 /// How to reach etcd, from the `etcd_*` settings.
 pub fn resolve_etcd(raw: &Raw) -> Result<EtcdSettings, ConfigError> {
     let endpoints: Vec<String> = raw
-        .text("etcd_servers")
+        .text(Key::EtcdServers)
         .split(',')
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
         .collect();
     if endpoints.is_empty() {
         return Err(raw.invalid(
-            "etcd_servers",
+            Key::EtcdServers,
             "give at least one URL such as http://127.0.0.1:2379".into(),
         ));
     }
     for e in &endpoints {
         if !(e.starts_with("http://") || e.starts_with("https://")) || e.len() <= "https://".len() {
             return Err(raw.invalid(
-                "etcd_servers",
+                Key::EtcdServers,
                 format!("`{e}` is not an http:// or https:// URL"),
             ));
         }
     }
-    let prefix = raw.text("etcd_key_prefix");
-    Keys::new(&prefix).map_err(|e| raw.invalid("etcd_key_prefix", e.to_string()))?;
+    let prefix = raw.text(Key::EtcdKeyPrefix);
+    Keys::new(&prefix).map_err(|e| raw.invalid(Key::EtcdKeyPrefix, e.to_string()))?;
     let etcd = EtcdSettings {
         endpoints,
         prefix,
-        ca_file: raw.optional("etcd_cafile").map(PathBuf::from),
-        cert_file: raw.optional("etcd_certfile").map(PathBuf::from),
-        key_file: raw.optional("etcd_keyfile").map(PathBuf::from),
-        username: raw.optional("etcd_username"),
-        password: raw.optional("etcd_password"),
+        ca_file: raw.optional(Key::EtcdCafile).map(PathBuf::from),
+        cert_file: raw.optional(Key::EtcdCertfile).map(PathBuf::from),
+        key_file: raw.optional(Key::EtcdKeyfile).map(PathBuf::from),
+        username: raw.optional(Key::EtcdUsername),
+        password: raw.optional(Key::EtcdPassword),
     };
     // Report a lone half of a pair at the half that is set.
     for (set, missing, is_set, is_missing) in [
         (
-            "etcd_certfile",
-            "etcd_keyfile",
+            Key::EtcdCertfile,
+            Key::EtcdKeyfile,
             etcd.cert_file.is_some(),
             etcd.key_file.is_none(),
         ),
         (
-            "etcd_keyfile",
-            "etcd_certfile",
+            Key::EtcdKeyfile,
+            Key::EtcdCertfile,
             etcd.key_file.is_some(),
             etcd.cert_file.is_none(),
         ),
         (
-            "etcd_username",
-            "etcd_password",
+            Key::EtcdUsername,
+            Key::EtcdPassword,
             etcd.username.is_some(),
             etcd.password.is_none(),
         ),
         (
-            "etcd_password",
-            "etcd_username",
+            Key::EtcdPassword,
+            Key::EtcdUsername,
             etcd.password.is_some(),
             etcd.username.is_none(),
         ),
@@ -314,12 +389,12 @@ pub fn resolve_etcd(raw: &Raw) -> Result<EtcdSettings, ConfigError> {
 
 /// This machine's ID: the `machine_id` setting, else the first line of `machine_id_file`.
 pub fn resolve_machine_id(raw: &Raw, machine_id_file: &Path) -> Result<MachineId, ConfigError> {
-    match raw.optional("machine_id") {
-        Some(id) => MachineId::new(&id).map_err(|e| raw.invalid("machine_id", e.to_string())),
+    match raw.optional(Key::MachineId) {
+        Some(id) => MachineId::new(&id).map_err(|e| raw.invalid(Key::MachineId, e.to_string())),
         None => {
             let id = std::fs::read_to_string(machine_id_file).map_err(|e| {
                 raw.invalid(
-                    "machine_id",
+                    Key::MachineId,
                     format!(
                         "it is not set and {} cannot be read: {e}",
                         machine_id_file.display()
@@ -328,7 +403,7 @@ pub fn resolve_machine_id(raw: &Raw, machine_id_file: &Path) -> Result<MachineId
             })?;
             MachineId::new(id.trim()).map_err(|e| {
                 raw.invalid(
-                    "machine_id",
+                    Key::MachineId,
                     format!("{} holds no machine ID: {e}", machine_id_file.display()),
                 )
             })
@@ -358,22 +433,22 @@ pub struct Config {
 impl Config {
     /// Resolves raw values. `machine_id_file` is read when `machine_id` is not set.
     pub fn resolve(raw: &Raw, machine_id_file: &Path) -> Result<Config, ConfigError> {
-        let invalid = |key: &'static str, why: String| raw.invalid(key, why);
+        let invalid = |key: Key, why: String| raw.invalid(key, why);
         let text = |key| raw.text(key);
         let optional = |key| raw.optional(key);
 
         let etcd = resolve_etcd(raw)?;
-        let public_ip = match optional("public_ip") {
+        let public_ip = match optional(Key::PublicIp) {
             None => None,
             Some(ip) => Some(
                 ip.parse::<IpAddr>()
-                    .map_err(|_| invalid("public_ip", "not an IP address".into()))?,
+                    .map_err(|_| invalid(Key::PublicIp, "not an IP address".into()))?,
             ),
         };
-        let metadata = Metadata::parse_list(&text("metadata"))
-            .map_err(|e| invalid("metadata", e.to_string()))?;
+        let metadata = Metadata::parse_list(&text(Key::Metadata))
+            .map_err(|e| invalid(Key::Metadata, e.to_string()))?;
         let machine_id = resolve_machine_id(raw, machine_id_file)?;
-        let ttl = |key: &'static str| {
+        let ttl = |key: Key| {
             let d = parse_duration(&text(key)).map_err(|why| invalid(key, why))?;
             if d < Duration::from_secs(2) {
                 return Err(invalid(
@@ -383,67 +458,71 @@ impl Config {
             }
             Ok(Duration::from_secs(d.as_secs_f64().ceil() as u64))
         };
-        let agent_ttl = ttl("agent_ttl")?;
-        let engine_lease_ttl = ttl("engine_lease_ttl")?;
-        let resync_interval = parse_duration(&text("resync_interval"))
-            .map_err(|why| invalid("resync_interval", why))?;
+        let agent_ttl = ttl(Key::AgentTtl)?;
+        let engine_lease_ttl = ttl(Key::EngineLeaseTtl)?;
+        let resync_interval = parse_duration(&text(Key::ResyncInterval))
+            .map_err(|why| invalid(Key::ResyncInterval, why))?;
         if resync_interval < Duration::from_secs(1) {
-            return Err(invalid("resync_interval", "must be at least 1s".into()));
+            return Err(invalid(Key::ResyncInterval, "must be at least 1s".into()));
         }
-        let units_directory = PathBuf::from(text("units_directory"));
+        let units_directory = PathBuf::from(text(Key::UnitsDirectory));
         if !units_directory.is_absolute() {
             return Err(invalid(
-                "units_directory",
+                Key::UnitsDirectory,
                 "must be an absolute path".into(),
             ));
         }
-        let disable_engine = parse_bool(&text("disable_engine"))
-            .ok_or_else(|| invalid("disable_engine", "not a boolean (true/false)".into()))?;
-        let systemd_bus = text("systemd_bus")
+        let disable_engine = parse_bool(&text(Key::DisableEngine))
+            .ok_or_else(|| invalid(Key::DisableEngine, "not a boolean (true/false)".into()))?;
+        let systemd_bus = text(Key::SystemdBus)
             .parse::<Bus>()
-            .map_err(|e| invalid("systemd_bus", e.to_string()))?;
-        let listen = PathBuf::from(text("listen"));
+            .map_err(|e| invalid(Key::SystemdBus, e.to_string()))?;
+        let listen = PathBuf::from(text(Key::Listen));
         if !listen.is_absolute() {
             return Err(invalid(
-                "listen",
+                Key::Listen,
                 "must be an absolute path to a unix socket".into(),
             ));
         }
-        let listen_tcp = text("listen_tcp")
+        let listen_tcp = text(Key::ListenTcp)
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(|a| {
                 a.parse::<SocketAddr>().map_err(|_| {
                     invalid(
-                        "listen_tcp",
+                        Key::ListenTcp,
                         format!("`{a}` is not an address such as 127.0.0.1:8080"),
                     )
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let api_tls = match (
-            optional("api_certfile"),
-            optional("api_keyfile"),
-            optional("api_client_cafile"),
+            optional(Key::ApiCertfile),
+            optional(Key::ApiKeyfile),
+            optional(Key::ApiClientCafile),
         ) {
             (None, None, None) => None,
             (Some(_), None, _) => {
                 return Err(invalid(
-                    "api_certfile",
-                    "api_keyfile must be set as well".into(),
+                    Key::ApiCertfile,
+                    format!("{} must be set as well", Key::ApiKeyfile),
                 ));
             }
             (None, Some(_), _) => {
                 return Err(invalid(
-                    "api_keyfile",
-                    "api_certfile must be set as well".into(),
+                    Key::ApiKeyfile,
+                    format!("{} must be set as well", Key::ApiCertfile),
                 ));
             }
             (None, None, Some(_)) => {
                 return Err(invalid(
-                    "api_client_cafile",
-                    "api_certfile and api_keyfile must be set as well".into(),
+                    Key::ApiClientCafile,
+                    format!(
+                        "{} and {} must be set as well",
+                        Key::ApiCertfile,
+                        Key::ApiKeyfile
+                    ),
                 ));
             }
             (Some(cert), Some(key), ca) => Some(TlsFiles {
@@ -455,8 +534,8 @@ impl Config {
         if api_tls.is_some() && listen_tcp.is_empty() {
             // TLS is for TCP listeners only: without one, the setting would silently do nothing.
             return Err(invalid(
-                "api_certfile",
-                "listen_tcp must be set as well".into(),
+                Key::ApiCertfile,
+                format!("{} must be set as well", Key::ListenTcp),
             ));
         }
         Ok(Config {
@@ -514,7 +593,7 @@ mod tests {
     fn resolve(lines: &str) -> Result<Config, ConfigError> {
         let mut raw = Raw::defaults();
         raw.parse_file(Path::new("/etc/flotte/flotted.conf"), lines)?;
-        raw.set("machine_id", ID, Source::Default)?;
+        raw.set(Key::MachineId, ID, Source::Default);
         Config::resolve(&raw, Path::new("/nonexistent"))
     }
 
@@ -579,9 +658,8 @@ mod tests {
             ("HOME".into(), "/root".into()),
         ])
         .unwrap();
-        raw.set("metadata", "region=us", Source::Flag("metadata".into()))
-            .unwrap();
-        raw.set("machine_id", ID, Source::Default).unwrap();
+        raw.set(Key::Metadata, "region=us", Source::Flag("metadata".into()));
+        raw.set(Key::MachineId, ID, Source::Default);
         let c = Config::resolve(&raw, Path::new("/nonexistent")).unwrap();
         assert_eq!(c.agent_ttl, Duration::from_secs(20));
         assert_eq!(c.metadata.get("region"), Some("us"));
@@ -686,7 +764,7 @@ mod tests {
         let mut raw = Raw::defaults();
         raw.read_env([("FLOTTE_AGENT_TTL".to_string(), "soon".to_string())])
             .unwrap();
-        raw.set("machine_id", ID, Source::Default).unwrap();
+        raw.set(Key::MachineId, ID, Source::Default);
         assert_eq!(
             Config::resolve(&raw, Path::new("/nonexistent"))
                 .unwrap_err()
@@ -724,7 +802,7 @@ mod tests {
         );
         let ttl = |layers: Layers| {
             let mut raw = layers.raw;
-            raw.set("machine_id", ID, Source::Default).unwrap();
+            raw.set(Key::MachineId, ID, Source::Default);
             Config::resolve(&raw, Path::new("/nonexistent"))
                 .unwrap()
                 .agent_ttl
@@ -767,12 +845,40 @@ mod tests {
             Config::resolve(&raw, Path::new("/nonexistent")).is_err(),
             "the whole configuration is invalid"
         );
-        raw.set("machine_id", ID, Source::Default).unwrap();
+        raw.set(Key::MachineId, ID, Source::Default);
         assert_eq!(
             resolve_machine_id(&raw, Path::new("/nonexistent"))
                 .unwrap()
                 .as_str(),
             ID
+        );
+    }
+
+    #[test]
+    fn every_key_has_one_name_found_again_by_it() {
+        for &key in Key::ALL {
+            assert_eq!(Key::from_name(key.name()), Some(key));
+        }
+        let mut names: Vec<_> = Key::ALL.iter().map(|k| k.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Key::ALL.len());
+        assert_eq!(Key::AgentTtl.flag(), "agent-ttl");
+    }
+
+    #[test]
+    fn etcd_settings_default_to_flotteds_defaults() {
+        assert_eq!(
+            EtcdSettings::default(),
+            EtcdSettings {
+                endpoints: vec!["http://127.0.0.1:2379".into()],
+                prefix: "/flotte/".into(),
+                ca_file: None,
+                cert_file: None,
+                key_file: None,
+                username: None,
+                password: None,
+            }
         );
     }
 

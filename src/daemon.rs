@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::agent::{self, AgentConfig};
 use crate::api::{self, ApiSettings, Listeners};
 use crate::backoff::Backoff;
-use crate::config::{self, Config, ConfigError, Source};
+use crate::config::{self, Config, ConfigError, Key, Source};
 use crate::engine::{self, EngineConfig};
 use crate::registry::{EtcdSettings, Registry};
 use crate::systemd::{Bus, Systemd};
@@ -35,10 +35,11 @@ pub fn command() -> clap::Command {
                     config::DEFAULT_CONFIG_FILE
                 )),
         );
-    for (key, default) in config::KEYS {
-        let mut arg = clap::Arg::new(*key)
-            .long(key.replace('_', "-"))
+    for &key in Key::ALL {
+        let mut arg = clap::Arg::new(key.name())
+            .long(key.flag())
             .value_name("VALUE");
+        let default = key.default_value();
         if !default.is_empty() {
             arg = arg.help(format!("[default: {default}]"));
         }
@@ -49,18 +50,14 @@ pub fn command() -> clap::Command {
 
 /// Resolves the configuration from file, environment and flags.
 pub fn load_config(matches: &clap::ArgMatches) -> Result<Config, ConfigError> {
-    let layers = config::read_layers(
-        matches.get_one::<String>("config").map(PathBuf::from),
-        std::env::vars().collect(),
-        Path::new(config::DEFAULT_CONFIG_FILE),
-    )?;
-    for var in &layers.stray_env {
-        tracing::warn!("ignoring environment variable {var}: no flotted setting is called so");
-    }
-    let mut raw = layers.raw;
-    for (key, _) in config::KEYS {
-        if let Some(value) = matches.get_one::<String>(key) {
-            raw.set(key, value, Source::Flag(key.replace('_', "-")))?;
+    let file = matches.get_one::<String>("config").map(PathBuf::from);
+    let mut raw = config::read_host_layers(file, |warning| {
+        tracing::warn!("{warning}");
+        Ok::<_, ConfigError>(())
+    })?;
+    for &key in Key::ALL {
+        if let Some(value) = matches.get_one::<String>(key.name()) {
+            raw.set(key, value, Source::Flag(key.flag()));
         }
     }
     Config::resolve(&raw, Path::new(config::MACHINE_ID_FILE))

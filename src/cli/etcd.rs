@@ -32,22 +32,13 @@ pub struct HostSettings {
 /// Reads flotted's settings from the file and the process environment; stray `FLOTTE_*`
 /// variables are warned about on `err`, as flotted does.
 pub fn host_settings(args: &EtcdArgs, err: &mut dyn Write) -> Result<HostSettings, CliError> {
-    let layers = config::read_layers(
-        args.config.clone(),
-        std::env::vars().collect(),
-        Path::new(config::DEFAULT_CONFIG_FILE),
-    )?;
-    for var in &layers.stray_env {
-        writeln!(
-            err,
-            "flottectl: warning: ignoring environment variable {var}: no flotted setting is called so"
-        )?;
-    }
-    let etcd = config::resolve_etcd(&layers.raw)?;
+    let raw = config::read_host_layers(args.config.clone(), |warning| {
+        writeln!(err, "flottectl: warning: {warning}").map_err(CliError::from)
+    })?;
+    let etcd = config::resolve_etcd(&raw)?;
     let keys = Keys::new(&etcd.prefix).map_err(RegistryError::from)?;
     // Who announced a key is extra information: a machine without an ID still announces.
-    let machine_id =
-        config::resolve_machine_id(&layers.raw, Path::new(config::MACHINE_ID_FILE)).ok();
+    let machine_id = config::resolve_machine_id(&raw, Path::new(config::MACHINE_ID_FILE)).ok();
     Ok(HostSettings {
         etcd,
         keys,

@@ -6,8 +6,9 @@ use std::time::Duration;
 use etcd_client::{GetOptions, PutOptions, Txn, TxnOp};
 use serde::{Deserialize, Serialize};
 
+use super::kv::{json, timed};
 use super::watch::{PrefixWatch, TypedWatch};
-use super::{Keys, Lease, Registry, RegistryError, json, timed};
+use super::{Keys, Lease, Registry, RegistryError};
 use crate::machine::MachineId;
 use crate::unit::UnitName;
 

@@ -43,9 +43,7 @@ impl Registry {
             .campaign(self.keys.election(), machine.as_str(), lease.id())
             .await
             .map_err(|e| RegistryError::etcd("campaigning for engine", e))?;
-        let leader = resp
-            .leader()
-            .ok_or_else(|| RegistryError::Watch("campaign answered without a leader key".into()))?;
+        let leader = resp.leader().ok_or(RegistryError::NoLeaderKey)?;
         Ok(Leadership {
             fence: Fence {
                 key: leader.key().to_vec(),

@@ -6,7 +6,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Registry, RegistryError, timed};
+use super::kv::timed;
+use super::{Registry, RegistryError};
 
 /// A granted lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,15 +46,6 @@ impl KeepAlive {
     /// Resolves when the lease is lost (see `LossPolicy`).
     pub async fn lost(&self) {
         self.lost.cancelled().await
-    }
-
-    pub fn is_lost(&self) -> bool {
-        self.lost.is_cancelled()
-    }
-
-    /// A token cancelled when the lease is lost, for tasks that must stop with it.
-    pub fn token(&self) -> CancellationToken {
-        self.lost.clone()
     }
 }
 

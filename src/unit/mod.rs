@@ -1,12 +1,13 @@
 //! The unit-file model: names, the options list, content hashes, `[X-Fleet]` requirements and
 //! template instances. No I/O.
 
+mod desired;
 mod file;
 mod name;
 mod requirements;
 mod specifier;
-mod state;
 
+pub use desired::{DesiredState, StateError, Target};
 pub use file::{
     Flaw, HashError, MAX_FILE_SIZE, OptionError, OptionField, OptionProblem, ParseError,
     ParseProblem, ParsedUnit, UnitFile, UnitHash, UnitOption,
@@ -16,4 +17,3 @@ pub use requirements::{
     Checked, CompareOp, ConflictPattern, MachineIdPattern, MetadataCondition, Rejected,
     RequirementError, RequirementWarning, Requirements, conflict_between,
 };
-pub use state::{DesiredState, StateError, Target};

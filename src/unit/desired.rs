@@ -1,4 +1,5 @@
-//! Desired states of a unit, as fleet names them.
+//! What a unit should be: its desired state, as fleet names them, and the target an agent is
+//! given for it on its machine.
 
 use std::fmt;
 

@@ -1,0 +1,134 @@
+//! The generic requests every concern builds on: typed reads, listings, writes, deletes,
+//! transactions and watches, each unary request under a timeout.
+
+use std::time::Duration;
+
+use etcd_client::{Client, GetOptions, PutOptions, Txn};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::watch::{self, TypedWatch};
+use super::{Keys, Registry, RegistryError};
+
+/// Unary requests that take longer than this have failed: etcd answers in milliseconds.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// etcd's default `--max-txn-ops`.
+pub const MAX_TXN_OPS: usize = 128;
+
+impl Registry {
+    pub(super) fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    pub(super) async fn get_json<V: DeserializeOwned>(
+        &self,
+        key: String,
+    ) -> Result<Option<(V, i64)>, RegistryError> {
+        let resp = timed(
+            format!("reading {key}"),
+            self.client().get(key.as_str(), None),
+        )
+        .await?
+        .map_err(|e| RegistryError::etcd(format!("reading {key}"), e))?;
+        match resp.kvs().first() {
+            None => Ok(None),
+            Some(kv) => {
+                let value = serde_json::from_slice(kv.value()).map_err(|source| {
+                    RegistryError::Corrupt {
+                        key: key.clone(),
+                        source,
+                    }
+                })?;
+                Ok(Some((value, kv.mod_revision())))
+            }
+        }
+    }
+
+    /// Every decodable entry under `prefix`, with the revision read at. Entries that do not
+    /// decode are logged and skipped.
+    pub(super) async fn list<K, V: DeserializeOwned>(
+        &self,
+        prefix: String,
+        key: impl Fn(&Keys, &[u8]) -> Option<K>,
+    ) -> Result<(Vec<(K, V)>, i64), RegistryError> {
+        let resp = timed(
+            format!("listing {prefix}"),
+            self.client()
+                .get(prefix.as_str(), Some(GetOptions::new().with_prefix())),
+        )
+        .await?
+        .map_err(|e| RegistryError::etcd(format!("listing {prefix}"), e))?;
+        let revision = resp.header().map_or(0, |h| h.revision());
+        let items = resp
+            .kvs()
+            .iter()
+            .filter_map(|kv| {
+                let k = key(&self.keys, kv.key());
+                if k.is_none() {
+                    tracing::warn!(key = %String::from_utf8_lossy(kv.key()), "ignoring a key flotte cannot read");
+                }
+                Some((k?, watch::decode_value(kv.key(), kv.value())?))
+            })
+            .collect();
+        Ok((items, revision))
+    }
+
+    pub(super) async fn put_json(
+        &self,
+        key: String,
+        value: &impl Serialize,
+        lease: Option<i64>,
+    ) -> Result<(), RegistryError> {
+        let options = lease.map(|l| PutOptions::new().with_lease(l));
+        timed(
+            format!("writing {key}"),
+            self.client().put(key.as_str(), json(value), options),
+        )
+        .await?
+        .map_err(|e| RegistryError::etcd(format!("writing {key}"), e))?;
+        Ok(())
+    }
+
+    pub(super) async fn delete(&self, key: String) -> Result<bool, RegistryError> {
+        let resp = timed(
+            format!("deleting {key}"),
+            self.client().delete(key.as_str(), None),
+        )
+        .await?
+        .map_err(|e| RegistryError::etcd(format!("deleting {key}"), e))?;
+        Ok(resp.deleted() > 0)
+    }
+
+    pub(super) async fn txn(&self, what: &str, txn: Txn) -> Result<bool, RegistryError> {
+        let resp = timed(what.to_owned(), self.client().txn(txn))
+            .await?
+            .map_err(|e| RegistryError::etcd(what.to_owned(), e))?;
+        Ok(resp.succeeded())
+    }
+
+    pub(super) fn watch<K, V: DeserializeOwned>(
+        &self,
+        prefix: String,
+        key: fn(&Keys, &[u8]) -> Option<K>,
+    ) -> TypedWatch<K, V> {
+        TypedWatch::new(
+            watch::PrefixWatch::new(self.client(), prefix),
+            self.keys.clone(),
+            key,
+        )
+    }
+}
+
+pub(super) fn json(value: &impl Serialize) -> Vec<u8> {
+    serde_json::to_vec(value).expect("registry records always serialize")
+}
+
+pub(super) async fn timed<T>(
+    what: String,
+    fut: impl std::future::Future<Output = T>,
+) -> Result<T, RegistryError> {
+    tokio::time::timeout(REQUEST_TIMEOUT, fut)
+        .await
+        .map_err(|_| RegistryError::Timeout(REQUEST_TIMEOUT, what))
+}

@@ -1,0 +1,69 @@
+//! Unit states: what each agent reports about the units on its machine, under its lease.
+
+use etcd_client::{PutOptions, Txn, TxnOp};
+
+use super::kv::{MAX_TXN_OPS, json};
+use super::{Keys, Lease, Registry, RegistryError, TypedWatch, UnitStateRecord};
+use crate::machine::MachineId;
+use crate::unit::UnitName;
+
+impl Registry {
+    pub async fn put_state(
+        &self,
+        unit: &UnitName,
+        machine: &MachineId,
+        record: &UnitStateRecord,
+        lease: &Lease,
+    ) -> Result<(), RegistryError> {
+        self.put_json(self.keys.state(unit, machine), record, Some(lease.id()))
+            .await
+    }
+
+    /// Writes (`Some`) and deletes (`None`) one machine's unit states, as few transactions
+    /// of at most `MAX_TXN_OPS` as it takes: a pass over hundreds of units is a handful of
+    /// requests, not one each. Written states live under the agent's `lease`.
+    pub async fn write_states(
+        &self,
+        machine: &MachineId,
+        changes: &[(UnitName, Option<UnitStateRecord>)],
+        lease: &Lease,
+    ) -> Result<(), RegistryError> {
+        for chunk in changes.chunks(MAX_TXN_OPS) {
+            let ops: Vec<TxnOp> = chunk
+                .iter()
+                .map(|(unit, record)| {
+                    let key = self.keys.state(unit, machine);
+                    match record {
+                        Some(r) => {
+                            TxnOp::put(key, json(r), Some(PutOptions::new().with_lease(lease.id())))
+                        }
+                        None => TxnOp::delete(key, None),
+                    }
+                })
+                .collect();
+            self.txn("writing unit states", Txn::new().and_then(ops))
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn states(
+        &self,
+    ) -> Result<Vec<((UnitName, MachineId), UnitStateRecord)>, RegistryError> {
+        Ok(self.list(self.keys.states(), Keys::parse_state).await?.0)
+    }
+
+    pub async fn states_of(
+        &self,
+        unit: &UnitName,
+    ) -> Result<Vec<((UnitName, MachineId), UnitStateRecord)>, RegistryError> {
+        Ok(self
+            .list(self.keys.states_of(unit), Keys::parse_state)
+            .await?
+            .0)
+    }
+
+    pub fn watch_states(&self) -> TypedWatch<(UnitName, MachineId), UnitStateRecord> {
+        self.watch(self.keys.states(), Keys::parse_state)
+    }
+}
