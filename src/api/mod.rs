@@ -4,7 +4,7 @@
 //! # Layout
 //! - `server`: the listeners (unix socket, TCP, optional TLS) and the connection loop.
 //! - `routes`: the path table and the gate that answers 503 until the agent registered.
-//! - `machines`, `units`, `states`, `discovery`: fleet v1's resources, one file each.
+//! - `machines`, `units`, `states`, `discovery_doc`: fleet v1's resources, one file each.
 //! - `changes`: flotte's change notification.
 //! - `request`, `pagination`, `error`: what every handler shares.
 //!
@@ -28,7 +28,7 @@
 //! this returns: no blind polling. Revisions are etcd's, so they compare across flotted.
 
 mod changes;
-mod discovery;
+mod discovery_doc;
 mod error;
 mod machines;
 mod pagination;

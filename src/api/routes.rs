@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::registry::Registry;
 
-use super::{ApiError, changes, discovery, machines, states, units};
+use super::{ApiError, changes, discovery_doc, machines, states, units};
 
 /// What handlers share. Cheap to clone.
 #[derive(Clone)]
@@ -60,7 +60,7 @@ pub fn router(api: Api, registered: watch::Receiver<bool>) -> Router {
             )
             .route(
                 &format!("{prefix}/discovery"),
-                get(discovery::get).fallback(refuse(ONLY_GET)),
+                get(discovery_doc::get).fallback(refuse(ONLY_GET)),
             )
             // As fleet: the API's root is no resource, whatever the method.
             .route(prefix, any(refuse(NO_METHOD)));

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use super::local::{self, FileError, LocalUnit};
+use super::unit_files::{self, FileError, LocalUnit};
 use crate::unit::{DesiredState, NameError, UnitFile, UnitHash, UnitName};
 use crate::wire;
 
@@ -236,9 +236,9 @@ pub fn decide(facts: Facts, replace: Replace) -> Result<(Plan, Vec<String>), Res
 }
 
 fn located_warnings(unit: &LocalUnit) -> impl Iterator<Item = String> + '_ {
-    unit.warnings
-        .iter()
-        .map(|w| local::Finding::new(w.line, format!("warning: {}", w.message)).located(&unit.path))
+    unit.warnings.iter().map(|w| {
+        unit_files::Finding::new(w.line, format!("warning: {}", w.message)).located(&unit.path)
+    })
 }
 
 #[cfg(test)]

@@ -3,8 +3,8 @@
 //! changed are put into the registry.
 
 use super::client::Client;
-use super::local;
 use super::resolve::{self, Facts, Plan, Replace, UnitArg};
+use super::unit_files;
 use super::{CliError, Console, SubmitArgs};
 use crate::unit::{DesiredState, UnitName};
 use crate::wire;
@@ -87,7 +87,7 @@ async fn put(
 /// What the registry and the disk have for an argument.
 async fn gather(client: &Client, arg: &UnitArg) -> Result<Facts, CliError> {
     let registered = client.unit(&arg.name).await?;
-    let local = local::load(&arg.path, &arg.name);
+    let local = unit_files::load(&arg.path, &arg.name);
     let (template_registered, template_local) = match resolve::template_path(arg) {
         Some((template, path)) => {
             let template_registered = match (&registered, &local) {
@@ -96,7 +96,7 @@ async fn gather(client: &Client, arg: &UnitArg) -> Result<Facts, CliError> {
                 _ => None,
             };
             // Checked under the instance's name: that is what its specifiers will expand to.
-            (template_registered, local::load(&path, &arg.name))
+            (template_registered, unit_files::load(&path, &arg.name))
         }
         None => (None, Ok(None)),
     };

@@ -2,7 +2,7 @@
 //! `lazyCreateUnits` as one case through `decide`.
 
 use super::*;
-use crate::cli::local::Finding;
+use crate::cli::unit_files::Finding;
 
 const A: &str = "[Service]\nExecStart=/bin/sleep 1\n";
 const B: &str = "[Service]\nExecStart=/bin/sleep 2\n";
