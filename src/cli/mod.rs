@@ -22,6 +22,7 @@ mod table;
 mod tls;
 mod transition;
 mod unit_files;
+pub(crate) mod view;
 mod wait;
 
 use std::io::{self, Write};
