@@ -1,15 +1,21 @@
-//! The JSON of fleet's v1 HTTP API (and flotte's additions to it), shared by the API server and
-//! flottectl's client. Field names and omission rules follow fleet's `schema/v1-gen.go`: empty
+//! What the API server and flottectl's client must agree on: the JSON of fleet's v1 HTTP API
+//! (and flotte's additions to it), fleet's page token, and the API's paths and query
+//! parameters. Field names and omission rules follow fleet's `schema/v1-gen.go`: empty
 //! strings, lists and maps are left out, never sent as null. flotte's extra fields are ones a
 //! fleet client ignores.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 fn is_empty(s: &str) -> bool {
     s.is_empty()
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +81,9 @@ pub struct Unit {
     /// holds the first).
     #[serde(rename = "machineIDs", default, skip_serializing_if = "Vec::is_empty")]
     pub machine_ids: Vec<String>,
+    /// flotte: the unit runs on every machine (`Global=true` in its `[X-Fleet]` section).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub global: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +156,10 @@ pub struct Changes {
     pub revision: i64,
 }
 
+/// The longest `GET /flotte/v1/changes` holds its answer back: longer would outlive proxies' and
+/// clients' idle timeouts. The server caps a longer `timeout` to it; clients ask for no more.
+pub const CHANGES_MAX_WAIT: Duration = Duration::from_secs(60);
+
 /// `{"error":{"code":N,"message":"..."}}`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
@@ -216,6 +229,103 @@ impl PageToken {
     }
 }
 
+/// Where fleet's v1 API is served: `/fleet/v1`, and its old alias `/v1-alpha` (fleet mounted
+/// it under both; its clients use either).
+pub const FLEET_PREFIXES: [&str; 2] = [FLEET_V1, "/v1-alpha"];
+/// The prefix flottectl calls.
+pub const FLEET_V1: &str = "/fleet/v1";
+
+/// The resources of fleet's v1 API, each under every one of `FLEET_PREFIXES`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    Machines,
+    Units,
+    State,
+    Discovery,
+}
+
+impl Resource {
+    fn segment(self) -> &'static str {
+        match self {
+            Resource::Machines => "machines",
+            Resource::Units => "units",
+            Resource::State => "state",
+            Resource::Discovery => "discovery",
+        }
+    }
+
+    /// The collection's path: `/fleet/v1/units`.
+    pub fn path(self, prefix: &str) -> String {
+        format!("{prefix}/{}", self.segment())
+    }
+
+    /// One item's path, its name percent-encoded: `/fleet/v1/units/web@1.service`.
+    pub fn item(self, prefix: &str, name: &str) -> String {
+        format!("{prefix}/{}/{}", self.segment(), encode(name, PATH_SAFE))
+    }
+
+    /// The server's route of an item path: the name is captured as `{name}`.
+    pub fn item_route(self, prefix: &str) -> String {
+        format!("{prefix}/{}/{{name}}", self.segment())
+    }
+}
+
+/// flotte's change long poll (see `Changes`), outside fleet's prefixes.
+pub const CHANGES: &str = "/flotte/v1/changes";
+
+/// The query parameters the API reads.
+pub mod param {
+    /// fleet's page token (`PageToken::encode`), on every list.
+    pub const NEXT_PAGE_TOKEN: &str = "nextPageToken";
+    /// fleet's filters of `/state`.
+    pub const MACHINE_ID: &str = "machineID";
+    pub const UNIT_NAME: &str = "unitName";
+    /// `/flotte/v1/changes`: the revision to wait past, and how many seconds to wait at most.
+    pub const SINCE: &str = "since";
+    pub const TIMEOUT: &str = "timeout";
+}
+
+/// `GET /flotte/v1/changes?since=REV&timeout=SECS`.
+pub fn changes_path(since: i64, timeout: Duration) -> String {
+    with_query(
+        CHANGES,
+        &[
+            (param::SINCE, since.to_string()),
+            (param::TIMEOUT, timeout.as_secs().to_string()),
+        ],
+    )
+}
+
+/// `path?name=value&...`, each value percent-encoded; `path` alone without parameters.
+pub fn with_query(path: &str, params: &[(&str, String)]) -> String {
+    if params.is_empty() {
+        return path.to_owned();
+    }
+    let query: Vec<String> = params
+        .iter()
+        .map(|(k, v)| format!("{k}={}", encode(v, QUERY_SAFE)))
+        .collect();
+    format!("{path}?{}", query.join("&"))
+}
+
+/// Characters left as they are in a path segment: RFC 3986's unreserved ones, plus `@` and `:`
+/// which unit names use and paths allow.
+const PATH_SAFE: &[u8] = b"@:";
+const QUERY_SAFE: &[u8] = b"";
+
+/// Percent-encodes everything but unreserved characters and `keep`.
+fn encode(s: &str, keep: &[u8]) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || keep.contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,6 +354,33 @@ mod tests {
         for bad in ["", "!!!!", "ZAAC", "ZAACAAAA", "AAABAA==", "ZAAAAA=="] {
             assert_eq!(PageToken::decode(bad), Err(BadToken), "{bad}");
         }
+    }
+
+    #[test]
+    fn unit_names_are_escaped_in_paths_and_queries() {
+        let name = r"web@a\x2db.service";
+        assert_eq!(
+            Resource::Units.item(FLEET_V1, name),
+            "/fleet/v1/units/web@a%5Cx2db.service"
+        );
+        assert_eq!(
+            with_query(
+                &Resource::State.path(FLEET_V1),
+                &[
+                    (param::UNIT_NAME, name.to_owned()),
+                    (param::NEXT_PAGE_TOKEN, "ZAACAA==".into())
+                ]
+            ),
+            "/fleet/v1/state?unitName=web%40a%5Cx2db.service&nextPageToken=ZAACAA%3D%3D"
+        );
+        assert_eq!(
+            changes_path(42, Duration::from_secs(5)),
+            "/flotte/v1/changes?since=42&timeout=5"
+        );
+        assert_eq!(
+            Resource::Units.item_route("/v1-alpha"),
+            "/v1-alpha/units/{name}"
+        );
     }
 
     #[test]

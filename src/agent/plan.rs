@@ -146,12 +146,10 @@ pub fn state_record(
 /// What the agent has done with a unit it found on disk after a restart, when its own report
 /// from before is gone: a unit systemd runs counts as launched, so it is adopted, not restarted.
 pub fn adopted(status: &UnitStatus) -> Target {
-    match status.active {
-        ActiveState::Active
-        | ActiveState::Activating
-        | ActiveState::Reloading
-        | ActiveState::Refreshing => Target::Launched,
-        _ => Target::Loaded,
+    if ActiveState::is_running(&status.active) {
+        Target::Launched
+    } else {
+        Target::Loaded
     }
 }
 

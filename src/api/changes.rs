@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 
-use crate::wire;
+use crate::wire::{self, CHANGES_MAX_WAIT, param};
 
 use super::ApiError;
 use super::request::Params;
@@ -14,32 +14,30 @@ use super::routes::Api;
 
 /// How long a request waits when it does not say.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-/// The longest a request may wait: longer would outlive proxies' and clients' idle timeouts.
-const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `since` and `timeout` from the query: a revision (default 0) and whole seconds (default
-/// `DEFAULT_TIMEOUT`, at most `MAX_TIMEOUT`).
+/// `DEFAULT_TIMEOUT`, at most `wire::CHANGES_MAX_WAIT`).
 fn parse(params: &Params) -> Result<(i64, Duration), ApiError> {
-    let since = match params.only("since")? {
+    let since = match params.only(param::SINCE)? {
         None => 0,
         Some(v) => {
             v.parse::<i64>()
                 .ok()
                 .filter(|r| *r >= 0)
                 .ok_or_else(|| ApiError::BadParameter {
-                    name: "since",
+                    name: param::SINCE,
                     value: v.to_owned(),
                     why: "not an etcd revision (a whole number, 0 or more)".into(),
                 })?
         }
     };
-    let timeout = match params.only("timeout")? {
+    let timeout = match params.only(param::TIMEOUT)? {
         None => DEFAULT_TIMEOUT,
         Some(v) => v
             .parse::<u64>()
-            .map(|s| Duration::from_secs(s).min(MAX_TIMEOUT))
+            .map(|s| Duration::from_secs(s).min(CHANGES_MAX_WAIT))
             .map_err(|_| ApiError::BadParameter {
-                name: "timeout",
+                name: param::TIMEOUT,
                 value: v.to_owned(),
                 why: "not a number of seconds".into(),
             })?,
@@ -75,7 +73,7 @@ mod tests {
             parse(&params("since=42&timeout=5")).unwrap(),
             (42, Duration::from_secs(5))
         );
-        assert_eq!(parse(&params("timeout=3600")).unwrap().1, MAX_TIMEOUT);
+        assert_eq!(parse(&params("timeout=3600")).unwrap().1, CHANGES_MAX_WAIT);
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The HTTP API every flotted serves: fleet's v1 API, exactly, plus flotte's additions. Only
-//! this module knows HTTP and JSON requests; its handlers are thin and call `registry`.
+//! this module serves HTTP and reads requests; its paths, query parameters and JSON shapes
+//! come from `wire`, which flottectl's client builds its requests with. Its handlers are thin
+//! and call `registry`.
 //!
 //! # Layout
 //! - `server`: the listeners (unix socket, TCP, optional TLS) and the connection loop.
 //! - `routes`: the path table and the gate that answers 503 until the agent registered.
-//! - `machines`, `units`, `states`, `discovery`: fleet v1's resources, one file each.
+//! - `machines`, `units`, `states`, `discovery_doc`: fleet v1's resources, one file each.
 //! - `changes`: flotte's change notification.
 //! - `request`, `pagination`, `error`: what every handler shares.
 //!
@@ -15,8 +17,9 @@
 //! parameters are ignored, as fleet does.
 //!
 //! # flotte's additions
-//! Extra fields that fleet clients ignore: a unit's `reason` (why it is placed nowhere) and
-//! `machineIDs` (every machine it is placed on); a machine's `version` (of its flotted) and
+//! Extra fields that fleet clients ignore: a unit's `reason` (why it is placed nowhere),
+//! `machineIDs` (every machine it is placed on) and `global` (true for a global unit, left out
+//! otherwise); a machine's `version` (of its flotted) and
 //! `hostname`; a state's `message` (systemd's complaint). Every response carries
 //! `Server: flotted/VERSION`.
 //!
@@ -28,7 +31,7 @@
 //! this returns: no blind polling. Revisions are etcd's, so they compare across flotted.
 
 mod changes;
-mod discovery;
+mod discovery_doc;
 mod error;
 mod machines;
 mod pagination;

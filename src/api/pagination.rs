@@ -1,18 +1,18 @@
 //! fleet's pagination: pages of `wire::PAGE_SIZE` items of a sorted list, addressed by the
 //! `nextPageToken` query parameter (`wire::PageToken`).
 
-use crate::wire::{PAGE_SIZE, PageToken};
+use crate::wire::{PAGE_SIZE, PageToken, param};
 
 use super::ApiError;
 use super::request::Params;
 
 /// The page a request asks for: the first without a token.
 pub fn requested(params: &Params) -> Result<PageToken, ApiError> {
-    let Some(raw) = params.only("nextPageToken")? else {
+    let Some(raw) = params.only(param::NEXT_PAGE_TOKEN)? else {
         return Ok(PageToken::FIRST);
     };
     let bad = |why: &str| ApiError::BadParameter {
-        name: "nextPageToken",
+        name: param::NEXT_PAGE_TOKEN,
         value: raw.to_owned(),
         why: why.to_owned(),
     };

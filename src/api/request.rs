@@ -8,6 +8,8 @@ use axum::http::{HeaderMap, Uri, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
 
+use crate::wire;
+
 use super::ApiError;
 
 /// The largest request body read. A unit file may be 512 KiB; its JSON options list a
@@ -75,7 +77,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ItemName {
             .await
             .map(|Path(name)| ItemName(name))
             .map_err(|e| ApiError::BadParameter {
-                name: "unitName",
+                name: wire::param::UNIT_NAME,
                 value: raw,
                 why: e.body_text(),
             })

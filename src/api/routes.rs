@@ -12,8 +12,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::registry::Registry;
+use crate::wire::{self, FLEET_PREFIXES, Resource};
 
-use super::{ApiError, changes, discovery, machines, states, units};
+use super::{ApiError, changes, discovery_doc, machines, states, units};
 
 /// What handlers share. Cheap to clone.
 #[derive(Clone)]
@@ -24,25 +25,22 @@ pub struct Api {
     pub shutdown: CancellationToken,
 }
 
-/// fleet mounted its v1 API under both prefixes; its clients use either.
-const FLEET_PREFIXES: [&str; 2] = ["/fleet/v1", "/v1-alpha"];
-
 pub fn router(api: Api, registered: watch::Receiver<bool>) -> Router {
     let mut router = Router::new();
     for prefix in FLEET_PREFIXES {
         router = router
             .route(
-                &format!("{prefix}/machines"),
+                &Resource::Machines.path(prefix),
                 get(machines::list)
                     .patch(machines::patch)
                     .fallback(refuse("only GET and PATCH are supported on this resource")),
             )
             .route(
-                &format!("{prefix}/units"),
+                &Resource::Units.path(prefix),
                 get(units::list).fallback(refuse(ONLY_GET)),
             )
             .route(
-                &format!("{prefix}/units/{{name}}"),
+                &Resource::Units.item_route(prefix),
                 get(units::get)
                     .put(units::put)
                     .delete(units::delete)
@@ -51,25 +49,22 @@ pub fn router(api: Api, registered: watch::Receiver<bool>) -> Router {
                     )),
             )
             .route(
-                &format!("{prefix}/state"),
+                &Resource::State.path(prefix),
                 get(states::list).fallback(refuse(ONLY_GET)),
             )
             .route(
-                &format!("{prefix}/state/{{name}}"),
+                &Resource::State.item_route(prefix),
                 get(states::get).fallback(refuse(ONLY_GET)),
             )
             .route(
-                &format!("{prefix}/discovery"),
-                get(discovery::get).fallback(refuse(ONLY_GET)),
+                &Resource::Discovery.path(prefix),
+                get(discovery_doc::get).fallback(refuse(ONLY_GET)),
             )
             // As fleet: the API's root is no resource, whatever the method.
             .route(prefix, any(refuse(NO_METHOD)));
     }
     router
-        .route(
-            "/flotte/v1/changes",
-            get(changes::wait).fallback(refuse(ONLY_GET)),
-        )
+        .route(wire::CHANGES, get(changes::wait).fallback(refuse(ONLY_GET)))
         .route("/", any(refuse(NO_METHOD)))
         .fallback(|uri: Uri| async move { ApiError::NoRoute(uri.path().to_owned()) })
         .with_state(api)

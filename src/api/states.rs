@@ -6,7 +6,7 @@ use axum::extract::State;
 use crate::machine::MachineId;
 use crate::registry::UnitStateRecord;
 use crate::unit::UnitName;
-use crate::wire;
+use crate::wire::{self, param};
 
 use super::ApiError;
 use super::pagination;
@@ -20,8 +20,8 @@ pub async fn list(
     params: Params,
 ) -> Result<Json<wire::UnitStatePage>, ApiError> {
     let token = pagination::requested(&params)?;
-    let machine = params.first("machineID").filter(|m| !m.is_empty());
-    let unit = params.first("unitName").filter(|u| !u.is_empty());
+    let machine = params.first(param::MACHINE_ID).filter(|m| !m.is_empty());
+    let unit = params.first(param::UNIT_NAME).filter(|u| !u.is_empty());
     let mut states = api.registry.states().await?;
     states.retain(|((u, m), _)| {
         machine.is_none_or(|want| m.as_str() == want) && unit.is_none_or(|want| u.as_str() == want)

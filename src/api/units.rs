@@ -201,7 +201,7 @@ pub async fn get(
     Ok(Json(to_wire(
         &name,
         &record,
-        file.into_options(),
+        Some(file),
         Facts {
             placement: placement.as_ref(),
             reason,
@@ -229,14 +229,14 @@ pub async fn list(
         .collect();
     let states: BTreeMap<(UnitName, MachineId), UnitStateRecord> =
         api.registry.states().await?.into_iter().collect();
-    let options = contents(&api, units.iter().map(|(_, r)| r.hash).collect()).await;
+    let files = contents(&api, units.iter().map(|(_, r)| r.hash).collect()).await;
     let units = units
         .iter()
         .map(|(name, record)| {
             to_wire(
                 name,
                 record,
-                options.get(&record.hash).cloned().unwrap_or_default(),
+                files.get(&record.hash).cloned(),
                 Facts {
                     placement: placements.get(name),
                     reason: reasons.remove(name),
@@ -251,12 +251,12 @@ pub async fn list(
     }))
 }
 
-/// The options of each content in `hashes`, read concurrently. A content that cannot be read
-/// is logged and left out: its unit is listed without options rather than failing the list.
-async fn contents(api: &Api, hashes: BTreeSet<UnitHash>) -> BTreeMap<UnitHash, Vec<UnitOption>> {
+/// Each content in `hashes`, read concurrently. A content that cannot be read is logged and
+/// left out: its unit is listed without options rather than failing the list.
+async fn contents(api: &Api, hashes: BTreeSet<UnitHash>) -> BTreeMap<UnitHash, UnitFile> {
     let reads = hashes.into_iter().map(|hash| async move {
         match api.registry.content(&hash).await {
-            Ok(Some(file)) => Some((hash, file.into_options())),
+            Ok(Some(file)) => Some((hash, file)),
             Ok(None) => {
                 tracing::warn!(%hash, "a unit's content is missing");
                 None
@@ -290,15 +290,20 @@ struct Facts<'a> {
     states: &'a BTreeMap<(UnitName, MachineId), UnitStateRecord>,
 }
 
-/// A unit as fleet shows it. `machineID` is the machine it is placed on (the first of a
-/// global unit's); `currentState` is what that machine's agent reports having done with it,
-/// `inactive` when nothing.
+/// A unit as fleet shows it, from its content (`None`: unreadable, shown without options).
+/// `machineID` is the machine it is placed on (the first of a global unit's); `currentState`
+/// is what that machine's agent reports having done with it, `inactive` when nothing; flotte's
+/// `global` is its `[X-Fleet]` section's, which passed this check when it was submitted.
 fn to_wire(
     name: &UnitName,
     record: &UnitRecord,
-    options: Vec<UnitOption>,
+    file: Option<UnitFile>,
     facts: Facts<'_>,
 ) -> wire::Unit {
+    let global = file.as_ref().is_some_and(|file| {
+        Requirements::from_unit(name, file).is_ok_and(|checked| checked.requirements.global)
+    });
+    let options = file.map(UnitFile::into_options).unwrap_or_default();
     let machines: &[MachineId] = facts.placement.map_or(&[], |p| &p.machines);
     let current = machines
         .first()
@@ -322,6 +327,7 @@ fn to_wire(
             .unwrap_or_default(),
         reason: facts.reason.unwrap_or_default(),
         machine_ids: machines.iter().map(ToString::to_string).collect(),
+        global,
     }
 }
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use super::local::{Finding, examine};
+use super::unit_files::{Finding, examine};
 use super::{OutputFormat, exit};
 use crate::unit::{Requirements, UnitFile, UnitHash, UnitName, UnitOption};
 

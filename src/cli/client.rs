@@ -1,7 +1,8 @@
 //! flottectl's HTTP client of flotted's API: fleet v1 under `/fleet/v1` and flotte's
-//! long-poll under `/flotte/v1`, over a unix socket, TCP or TLS. Every request opens its own
-//! connection: a CLI makes few requests, and a fresh connection never meets one the server
-//! closed meanwhile.
+//! long-poll under `/flotte/v1`, over a unix socket, TCP or TLS, with the paths and query
+//! parameters `wire` builds. Answers about units come back as `view`'s typed values. Every
+//! request opens its own connection: a CLI makes few requests, and a fresh connection never
+//! meets one the server closed meanwhile.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,8 +19,9 @@ use tokio_rustls::rustls::pki_types::ServerName;
 
 use super::endpoint::Endpoint;
 use super::tls::{self, TlsError, TlsFiles};
+use super::view::{self, ViewError};
 use crate::unit::{DesiredState, UnitName};
-use crate::wire;
+use crate::wire::{self, CHANGES_MAX_WAIT, FLEET_V1, Resource, param};
 
 /// How to reach the API and how long a request may take.
 #[derive(Debug, Clone)]
@@ -125,26 +127,31 @@ impl Client {
 
     /// Every machine, over all pages.
     pub async fn machines(&self) -> Result<Vec<wire::Machine>, ClientError> {
-        self.all_pages("/fleet/v1/machines", &[], |p: wire::MachinePage| {
+        let path = Resource::Machines.path(FLEET_V1);
+        self.all_pages(&path, &[], |p: wire::MachinePage| {
             (p.machines, p.next_page_token)
         })
         .await
     }
 
     /// Every unit, over all pages.
-    pub async fn units(&self) -> Result<Vec<wire::Unit>, ClientError> {
-        self.all_pages("/fleet/v1/units", &[], |p: wire::UnitPage| {
-            (p.units, p.next_page_token)
-        })
-        .await
+    pub async fn units(&self) -> Result<Vec<view::Unit>, ClientError> {
+        let path = Resource::Units.path(FLEET_V1);
+        let units = self
+            .all_pages(&path, &[], |p: wire::UnitPage| (p.units, p.next_page_token))
+            .await?;
+        typed(&path, units)
     }
 
     /// One unit, or `None` when the registry has none of that name.
-    pub async fn unit(&self, name: &UnitName) -> Result<Option<wire::Unit>, ClientError> {
+    pub async fn unit(&self, name: &UnitName) -> Result<Option<view::Unit>, ClientError> {
         let path = unit_path(name);
         let answer = self.call(Method::GET, &path, None, Duration::ZERO).await?;
         match answer.status {
-            StatusCode::OK => decode(Method::GET, &path, &answer.body).map(Some),
+            StatusCode::OK => {
+                let unit: wire::Unit = decode(Method::GET, &path, &answer.body)?;
+                typed(&path, [unit]).map(|mut units| units.pop())
+            }
             StatusCode::NOT_FOUND => Ok(None),
             _ => Err(api_error(Method::GET, &path, &answer)),
         }
@@ -152,7 +159,7 @@ impl Client {
 
     /// Creates or replaces a unit (its options) or changes its desired state (no options).
     pub async fn put_unit(&self, unit: &wire::Unit) -> Result<(), ClientError> {
-        let name_path = format!("/fleet/v1/units/{}", encode(&unit.name, PATH_SAFE));
+        let name_path = Resource::Units.item(FLEET_V1, &unit.name);
         let body = json(unit);
         let answer = self
             .call(Method::PUT, &name_path, Some(body), Duration::ZERO)
@@ -190,27 +197,50 @@ impl Client {
     }
 
     /// Unit states, one per unit and machine; only `unit`'s when given.
+    pub async fn unit_states(
+        &self,
+        unit: Option<&UnitName>,
+    ) -> Result<Vec<view::UnitState>, ClientError> {
+        let (path, states) = self.wire_states(unit).await?;
+        typed(&path, states)
+    }
+
+    /// `unit_states` as the wire has them. Only `local_cluster` still reads these (it is
+    /// moving out of `cli`); once it reads `unit_states`, this goes.
     pub async fn states(
         &self,
         unit: Option<&UnitName>,
     ) -> Result<Vec<wire::UnitState>, ClientError> {
+        self.wire_states(unit).await.map(|(_, states)| states)
+    }
+
+    async fn wire_states(
+        &self,
+        unit: Option<&UnitName>,
+    ) -> Result<(String, Vec<wire::UnitState>), ClientError> {
+        let path = Resource::State.path(FLEET_V1);
         let filter: Vec<(&str, String)> = unit
-            .map(|u| ("unitName", u.to_string()))
+            .map(|u| (param::UNIT_NAME, u.to_string()))
             .into_iter()
             .collect();
-        self.all_pages("/fleet/v1/state", &filter, |p: wire::UnitStatePage| {
-            (p.states, p.next_page_token)
-        })
-        .await
+        let states = self
+            .all_pages(&path, &filter, |p: wire::UnitStatePage| {
+                (p.states, p.next_page_token)
+            })
+            .await?;
+        Ok((path, states))
     }
 
     /// The cluster's revision once it is past `since`, or after `wait` without a change
-    /// (flotte's long-poll; the server caps `wait` at 60 s).
+    /// (flotte's long-poll; `wait` is capped at `wire::CHANGES_MAX_WAIT`, as the server would).
     pub async fn changes(&self, since: i64, wait: Duration) -> Result<i64, ClientError> {
         // Whole seconds on the wire; a wait below a second still waits one, never zero, so a
         // caller with little time left does not spin.
-        let secs = wait.as_secs_f64().ceil().clamp(1.0, 60.0) as u64;
-        let path = format!("/flotte/v1/changes?since={since}&timeout={secs}");
+        let secs = wait
+            .as_secs_f64()
+            .ceil()
+            .clamp(1.0, CHANGES_MAX_WAIT.as_secs_f64()) as u64;
+        let path = wire::changes_path(since, Duration::from_secs(secs));
         let answer = self
             .call(Method::GET, &path, None, Duration::from_secs(secs))
             .await?;
@@ -231,9 +261,9 @@ impl Client {
         loop {
             let mut params: Vec<(&str, String)> = query.to_vec();
             if !token.is_empty() {
-                params.push(("nextPageToken", token.clone()));
+                params.push((param::NEXT_PAGE_TOKEN, token.clone()));
             }
-            let path = with_query(base, &params);
+            let path = wire::with_query(base, &params);
             let answer = self.call(Method::GET, &path, None, Duration::ZERO).await?;
             if answer.status != StatusCode::OK {
                 return Err(api_error(Method::GET, &path, &answer));
@@ -369,7 +399,23 @@ impl Client {
 }
 
 fn unit_path(name: &UnitName) -> String {
-    format!("/fleet/v1/units/{}", encode(name.as_str(), PATH_SAFE))
+    Resource::Units.item(FLEET_V1, name.as_str())
+}
+
+/// The typed views of a `GET path` answer's items; one fleet's API would not send fails it.
+fn typed<W, V: TryFrom<W, Error = ViewError>>(
+    path: &str,
+    items: impl IntoIterator<Item = W>,
+) -> Result<Vec<V>, ClientError> {
+    items
+        .into_iter()
+        .map(V::try_from)
+        .collect::<Result<_, _>>()
+        .map_err(|e| ClientError::Decode {
+            method: Method::GET,
+            path: path.to_owned(),
+            why: e.to_string(),
+        })
 }
 
 fn json<T: Serialize>(value: &T) -> Vec<u8> {
@@ -406,54 +452,9 @@ fn api_error(method: Method, path: &str, answer: &Answer) -> ClientError {
     }
 }
 
-/// Characters left as they are in a path segment: RFC 3986's unreserved ones, plus `@` and `:`
-/// which unit names use and paths allow.
-const PATH_SAFE: &[u8] = b"@:";
-const QUERY_SAFE: &[u8] = b"";
-
-/// Percent-encodes everything but unreserved characters and `keep`.
-fn encode(s: &str, keep: &[u8]) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || keep.contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn with_query(base: &str, params: &[(&str, String)]) -> String {
-    if params.is_empty() {
-        return base.to_owned();
-    }
-    let query: Vec<String> = params
-        .iter()
-        .map(|(k, v)| format!("{k}={}", encode(v, QUERY_SAFE)))
-        .collect();
-    format!("{base}?{}", query.join("&"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn unit_names_are_escaped_in_paths_and_queries() {
-        let name = UnitName::new(r"web@a\x2db.service").unwrap();
-        assert_eq!(unit_path(&name), "/fleet/v1/units/web@a%5Cx2db.service");
-        assert_eq!(
-            with_query(
-                "/fleet/v1/state",
-                &[
-                    ("unitName", name.to_string()),
-                    ("nextPageToken", "ZAACAA==".into())
-                ]
-            ),
-            "/fleet/v1/state?unitName=web%40a%5Cx2db.service&nextPageToken=ZAACAA%3D%3D"
-        );
-    }
 
     #[test]
     fn api_errors_carry_the_servers_message() {

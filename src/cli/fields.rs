@@ -1,6 +1,6 @@
 //! The columns of `list-units`, `list-unit-files`, `list-machines` and `services`, as pure
-//! functions over the `wire` types (and `discovery::Service`): which fields exist, what each
-//! shows, and the table or JSON they make.
+//! functions over the API's answers (`view`'s units and states, `wire`'s machines) and
+//! `discovery::Service`: which fields exist, what each shows, and the table or JSON they make.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -9,8 +9,9 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 
 use super::table;
+use super::view;
 use crate::discovery::Service;
-use crate::unit::{Requirements, UnitFile, UnitHash, UnitName};
+use crate::unit::{UnitFile, UnitHash};
 use crate::wire;
 
 /// A column a list command can show, named as in `--fields`.
@@ -304,29 +305,24 @@ fn hash_text(hash: &str, detail: Detail) -> Cell {
     }
 }
 
-/// What a submitted unit's options say about it, computed once per row.
+/// What a submitted unit's file says about it (fleet's API sends no hash), computed once per
+/// row.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct UnitFacts {
-    pub hash: Option<UnitHash>,
-    pub global: bool,
-    pub description: Option<String>,
+struct FileFacts {
+    hash: Option<UnitHash>,
+    description: Option<String>,
 }
 
-impl UnitFacts {
+impl FileFacts {
     /// Options the server should never have accepted leave the facts unknown rather than
     /// failing the whole listing.
-    pub fn of(unit: &wire::Unit) -> UnitFacts {
+    fn of(unit: &view::Unit) -> FileFacts {
         let options = unit.options.iter().cloned().map(Into::into).collect();
         let Ok(file) = UnitFile::from_options(options) else {
-            return UnitFacts::default();
+            return FileFacts::default();
         };
-        let global = UnitName::new(&unit.name)
-            .ok()
-            .and_then(|name| Requirements::from_unit(&name, &file).ok())
-            .is_some_and(|checked| checked.requirements.global);
-        UnitFacts {
+        FileFacts {
             hash: Some(file.hash()),
-            global,
             description: file.description().map(str::to_owned),
         }
     }
@@ -335,17 +331,17 @@ impl UnitFacts {
 /// `list-units`: a row per state.
 pub fn unit_states(
     fields: &Fields<UnitField>,
-    states: &[wire::UnitState],
+    states: &[view::UnitState],
     machines: &Machines,
     detail: Detail,
 ) -> Listing {
     Listing::new(fields, states, |field, s| match field {
-        UnitField::Unit => Cell::text_or_missing(&s.name),
+        UnitField::Unit => Cell::Text(s.name.to_string()),
         UnitField::Machine if s.machine_id.is_empty() => Cell::Missing,
         UnitField::Machine => Cell::Text(machines.legend(&s.machine_id, detail)),
-        UnitField::Active => Cell::text_or_missing(&s.systemd_active_state),
-        UnitField::Sub => Cell::text_or_missing(&s.systemd_sub_state),
-        UnitField::Load => Cell::text_or_missing(&s.systemd_load_state),
+        UnitField::Active => Cell::text_or_missing(s.active.as_str()),
+        UnitField::Sub => Cell::text_or_missing(&s.sub),
+        UnitField::Load => Cell::text_or_missing(s.load.as_str()),
         UnitField::Hash => hash_text(&s.hash, detail),
     })
 }
@@ -353,26 +349,26 @@ pub fn unit_states(
 /// `list-unit-files`: a row per submitted unit.
 pub fn unit_files(
     fields: &Fields<UnitFileField>,
-    units: &[wire::Unit],
+    units: &[view::Unit],
     machines: &Machines,
     detail: Detail,
 ) -> Listing {
-    let rows: Vec<(&wire::Unit, UnitFacts)> = units.iter().map(|u| (u, UnitFacts::of(u))).collect();
+    let rows: Vec<(&view::Unit, FileFacts)> = units.iter().map(|u| (u, FileFacts::of(u))).collect();
     Listing::new(fields, &rows, |field, (u, facts)| match field {
-        UnitFileField::Unit => Cell::text_or_missing(&u.name),
+        UnitFileField::Unit => Cell::Text(u.name.to_string()),
         UnitFileField::Hash => match &facts.hash {
             Some(h) => hash_text(&h.to_string(), detail),
             None => Cell::Missing,
         },
-        UnitFileField::Dstate => Cell::text_or_missing(&u.desired_state),
+        UnitFileField::Dstate => Cell::Text(u.desired.to_string()),
         // fleet shows no state for a global unit: it has one per machine.
-        UnitFileField::State if facts.global => Cell::Missing,
-        UnitFileField::State => Cell::text_or_missing(&u.current_state),
-        UnitFileField::Target if facts.global => Cell::Text("global".to_owned()),
+        UnitFileField::State if u.global => Cell::Missing,
+        UnitFileField::State => Cell::Text(u.current.to_string()),
+        UnitFileField::Target if u.global => Cell::Text("global".to_owned()),
         UnitFileField::Target if u.machine_id.is_empty() => Cell::Missing,
         UnitFileField::Target => Cell::Text(machines.legend(&u.machine_id, detail)),
         UnitFileField::Desc => facts.description.clone().map_or(Cell::Missing, Cell::Text),
-        UnitFileField::Global => Cell::Flag(facts.global),
+        UnitFileField::Global => Cell::Flag(u.global),
         UnitFileField::Reason => Cell::text_or_missing(&u.reason),
     })
 }

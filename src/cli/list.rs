@@ -12,7 +12,7 @@ pub(super) async fn units(
     console: &mut Console<'_>,
     args: &ListUnitsArgs,
 ) -> Result<(), CliError> {
-    let states = client.states(None).await?;
+    let states = client.unit_states(None).await?;
     let machines = client.machines().await?;
     let listing = fields::unit_states(
         &args.fields,

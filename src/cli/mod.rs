@@ -7,21 +7,23 @@
 mod announce;
 mod cat;
 mod check;
-pub mod client;
+// `pub(crate)`: `local_cluster` uses these, and it is on its way out of `cli`.
+pub(crate) mod client;
 mod destroy;
-pub mod endpoint;
-pub mod etcd;
-pub mod fields;
+pub(crate) mod endpoint;
+mod etcd;
+pub(crate) mod fields;
 mod list;
-pub mod local;
 pub mod local_cluster;
-pub mod resolve;
-pub mod services;
-mod state;
+pub(crate) mod resolve;
+mod services;
 mod submit;
 mod table;
-pub mod tls;
-pub mod wait;
+mod tls;
+mod transition;
+mod unit_files;
+pub(crate) mod view;
+mod wait;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -380,11 +382,11 @@ pub async fn run_async(cli: Cli, console: &mut Console<'_>) -> Result<ExitCode, 
             )?;
         }
         Command::Submit(args) => submit::run(&client()?, console, args).await?,
-        Command::Load(args) => state::load(&client()?, console, args).await?,
-        Command::Start(args) => state::start(&client()?, console, args).await?,
-        Command::Stop(args) => state::stop(&client()?, console, args).await?,
-        Command::Unload(args) => state::unload(&client()?, console, args).await?,
-        Command::Restart(args) => state::restart(&client()?, console, args).await?,
+        Command::Load(args) => transition::load(&client()?, console, args).await?,
+        Command::Start(args) => transition::start(&client()?, console, args).await?,
+        Command::Stop(args) => transition::stop(&client()?, console, args).await?,
+        Command::Unload(args) => transition::unload(&client()?, console, args).await?,
+        Command::Restart(args) => transition::restart(&client()?, console, args).await?,
         Command::Destroy(args) => destroy::run(&client()?, console, args).await?,
         Command::Cat(args) => cat::run(&client()?, console, args).await?,
         Command::ListUnits(args) => list::units(&client()?, console, args).await?,

@@ -6,9 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use super::local::{self, FileError, LocalUnit};
+use super::unit_files::{self, FileError, LocalUnit};
+use super::view;
 use crate::unit::{DesiredState, NameError, UnitFile, UnitHash, UnitName};
-use crate::wire;
 
 /// A unit argument: where its file would be, and the unit's name (the file's base name).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,11 +50,11 @@ impl FromStr for UnitArg {
 pub struct Facts {
     pub arg: UnitArg,
     /// The unit of that name in the registry.
-    pub registered: Option<wire::Unit>,
+    pub registered: Option<view::Unit>,
     /// The file at the argument's path: absent, valid, or with problems.
     pub local: Result<Option<LocalUnit>, FileError>,
     /// For an instance: its template in the registry.
-    pub template_registered: Option<wire::Unit>,
+    pub template_registered: Option<view::Unit>,
     /// For an instance: the template file beside the argument's path.
     pub template_local: Result<Option<LocalUnit>, FileError>,
 }
@@ -63,7 +63,7 @@ pub struct Facts {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
     /// The registry has the unit with this content (or nothing local to compare it with).
-    Keep(wire::Unit),
+    Keep(view::Unit),
     /// Submit the unit, new, as `inactive`.
     Create { file: UnitFile },
     /// Submit new content for a unit the registry has, keeping its desired state.
@@ -117,7 +117,7 @@ pub enum ResolveError {
         path: PathBuf,
     },
     #[error("unit {unit} in the registry is unusable: {why}")]
-    BadRegistered { unit: String, why: String },
+    BadRegistered { unit: UnitName, why: String },
 }
 
 /// Where the template of an instance argument would be on disk: beside the argument.
@@ -128,7 +128,7 @@ pub fn template_path(arg: &UnitArg) -> Option<(UnitName, PathBuf)> {
 }
 
 /// A registered unit's content, checked as the registry should have.
-pub fn registered_file(unit: &wire::Unit) -> Result<UnitFile, ResolveError> {
+pub fn registered_file(unit: &view::Unit) -> Result<UnitFile, ResolveError> {
     UnitFile::from_options(unit.options.iter().cloned().map(Into::into).collect()).map_err(|e| {
         ResolveError::BadRegistered {
             unit: unit.name.clone(),
@@ -137,7 +137,7 @@ pub fn registered_file(unit: &wire::Unit) -> Result<UnitFile, ResolveError> {
     })
 }
 
-fn hash(unit: &wire::Unit) -> Result<UnitHash, ResolveError> {
+fn hash(unit: &view::Unit) -> Result<UnitHash, ResolveError> {
     registered_file(unit).map(|f| f.hash())
 }
 
@@ -164,13 +164,7 @@ pub fn decide(facts: Facts, replace: Replace) -> Result<(Plan, Vec<String>), Res
                 return Ok((Plan::Keep(registered), warnings));
             }
             let unit = facts.arg.name;
-            let desired = registered
-                .desired_state
-                .parse::<DesiredState>()
-                .map_err(|e| ResolveError::BadRegistered {
-                    unit: registered.name.clone(),
-                    why: e.to_string(),
-                })?;
+            let desired = registered.desired;
             match replace {
                 Replace::No => Err(ResolveError::Differs {
                     unit,
@@ -236,9 +230,9 @@ pub fn decide(facts: Facts, replace: Replace) -> Result<(Plan, Vec<String>), Res
 }
 
 fn located_warnings(unit: &LocalUnit) -> impl Iterator<Item = String> + '_ {
-    unit.warnings
-        .iter()
-        .map(|w| local::Finding::new(w.line, format!("warning: {}", w.message)).located(&unit.path))
+    unit.warnings.iter().map(|w| {
+        unit_files::Finding::new(w.line, format!("warning: {}", w.message)).located(&unit.path)
+    })
 }
 
 #[cfg(test)]

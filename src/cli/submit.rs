@@ -3,10 +3,11 @@
 //! changed are put into the registry.
 
 use super::client::Client;
-use super::local;
 use super::resolve::{self, Facts, Plan, Replace, UnitArg};
+use super::unit_files;
+use super::view;
 use super::{CliError, Console, SubmitArgs};
-use crate::unit::{DesiredState, UnitName};
+use crate::unit::{DesiredState, UnitFile, UnitName};
 use crate::wire;
 
 /// `submit --replace` replaces only units that are not scheduled, as fleetctl.
@@ -35,7 +36,7 @@ pub(super) async fn submit(
     console: &mut Console<'_>,
     args: &[UnitArg],
     replace: Replace,
-) -> Result<Vec<wire::Unit>, CliError> {
+) -> Result<Vec<view::Unit>, CliError> {
     let mut decided: Vec<(&UnitArg, Plan)> = Vec::new();
     for arg in args {
         if decided.iter().any(|(a, _)| a.name == arg.name) {
@@ -63,13 +64,15 @@ pub(super) async fn submit(
     Ok(units)
 }
 
+/// Puts the unit, then reads it back: what the registry made of it (whether it is global,
+/// say) is the server's to tell.
 async fn put(
     client: &Client,
     console: &mut Console<'_>,
     name: &UnitName,
-    file: crate::unit::UnitFile,
+    file: UnitFile,
     desired: DesiredState,
-) -> Result<wire::Unit, CliError> {
+) -> Result<view::Unit, CliError> {
     let unit = wire::Unit {
         name: name.to_string(),
         options: file.into_options().into_iter().map(Into::into).collect(),
@@ -81,13 +84,16 @@ async fn put(
     if desired == DesiredState::Inactive {
         writeln!(console.out, "Unit {name} inactive")?;
     }
-    Ok(unit)
+    client
+        .unit(name)
+        .await?
+        .ok_or_else(|| CliError::NotFound(name.clone()))
 }
 
 /// What the registry and the disk have for an argument.
 async fn gather(client: &Client, arg: &UnitArg) -> Result<Facts, CliError> {
     let registered = client.unit(&arg.name).await?;
-    let local = local::load(&arg.path, &arg.name);
+    let local = unit_files::load(&arg.path, &arg.name);
     let (template_registered, template_local) = match resolve::template_path(arg) {
         Some((template, path)) => {
             let template_registered = match (&registered, &local) {
@@ -96,7 +102,7 @@ async fn gather(client: &Client, arg: &UnitArg) -> Result<Facts, CliError> {
                 _ => None,
             };
             // Checked under the instance's name: that is what its specifiers will expand to.
-            (template_registered, local::load(&path, &arg.name))
+            (template_registered, unit_files::load(&path, &arg.name))
         }
         None => (None, Ok(None)),
     };

@@ -11,8 +11,9 @@ use tokio::time::Instant;
 use super::client::{Client, ClientError};
 use super::fields::{Detail, Machines};
 use super::resolve::registered_file;
+use super::view;
 use crate::unit::{DesiredState, UnitName};
-use crate::wire;
+use crate::wire::{self, CHANGES_MAX_WAIT};
 
 /// What a command waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +29,14 @@ pub enum Goal {
 }
 
 impl Goal {
+    /// The goal's name in messages: the desired state waited for, or `destroyed`.
+    fn name(self) -> &'static str {
+        match self.desired() {
+            Some(desired) => desired.as_str(),
+            None => "destroyed",
+        }
+    }
+
     /// The desired state a unit must keep while it is waited for.
     fn desired(self) -> Option<DesiredState> {
         match self {
@@ -50,23 +59,14 @@ pub enum Progress {
     Impossible(String),
 }
 
-/// systemd active states of a unit whose processes may still run.
-const RUNNING: &[&str] = &[
-    "active",
-    "activating",
-    "deactivating",
-    "reloading",
-    "refreshing",
-];
-
 /// Whether `unit` (`None`: not in the registry) with `states` (its states on every machine)
 /// has reached `goal`. A global unit has no current state of its own: for it only its desired
 /// state and its states count.
 pub fn progress(
     name: &UnitName,
     goal: Goal,
-    unit: Option<&wire::Unit>,
-    states: &[wire::UnitState],
+    unit: Option<&view::Unit>,
+    states: &[view::UnitState],
     machines: &Machines,
 ) -> Progress {
     let Some(unit) = unit else {
@@ -86,10 +86,10 @@ pub fn progress(
     let Some(wanted) = goal.desired() else {
         return Progress::Impossible(format!("unit {name} was submitted again meanwhile"));
     };
-    if unit.desired_state != wanted.as_str() {
+    if unit.desired != wanted {
         return Progress::Impossible(format!(
             "the desired state of unit {name} changed to {} meanwhile",
-            unit.desired_state
+            unit.desired
         ));
     }
     let file = match registered_file(unit) {
@@ -97,14 +97,12 @@ pub fn progress(
         Err(e) => return Progress::Impossible(e.to_string()),
     };
     let hash = file.hash().to_string();
-    let global = super::fields::UnitFacts::of(unit).global;
-    let stopped = |s: &wire::UnitState| !RUNNING.contains(&s.systemd_active_state.as_str());
     // fleetctl does not wait for global units, and flottectl waits for them only where it must:
     // to know a restarting global unit stopped everywhere before starting it again.
-    if global {
+    if unit.global {
         let running: Vec<String> = states
             .iter()
-            .filter(|s| !stopped(s))
+            .filter(|s| s.active.is_running())
             .map(|s| machines.legend(&s.machine_id, Detail::Short))
             .collect();
         return match goal {
@@ -115,10 +113,7 @@ pub fn progress(
             _ => Progress::Reached(format!("Unit {name} {wanted}")),
         };
     }
-    let current = match unit.current_state.as_str() {
-        "" => "inactive",
-        s => s,
-    };
+    let current = unit.current;
     // What the unit's machine says about it, and why it is placed nowhere, if it is not.
     let complaint = states
         .iter()
@@ -133,7 +128,7 @@ pub fn progress(
         Progress::Waiting(format!("current state {current}{why}{reason}{complaint}"))
     };
     match goal {
-        Goal::Inactive if current == "inactive" && states.is_empty() => {
+        Goal::Inactive if current == DesiredState::Inactive && states.is_empty() => {
             Progress::Reached(format!("Unit {name} inactive"))
         }
         Goal::Inactive => waiting(match states.len() {
@@ -141,7 +136,7 @@ pub fn progress(
             n => format!(", still on {n} machine(s)"),
         }),
         Goal::Loaded | Goal::Launched => {
-            if current != wanted.as_str() || unit.machine_id.is_empty() {
+            if current != wanted || unit.machine_id.is_empty() {
                 return waiting(String::new());
             }
             let Some(state) = states.iter().find(|s| s.machine_id == unit.machine_id) else {
@@ -150,8 +145,8 @@ pub fn progress(
             if state.hash != hash {
                 return waiting(", its machine still runs other content".into());
             }
-            if goal == Goal::Loaded && !stopped(state) {
-                return waiting(format!(", systemd still {}", state.systemd_active_state));
+            if goal == Goal::Loaded && state.active.is_running() {
+                return waiting(format!(", systemd still {}", state.active));
             }
             Progress::Reached(format!(
                 "Unit {name} {wanted} on {}",
@@ -174,8 +169,6 @@ pub enum Budget {
 
 /// fleetctl's pause between two attempts.
 const ATTEMPT: Duration = Duration::from_millis(500);
-/// The longest a single long-poll asks the server to hold the answer.
-const LONGEST_POLL: Duration = Duration::from_secs(60);
 
 impl Budget {
     /// fleetctl's `--block-attempts`: 0 means no limit.
@@ -206,15 +199,6 @@ pub enum WaitError {
     Output(#[from] std::io::Error),
 }
 
-fn goal_name(goal: Goal) -> &'static str {
-    match goal {
-        Goal::Inactive => "inactive",
-        Goal::Loaded => "loaded",
-        Goal::Launched => "launched",
-        Goal::Destroyed => "destroyed",
-    }
-}
-
 /// Waits until every one of `units` reached `goal`, printing fleetctl's message for each as it
 /// does. Reads the units, then blocks on the change long-poll until the cluster changed, then
 /// reads again.
@@ -235,7 +219,7 @@ pub async fn wait(
         let mut still = Vec::new();
         for name in pending {
             let unit = client.unit(name).await?;
-            let states = client.states(Some(name)).await?;
+            let states = client.unit_states(Some(name)).await?;
             if machines.is_none() {
                 machines = Some(client.machines().await?);
             }
@@ -255,7 +239,7 @@ pub async fn wait(
             return Ok(());
         }
         let poll = match deadline {
-            None => LONGEST_POLL,
+            None => CHANGES_MAX_WAIT,
             Some(deadline) => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
@@ -264,12 +248,12 @@ pub async fn wait(
                             .into_iter()
                             .map(|n| {
                                 let reason = why.remove(n).unwrap_or_default();
-                                (n.clone(), goal_name(goal).to_owned(), reason)
+                                (n.clone(), goal.name().to_owned(), reason)
                             })
                             .collect(),
                     ));
                 }
-                left.min(LONGEST_POLL)
+                left.min(CHANGES_MAX_WAIT)
             }
         };
         // The machines list is read again after a change: a unit may have moved to a machine

@@ -29,10 +29,10 @@
 mod conflicts;
 mod hash;
 mod index;
+mod occupancy;
 mod order;
 mod place;
 mod reason;
-mod state;
 #[cfg(test)]
 mod tests;
 

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 
 use super::hash::FxHashSet;
 use super::index::{Index, Kind, MachineIx, UnitIx};
-use super::state::State;
+use super::occupancy::State;
 
 /// The placements the plan ends with.
 pub(super) fn run<'i, 'v>(ix: &'i Index<'v>) -> State<'i, 'v> {

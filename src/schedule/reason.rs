@@ -8,7 +8,7 @@ use crate::unit::{MachineIdPattern, MetadataCondition, Requirements, UnitName};
 
 use super::hash::FxHashMap;
 use super::index::{Index, Lookalike, MachineIx, UnitIx};
-use super::state::{Obstacle, State};
+use super::occupancy::{Obstacle, State};
 
 /// How many unit names a reason lists before `and N more`.
 const LISTED: usize = 3;

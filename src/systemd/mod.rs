@@ -3,7 +3,7 @@
 //! `ListUnitsByNames`, and turns the manager's signals into a stream of changed unit names.
 
 mod label;
-mod state;
+mod status;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -18,7 +18,7 @@ use zbus_systemd::systemd1::ManagerProxy;
 use zbus_systemd::zbus;
 
 use crate::unit::UnitName;
-pub use state::{ActiveState, LoadState, UnitStatus};
+pub use status::{ActiveState, LoadState, UnitStatus};
 
 /// Which systemd manager to drive.
 #[derive(Debug, Clone, PartialEq, Eq)]

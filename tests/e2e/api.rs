@@ -649,7 +649,7 @@ async fn units_show_their_placement_current_state_and_reason() {
         for (field, value) in want.as_object().unwrap() {
             assert_eq!(&got[field], value, "{}: {field}", want["name"]);
         }
-        for absent in ["machineID", "machineIDs", "reason"] {
+        for absent in ["machineID", "machineIDs", "reason", "global"] {
             if want.get(absent).is_none() {
                 assert!(
                     got.get(absent).is_none(),

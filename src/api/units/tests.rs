@@ -206,3 +206,24 @@ fn an_instance_reads_its_requirements_under_its_own_name() {
         "{message}"
     );
 }
+
+#[test]
+fn a_global_unit_says_so_and_other_units_leave_the_field_out() {
+    const GLOBAL: &str = r#"[{"section":"Service","name":"ExecStart","value":"/bin/sleep 100"},{"section":"X-Fleet","name":"Global","value":"true"}]"#;
+    let json = |options: &str| {
+        let name = UnitName::new("a.service").unwrap();
+        let file = file(options);
+        let record = UnitRecord {
+            hash: file.hash(),
+            desired: DesiredState::Launched,
+        };
+        let facts = Facts {
+            placement: None,
+            reason: None,
+            states: &BTreeMap::new(),
+        };
+        serde_json::to_value(to_wire(&name, &record, Some(file), facts)).unwrap()
+    };
+    assert_eq!(json(GLOBAL)["global"], true);
+    assert!(json(SLEEP).get("global").is_none(), "{}", json(SLEEP));
+}

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::*;
+use crate::unit::UnitName;
 
 const M1: &str = "1a2b3c4d5e6f708192a3b4c5d6e7f801";
 const M2: &str = "2b3c4d5e6f708192a3b4c5d6e7f80112";
@@ -64,24 +65,28 @@ const BEACON: &str = "[Unit]\nDescription=A beacon\n\n[Service]\nExecStart=/bin/
 const ASIA: &str =
     "[Service]\nExecStart=/bin/sleep infinity\n\n[X-Fleet]\nMachineMetadata=region=asia\n";
 
-fn unit(name: &str, text: &str, desired: &str, current: &str, machine: &str) -> wire::Unit {
+/// A unit as the API sends it: `global` is its `[X-Fleet]` section's.
+fn unit(name: &str, text: &str, desired: &str, current: &str, machine: &str) -> view::Unit {
     wire::Unit {
         name: name.into(),
         options: options(text),
         desired_state: desired.into(),
         current_state: current.into(),
         machine_id: machine.into(),
+        global: text.contains("Global=true"),
         ..wire::Unit::default()
     }
+    .try_into()
+    .unwrap()
 }
 
-fn sample_units() -> Vec<wire::Unit> {
+fn sample_units() -> Vec<view::Unit> {
     vec![
-        wire::Unit {
+        view::Unit {
             reason: "no machine matches MachineMetadata=region=asia".into(),
             ..unit("asia.service", ASIA, "launched", "inactive", "")
         },
-        wire::Unit {
+        view::Unit {
             machine_ids: vec![M1.into(), M2.into(), M3.into()],
             ..unit("beacon.service", BEACON, "launched", "", M1)
         },
@@ -99,7 +104,7 @@ fn sample_units() -> Vec<wire::Unit> {
     ]
 }
 
-fn state(name: &str, machine: &str, text: &str, active: &str, sub: &str) -> wire::UnitState {
+fn state(name: &str, machine: &str, text: &str, active: &str, sub: &str) -> view::UnitState {
     wire::UnitState {
         name: name.into(),
         hash: UnitFile::parse(text.as_bytes())
@@ -113,9 +118,11 @@ fn state(name: &str, machine: &str, text: &str, active: &str, sub: &str) -> wire
         systemd_sub_state: sub.into(),
         ..wire::UnitState::default()
     }
+    .try_into()
+    .unwrap()
 }
 
-fn sample_states() -> Vec<wire::UnitState> {
+fn sample_states() -> Vec<view::UnitState> {
     vec![
         state("beacon.service", M1, BEACON, "active", "running"),
         state("beacon.service", M2, BEACON, "active", "running"),
@@ -127,7 +134,9 @@ fn sample_states() -> Vec<wire::UnitState> {
             name: "web@2.service".into(),
             machine_id: "9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f".into(),
             ..wire::UnitState::default()
-        },
+        }
+        .try_into()
+        .unwrap(),
     ]
 }
 
@@ -263,17 +272,21 @@ fn unknown_or_missing_fields_are_refused_with_the_valid_ones() {
 
 #[test]
 fn a_unit_with_options_the_server_should_have_refused_still_lists() {
-    let units = vec![wire::Unit {
-        name: "odd.service".into(),
-        options: vec![wire::UnitOption {
-            section: "Service".into(),
-            name: "Bad Name".into(),
-            value: "x".into(),
-        }],
-        desired_state: "inactive".into(),
-        current_state: "inactive".into(),
-        ..wire::Unit::default()
-    }];
+    let units = vec![
+        wire::Unit {
+            name: "odd.service".into(),
+            options: vec![wire::UnitOption {
+                section: "Service".into(),
+                name: "Bad Name".into(),
+                value: "x".into(),
+            }],
+            desired_state: "inactive".into(),
+            current_state: "inactive".into(),
+            ..wire::Unit::default()
+        }
+        .try_into()
+        .unwrap(),
+    ];
     let listing = unit_files(
         &fields(DEFAULT_UNIT_FILE_FIELDS),
         &units,

@@ -2,7 +2,7 @@
 //! `lazyCreateUnits` as one case through `decide`.
 
 use super::*;
-use crate::cli::local::Finding;
+use crate::cli::unit_files::Finding;
 
 const A: &str = "[Service]\nExecStart=/bin/sleep 1\n";
 const B: &str = "[Service]\nExecStart=/bin/sleep 2\n";
@@ -30,8 +30,8 @@ fn broken(path: &str) -> Result<Option<LocalUnit>, FileError> {
     })
 }
 
-fn registered(name: &str, text: &str, desired: &str) -> Option<wire::Unit> {
-    Some(wire::Unit {
+fn registered(name: &str, text: &str, desired: &str) -> Option<view::Unit> {
+    let unit = crate::wire::Unit {
         name: name.into(),
         options: file(text)
             .into_options()
@@ -39,8 +39,9 @@ fn registered(name: &str, text: &str, desired: &str) -> Option<wire::Unit> {
             .map(Into::into)
             .collect(),
         desired_state: desired.into(),
-        ..wire::Unit::default()
-    })
+        ..crate::wire::Unit::default()
+    };
+    Some(unit.try_into().unwrap())
 }
 
 /// Facts for `argument` with nothing in the registry nor on disk; cases fill in the rest.

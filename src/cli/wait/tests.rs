@@ -33,7 +33,8 @@ fn hash(text: &str) -> String {
         .to_string()
 }
 
-fn unit(text: &str, desired: &str, current: &str, machine: &str) -> wire::Unit {
+/// A unit as the API sends it: `global` is its `[X-Fleet]` section's.
+fn unit(text: &str, desired: &str, current: &str, machine: &str) -> view::Unit {
     wire::Unit {
         name: "hello.service".into(),
         options: UnitFile::parse(text.as_bytes())
@@ -46,11 +47,14 @@ fn unit(text: &str, desired: &str, current: &str, machine: &str) -> wire::Unit {
         desired_state: desired.into(),
         current_state: current.into(),
         machine_id: machine.into(),
+        global: text.contains("Global=true"),
         ..wire::Unit::default()
     }
+    .try_into()
+    .unwrap()
 }
 
-fn state(machine: &str, text: &str, active: &str) -> wire::UnitState {
+fn state(machine: &str, text: &str, active: &str) -> view::UnitState {
     wire::UnitState {
         name: "hello.service".into(),
         hash: hash(text),
@@ -60,10 +64,12 @@ fn state(machine: &str, text: &str, active: &str) -> wire::UnitState {
         systemd_sub_state: "whatever".into(),
         ..wire::UnitState::default()
     }
+    .try_into()
+    .unwrap()
 }
 
 /// One case: the goal, the unit as the registry has it, its states, and the expected progress.
-fn check(goal: Goal, unit: Option<wire::Unit>, states: &[wire::UnitState], expected: Progress) {
+fn check(goal: Goal, unit: Option<view::Unit>, states: &[view::UnitState], expected: Progress) {
     let machines = machines();
     let name = UnitName::new("hello.service").unwrap();
     assert_eq!(
@@ -123,7 +129,7 @@ fn launched_is_reached_when_its_machine_reports_the_units_content() {
 
 #[test]
 fn launched_waits_while_the_unit_is_not_placed_and_says_why() {
-    let unplaced = wire::Unit {
+    let unplaced = view::Unit {
         reason: "no machine matches MachineMetadata=region=asia".into(),
         ..unit(HELLO, "launched", "", "")
     };
@@ -145,7 +151,7 @@ fn launched_waits_while_the_unit_is_not_placed_and_says_why() {
 
 #[test]
 fn a_waiting_unit_shows_what_systemd_said_about_it() {
-    let refused = wire::UnitState {
+    let refused = view::UnitState {
         message: "Unit hello.service has a bad unit file setting.".into(),
         ..state(M1, HELLO, "inactive")
     };

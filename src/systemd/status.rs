@@ -80,6 +80,26 @@ systemd_enum! {
     }
 }
 
+impl ActiveState {
+    /// Whether the unit runs, or may still: started, starting, reloading, refreshing, or
+    /// stopping (its processes are not gone yet). `failed`, `inactive`, `maintenance` and
+    /// unknown states do not run. flottectl waits for a stop until this is false; an agent that
+    /// finds a unit running after a restart adopts it as launched.
+    pub fn is_running(&self) -> bool {
+        match self {
+            ActiveState::Active
+            | ActiveState::Activating
+            | ActiveState::Deactivating
+            | ActiveState::Reloading
+            | ActiveState::Refreshing => true,
+            ActiveState::Inactive
+            | ActiveState::Failed
+            | ActiveState::Maintenance
+            | ActiveState::Other(_) => false,
+        }
+    }
+}
+
 /// One unit as the manager reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnitStatus {
@@ -131,5 +151,23 @@ mod tests {
             json,
             r#"{"load":"loaded","active":"active","sub":"running"}"#
         );
+    }
+
+    #[test]
+    fn a_unit_runs_until_its_processes_are_gone() {
+        for (state, running) in [
+            ("active", true),
+            ("activating", true),
+            ("deactivating", true),
+            ("reloading", true),
+            ("refreshing", true),
+            ("inactive", false),
+            ("failed", false),
+            ("maintenance", false),
+            ("", false),
+            ("new", false),
+        ] {
+            assert_eq!(ActiveState::from(state).is_running(), running, "{state}");
+        }
     }
 }

@@ -3,12 +3,11 @@
 //! the first change, so an unknown unit or a refused transition changes nothing.
 
 use super::client::Client;
-use super::fields::UnitFacts;
 use super::resolve::Replace;
+use super::view;
 use super::wait::{self, Goal};
 use super::{Blocking, CliError, Console, ScheduleArgs, UnitsArgs, names, submit};
 use crate::unit::{DesiredState, UnitName};
-use crate::wire;
 
 /// `load --replace` replaces units not started, `start --replace` any, as fleetctl.
 const LOAD_REPLACES: &[DesiredState] = &[DesiredState::Inactive, DesiredState::Loaded];
@@ -143,20 +142,20 @@ pub(super) async fn restart(
         Blocking::No => wait::Budget::Unlimited,
     };
     for unit in &units {
-        let name = name_of(unit)?;
-        if unit.desired_state == DesiredState::Launched.as_str() {
-            client.set_desired(&name, DesiredState::Loaded).await?;
+        let name = &unit.name;
+        if unit.desired == DesiredState::Launched {
+            client.set_desired(name, DesiredState::Loaded).await?;
             wait::wait(
                 client,
                 console.out,
-                std::slice::from_ref(&name),
+                std::slice::from_ref(name),
                 Goal::Loaded,
                 stop_budget,
             )
             .await?;
         }
-        let stopped = wire::Unit {
-            desired_state: DesiredState::Loaded.to_string(),
+        let stopped = view::Unit {
+            desired: DesiredState::Loaded,
             ..unit.clone()
         };
         apply(
@@ -176,17 +175,17 @@ pub(super) async fn restart(
 async fn apply(
     client: &Client,
     console: &mut Console<'_>,
-    units: &[wire::Unit],
+    units: &[view::Unit],
     transition: Transition,
     blocking: Blocking,
 ) -> Result<(), CliError> {
     let mut waiting = Vec::new();
     for unit in units {
-        let name = name_of(unit)?;
-        if unit.desired_state != transition.desired.as_str() {
+        let name = unit.name.clone();
+        if unit.desired != transition.desired {
             client.set_desired(&name, transition.desired).await?;
         }
-        if UnitFacts::of(unit).global {
+        if unit.global {
             writeln!(
                 console.out,
                 "Triggered global unit {name} {}",
@@ -210,7 +209,7 @@ async fn apply(
 }
 
 /// The registry's units of these names; an unknown one is an error before anything changes.
-async fn registered(client: &Client, names: &[UnitName]) -> Result<Vec<wire::Unit>, CliError> {
+async fn registered(client: &Client, names: &[UnitName]) -> Result<Vec<view::Unit>, CliError> {
     let mut units = Vec::new();
     for name in names {
         units.push(
@@ -226,11 +225,10 @@ async fn registered(client: &Client, names: &[UnitName]) -> Result<Vec<wire::Uni
 /// fleetctl refuses to stop or restart a unit that runs nowhere: one not scheduled, or (but a
 /// global unit, which has no state of its own) one no machine has yet. Waiting for it to stop
 /// would never end.
-fn refuse_inactive(units: &[wire::Unit], action: &'static str) -> Result<(), CliError> {
+fn refuse_inactive(units: &[view::Unit], action: &'static str) -> Result<(), CliError> {
     for unit in units {
-        let scheduled = unit.desired_state != DesiredState::Inactive.as_str();
-        let somewhere =
-            UnitFacts::of(unit).global || !matches!(unit.current_state.as_str(), "" | "inactive");
+        let scheduled = unit.desired != DesiredState::Inactive;
+        let somewhere = unit.global || unit.current != DesiredState::Inactive;
         if scheduled && somewhere {
             continue;
         }
@@ -240,27 +238,21 @@ fn refuse_inactive(units: &[wire::Unit], action: &'static str) -> Result<(), Cli
         };
         return Err(CliError::State {
             action,
-            unit: name_of(unit)?,
+            unit: unit.name.clone(),
             state,
         });
     }
     Ok(())
 }
 
-fn name_of(unit: &wire::Unit) -> Result<UnitName, CliError> {
-    UnitName::new(&unit.name).map_err(|e| {
-        CliError::Resolve(super::resolve::ResolveError::BadRegistered {
-            unit: unit.name.clone(),
-            why: e.to_string(),
-        })
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn unit(name: &str, desired: &str, current: &str, x_fleet: &str, reason: &str) -> wire::Unit {
+    use crate::wire;
+
+    /// A unit as the API sends it: `global` is its `[X-Fleet]` section's.
+    fn unit(name: &str, desired: &str, current: &str, x_fleet: &str, reason: &str) -> view::Unit {
         let text = format!("[Service]\nExecStart=/bin/sleep 1\n[X-Fleet]\n{x_fleet}\n");
         wire::Unit {
             name: name.into(),
@@ -274,11 +266,14 @@ mod tests {
             desired_state: desired.into(),
             current_state: current.into(),
             reason: reason.into(),
+            global: x_fleet == "Global=true",
             ..wire::Unit::default()
         }
+        .try_into()
+        .unwrap()
     }
 
-    fn refused(units: &[wire::Unit]) -> Option<String> {
+    fn refused(units: &[view::Unit]) -> Option<String> {
         refuse_inactive(units, "stop").err().map(|e| e.to_string())
     }
 
