@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use flotte::isolated::{Cluster, ClusterSpec, EtcdAccess, HostSpec};
 use flotte::machine::MachineId;
 use flotte::registry::{Registry, UnitStateRecord};
-use flotte::testkit::{Cluster, ClusterSpec, EtcdAccess, HostSpec};
 use flotte::unit::{DesiredState, UnitFile, UnitName};
 use nix::sys::signal::Signal;
 

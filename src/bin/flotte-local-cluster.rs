@@ -103,7 +103,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 },
                 flotted,
                 units,
-                // Unique, and unlike the test kit's `flotte-test-<pid>` names that its sweeper
+                // Unique, and unlike the tests' `flotte-test-<pid>` names that `isolated`'s sweeper
                 // kills once that PID is gone (which the tests use on purpose).
                 group_prefix: group_prefix
                     .unwrap_or_else(|| format!("flotte-local-{:08x}", rand::random::<u32>())),

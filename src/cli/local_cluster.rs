@@ -1,5 +1,5 @@
 //! The quick start's local cluster (`packaging/local-cluster`): etcd and three isolated systemd
-//! hosts with a flotted each, started with the test kit, left running and remembered in a state
+//! hosts with a flotted each, started with `isolated`, left running and remembered in a state
 //! directory, with the example units of `units/` started on them through flottectl.
 
 use std::fs;
@@ -20,8 +20,8 @@ use super::{
     BlockArgs, Cli, CliError, Command, Console, GlobalArgs, ListArgs, ListMachinesArgs,
     ListUnitsArgs, OutputFormat, ScheduleArgs, SubmitArgs, table,
 };
-use crate::testkit::{
-    Cluster, ClusterRecord, ClusterSpec, EtcdAccess, HostSpec, TestkitError, wait_for,
+use crate::isolated::{
+    Cluster, ClusterRecord, ClusterSpec, EtcdAccess, HostSpec, IsolatedError, wait_for,
 };
 use crate::unit::UnitName;
 
@@ -88,7 +88,7 @@ pub struct State {
 #[derive(Debug, thiserror::Error)]
 pub enum LocalClusterError {
     #[error(transparent)]
-    Testkit(#[from] TestkitError),
+    Isolated(#[from] IsolatedError),
     #[error("{what}: {source}")]
     Io { what: String, source: io::Error },
     #[error("{} is not a state file of the local cluster: {source}", path.display())]
@@ -666,8 +666,8 @@ pub async fn status(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::isolated::{EtcdRecord, HostRecord, MemberRecord};
     use crate::machine::MachineId;
-    use crate::testkit::{EtcdRecord, HostRecord, MemberRecord};
 
     fn record() -> ClusterRecord {
         ClusterRecord {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use flotte::cli::Console;
 use flotte::cli::local_cluster::{self, Health, Links, Settings, State};
-use flotte::testkit::wait_for;
+use flotte::isolated::wait_for;
 use tokio::process::Command;
 
 const SLEEPER: &str = "[Unit]\nDescription=Sleeps\n\n[Service]\nExecStart=/bin/sleep 100000\n";
