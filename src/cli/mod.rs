@@ -14,12 +14,12 @@ pub mod etcd;
 pub mod fields;
 mod list;
 pub mod local;
-pub mod local_cluster;
 pub mod resolve;
 pub mod services;
 mod state;
 mod submit;
-mod table;
+// Also the quick start's status table.
+pub mod table;
 pub mod tls;
 pub mod wait;
 

@@ -1,6 +1,6 @@
 //! Real etcd servers and isolated systemd hosts on this machine, for integration tests,
 //! benchmarks and `packaging/local-cluster` (the quick start). Needs root (cgroups, namespaces,
-//! mounts).
+//! mounts). Behind the `isolated` feature: flotted and flottectl never start hosts of their own.
 
 mod cgroup;
 mod cluster;
