@@ -1,8 +1,10 @@
 //! The state directory: the recorded cluster (`cluster.json`), whether all of it still runs,
 //! and stopping what it records without trusting PIDs that may belong to other processes now.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{Signal, kill};
@@ -67,8 +69,18 @@ pub(super) fn save(state_dir: &Path, state: &State) -> Result<(), QuickstartErro
 /// True when `pid` runs `program` (compared by file name). A PID alone could be another
 /// process's since the cluster's died.
 pub(super) fn runs(pid: i32, program: &str) -> bool {
-    fs::read_link(format!("/proc/{pid}/exe"))
-        .is_ok_and(|exe| exe.file_name().is_some_and(|n| n == program))
+    fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| is_program(&exe, program))
+}
+
+/// Whether `exe`, what a `/proc/PID/exe` link points to, is a file named `program`. The kernel
+/// appends " (deleted)" once the file is gone: a package upgrade replaces `systemd` (and may
+/// replace `etcd`), a rebuild replaces `flotted`, while the processes go on running them.
+pub(super) fn is_program(exe: &Path, program: &str) -> bool {
+    exe.file_name().is_some_and(|name| {
+        let name = name.as_bytes();
+        let name = name.strip_suffix(b" (deleted)").unwrap_or(name);
+        OsStr::from_bytes(name) == program
+    })
 }
 
 /// The parts of a recorded cluster that are gone.

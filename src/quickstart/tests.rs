@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::flottectl::{Flottectl, line};
-use super::state::{dead_parts, runs};
+use super::state::{dead_parts, is_program, runs};
 use super::*;
 use crate::cli::Command;
 use crate::isolated::{EtcdRecord, HostRecord, MemberRecord};
@@ -113,6 +113,33 @@ fn a_pid_counts_only_when_it_runs_the_expected_program() {
     let name = exe.file_name().unwrap().to_str().unwrap();
     assert!(runs(me, name));
     assert!(!runs(me, "etcd"));
+}
+
+#[test]
+fn a_program_replaced_on_disk_while_it_runs_is_still_that_program() {
+    // (what /proc/PID/exe points to, the program expected, whether it is that program)
+    let cases = [
+        ("/usr/lib/systemd/systemd", "systemd", true),
+        // After a systemd package upgrade, or a rebuild of flotted under a running cluster.
+        ("/usr/lib/systemd/systemd (deleted)", "systemd", true),
+        (
+            "/src/flotte/target/release/flotted (deleted)",
+            "flotted",
+            true,
+        ),
+        ("/usr/bin/etcd", "systemd", false),
+        ("/usr/bin/etcd (deleted)", "systemd", false),
+        ("/usr/bin/systemd-run", "systemd", false),
+        ("/usr/bin/systemd (deleted) (deleted)", "systemd", false),
+        ("/", "systemd", false),
+    ];
+    for (exe, program, expected) in cases {
+        assert_eq!(
+            is_program(Path::new(exe), program),
+            expected,
+            "{exe} is {program}"
+        );
+    }
 }
 
 #[test]
