@@ -8,10 +8,13 @@ pub mod config;
 pub mod daemon;
 pub mod discovery;
 pub mod engine;
+#[cfg(feature = "isolated")]
+pub mod isolated;
 pub mod machine;
+#[cfg(feature = "isolated")]
+pub mod quickstart;
 pub mod registry;
 pub mod schedule;
 pub mod systemd;
-pub mod testkit;
 pub mod unit;
 pub mod wire;

@@ -14,9 +14,9 @@ mod http;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use flotte::isolated::{Cluster, ClusterSpec, EtcdAccess, HostSpec};
 use flotte::machine::MachineId;
 use flotte::registry::{Registry, UnitStateRecord};
-use flotte::testkit::{Cluster, ClusterSpec, EtcdAccess, HostSpec};
 use flotte::unit::{DesiredState, UnitFile, UnitName};
 use futures_util::StreamExt;
 use nix::sys::signal::Signal;

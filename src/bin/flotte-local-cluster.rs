@@ -1,5 +1,5 @@
 //! flotte-local-cluster: the program behind `packaging/local-cluster`. Everything but argument
-//! parsing, stdout and exit codes is in `flotte::cli::local_cluster`.
+//! parsing, stdout and exit codes is in `flotte::quickstart` (built with the `isolated` feature).
 
 use std::io;
 use std::path::PathBuf;
@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use flotte::cli::Console;
-use flotte::cli::local_cluster::{self, DEFAULT_STATE_DIR, Health, LINK_DIR, Links, Settings};
+use flotte::quickstart::{self, DEFAULT_STATE_DIR, Health, LINK_DIR, Links, Settings};
 
 /// A local flotte cluster: etcd and three isolated systemd hosts, each with a flotted
 #[derive(Debug, Parser)]
@@ -39,7 +39,7 @@ enum Sub {
         #[arg(long, env = "FLOTTE_LOCAL_CLUSTER_GROUP_PREFIX")]
         group_prefix: Option<String>,
         /// host-1's address; host-2 and host-3 get the next ones
-        #[arg(long, env = "FLOTTE_LOCAL_CLUSTER_FIRST_IP", default_value_t = local_cluster::FIRST_IP)]
+        #[arg(long, env = "FLOTTE_LOCAL_CLUSTER_FIRST_IP", default_value_t = quickstart::FIRST_IP)]
         first_ip: std::net::Ipv4Addr,
     },
     /// Stop everything the cluster runs and remove its state
@@ -58,7 +58,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e)
-            if e.downcast_ref::<local_cluster::LocalClusterError>()
+            if e.downcast_ref::<quickstart::QuickstartError>()
                 .is_some_and(|e| e.is_broken_pipe()) =>
         {
             ExitCode::SUCCESS
@@ -103,28 +103,28 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 },
                 flotted,
                 units,
-                // Unique, and unlike the test kit's `flotte-test-<pid>` names that its sweeper
+                // Unique, and unlike the tests' `flotte-test-<pid>` names that `isolated`'s sweeper
                 // kills once that PID is gone (which the tests use on purpose).
                 group_prefix: group_prefix
                     .unwrap_or_else(|| format!("flotte-local-{:08x}", rand::random::<u32>())),
                 first_ip,
             };
-            local_cluster::up(&settings, &mut console).await?;
+            quickstart::up(&settings, &mut console).await?;
         }
-        Sub::Down => match local_cluster::down(&args.state_dir)? {
+        Sub::Down => match quickstart::down(&args.state_dir)? {
             Some(_) => println!("Stopped the local cluster in {}.", args.state_dir.display()),
             None => println!("No local cluster in {}.", args.state_dir.display()),
         },
         Sub::Status => {
             return Ok(
-                match local_cluster::status(&args.state_dir, &mut console).await? {
+                match quickstart::status(&args.state_dir, &mut console).await? {
                     Health::Up(_) => ExitCode::SUCCESS,
                     Health::Down | Health::Stale(..) => ExitCode::FAILURE,
                 },
             );
         }
-        Sub::Env => match local_cluster::load(&args.state_dir)? {
-            Some(state) => print!("{}", local_cluster::env(&state.cluster, Some(bin_dir))),
+        Sub::Env => match quickstart::load(&args.state_dir)? {
+            Some(state) => print!("{}", quickstart::env(&state.cluster, Some(bin_dir))),
             None => anyhow::bail!(
                 "no local cluster in {}: start one with `packaging/local-cluster up`",
                 args.state_dir.display()

@@ -205,15 +205,6 @@ impl Client {
         typed(&path, states)
     }
 
-    /// `unit_states` as the wire has them. Only `local_cluster` still reads these (it is
-    /// moving out of `cli`); once it reads `unit_states`, this goes.
-    pub async fn states(
-        &self,
-        unit: Option<&UnitName>,
-    ) -> Result<Vec<wire::UnitState>, ClientError> {
-        self.wire_states(unit).await.map(|(_, states)| states)
-    }
-
     async fn wire_states(
         &self,
         unit: Option<&UnitName>,

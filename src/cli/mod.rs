@@ -7,18 +7,18 @@
 mod announce;
 mod cat;
 mod check;
-// `pub(crate)`: `local_cluster` uses these, and it is on its way out of `cli`.
+// `pub(crate)`: the quick start uses these.
 pub(crate) mod client;
 mod destroy;
 pub(crate) mod endpoint;
 mod etcd;
 pub(crate) mod fields;
 mod list;
-pub mod local_cluster;
 pub(crate) mod resolve;
 mod services;
 mod submit;
-mod table;
+// Also the quick start's status table.
+pub(crate) mod table;
 mod tls;
 mod transition;
 mod unit_files;

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flotte::api::{self, ApiSettings, Listeners, ServeError, TlsFiles};
+use flotte::isolated::Etcd;
 use flotte::machine::{MachineId, Metadata};
 use flotte::registry::{
     EngineWrite, EtcdSettings, Lease, MachineRecord, PlacementRecord, ReasonRecord, Registry,
     UnitStateRecord,
 };
-use flotte::testkit::Etcd;
 use flotte::unit::{DesiredState, Target, UnitFile, UnitName, UnitOption};
 use flotte::wire;
 
@@ -1143,7 +1143,7 @@ async fn a_unit_put_over_the_socket_is_launched_and_reported_active() {
         }
     };
     // The agent flags registration just after writing the machine the cluster waited for.
-    flotte::testkit::wait_for(
+    flotte::isolated::wait_for(
         Duration::from_secs(10),
         || "the API to answer other than 503".to_owned(),
         || async {

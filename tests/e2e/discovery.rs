@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
+use flotte::isolated::wait_for;
 use flotte::machine::MachineId;
 use flotte::registry::{Registry, TypedWatch, Update};
-use flotte::testkit::wait_for;
 use flotte::unit::DesiredState::{Inactive, Launched, Loaded};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
@@ -557,7 +557,7 @@ async fn announce_refuses_an_invalid_key_or_an_unreachable_etcd_with_a_clear_err
 #[tokio::test]
 async fn announce_withdraws_its_key_and_exits_0_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let etcd = flotte::testkit::Etcd::start(dir.path()).await.unwrap();
+    let etcd = flotte::isolated::Etcd::start(dir.path()).await.unwrap();
     let file = dir.path().join("flotted.conf");
     std::fs::write(
         &file,

@@ -7,8 +7,8 @@ use std::process::Output;
 use std::time::Duration;
 
 use flotte::cli::Console;
-use flotte::cli::local_cluster::{self, Health, Links, Settings, State};
-use flotte::testkit::wait_for;
+use flotte::isolated::wait_for;
+use flotte::quickstart::{self, Health, Links, Settings, State};
 use tokio::process::Command;
 
 const SLEEPER: &str = "[Unit]\nDescription=Sleeps\n\n[Service]\nExecStart=/bin/sleep 100000\n";
@@ -23,7 +23,7 @@ fn repository() -> &'static Path {
 /// `packaging/local-cluster up` makes them to the release binaries).
 fn links() -> Links {
     Links {
-        dir: local_cluster::LINK_DIR.into(),
+        dir: quickstart::LINK_DIR.into(),
         flottectl: env!("CARGO_BIN_EXE_flottectl").into(),
         flotted: env!("CARGO_BIN_EXE_flotted").into(),
     }
@@ -52,7 +52,7 @@ impl QuickStart {
             links: links(),
         };
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let result = local_cluster::up(
+        let result = quickstart::up(
             &settings,
             &mut Console {
                 out: &mut out,
@@ -62,7 +62,7 @@ impl QuickStart {
         .await;
         let up_output = String::from_utf8_lossy(&out).into_owned();
         let state = result.unwrap_or_else(|e| {
-            let _ = local_cluster::down(&settings.state_dir);
+            let _ = quickstart::down(&settings.state_dir);
             panic!(
                 "local-cluster up failed: {e}\nstdout:\n{up_output}\nstderr:\n{}",
                 String::from_utf8_lossy(&err)
@@ -77,13 +77,13 @@ impl QuickStart {
     }
 
     fn endpoint(&self) -> String {
-        local_cluster::endpoint(&self.state.cluster).to_string()
+        quickstart::endpoint(&self.state.cluster).to_string()
     }
 }
 
 impl Drop for QuickStart {
     fn drop(&mut self) {
-        if let Err(e) = local_cluster::down(&self.state_dir) {
+        if let Err(e) = quickstart::down(&self.state_dir) {
             eprintln!("local-cluster down: {e}");
         }
     }
@@ -456,7 +456,7 @@ struct Down<'a>(&'a Path);
 
 impl Drop for Down<'_> {
     fn drop(&mut self) {
-        if let Err(e) = local_cluster::down(self.0) {
+        if let Err(e) = quickstart::down(self.0) {
             eprintln!("local-cluster down: {e}");
         }
     }
@@ -502,10 +502,7 @@ async fn the_local_cluster_script_brings_a_cluster_up_and_down_again() {
 
     let down = ok(&["local-cluster down"], script(&state_dir, "down").await);
     assert!(down.starts_with("Stopped the local cluster"), "{down}");
-    assert!(matches!(
-        local_cluster::health(&state_dir),
-        Ok(Health::Down)
-    ));
+    assert!(matches!(quickstart::health(&state_dir), Ok(Health::Down)));
     let status = script(&state_dir, "status").await;
     assert_eq!(status.status.code(), Some(1), "status of no cluster");
     assert!(text(&status.stdout).starts_with("No local cluster runs"));
@@ -650,7 +647,7 @@ async fn up_on_a_half_dead_cluster_cleans_it_up_and_starts_anew() {
     .unwrap();
     // Our own child: reaped here, or /proc keeps a zombie that still looks alive.
     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(victim), None);
-    match local_cluster::health(&q.state_dir).unwrap() {
+    match quickstart::health(&q.state_dir).unwrap() {
         Health::Stale(_, dead) => {
             assert_eq!(dead, [format!("host-2's flotted (pid {victim})")])
         }
@@ -666,7 +663,7 @@ async fn up_on_a_half_dead_cluster_cleans_it_up_and_starts_anew() {
         links: links(),
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let again = local_cluster::up(
+    let again = quickstart::up(
         &settings,
         &mut Console {
             out: &mut out,
@@ -686,7 +683,7 @@ async fn up_on_a_half_dead_cluster_cleans_it_up_and_starts_anew() {
     assert!(out.contains("The local cluster is up"), "{out}");
     assert_ne!(again.cluster.etcd.pid, q.state.cluster.etcd.pid);
     assert!(matches!(
-        local_cluster::health(&q.state_dir).unwrap(),
+        quickstart::health(&q.state_dir).unwrap(),
         Health::Up(_)
     ));
 }

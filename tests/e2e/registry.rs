@@ -3,12 +3,12 @@
 use std::time::Duration;
 
 use crate::support::within;
+use flotte::isolated::Etcd;
 use flotte::machine::{MachineId, Metadata};
 use flotte::registry::{
     EngineWrite, EtcdSettings, LossPolicy, MachineRecord, MetadataOverride, ReasonRecord, Registry,
     RegistryError, Update,
 };
-use flotte::testkit::Etcd;
 use flotte::unit::{DesiredState, UnitFile, UnitName};
 
 async fn etcd() -> (Etcd, tempfile::TempDir) {
@@ -420,7 +420,7 @@ mod announce {
         let direct = Registry::connect(&settings(&etcd, "/flotte/"))
             .await
             .unwrap();
-        let link = flotte::testkit::Link::start(etcd.client_addr())
+        let link = flotte::isolated::Link::start(etcd.client_addr())
             .await
             .unwrap();
         let mut through = settings(&etcd, "/flotte/");
@@ -568,7 +568,7 @@ mod security {
         };
         let (server_cert, server_key) = pki.issue(&["127.0.0.1", "localhost"]);
         let (client_cert, client_key) = pki.issue(&["flotted"]);
-        let tls = flotte::testkit::EtcdTls {
+        let tls = flotte::isolated::EtcdTls {
             cert_file: write("server.pem", &server_cert),
             key_file: write("server.key", &server_key),
             ca_file: write("ca.pem", &pki.ca.pem()),

@@ -518,16 +518,16 @@ async fn a_machine_cut_off_from_etcd_stops_its_units_once_its_lease_is_gone() {
 #[tokio::test(flavor = "multi_thread")]
 async fn flotted_says_when_etcd_is_unreachable_and_connects_once_it_is_there() {
     use tokio::io::{AsyncBufReadExt, BufReader};
-    flotte::testkit::sweep_stale_test_hosts();
+    flotte::isolated::sweep_stale_test_hosts();
     let dir = tempfile::Builder::new()
         .prefix("flotte-noetcd-")
         .tempdir()
         .unwrap();
     let group = format!("flotte-test-{}-noetcd", std::process::id());
-    let host = flotte::testkit::Host::start("noetcd", &dir.path().join("host"), &group)
+    let host = flotte::isolated::Host::start("noetcd", &dir.path().join("host"), &group)
         .await
         .unwrap();
-    let etcd = flotte::testkit::Etcd::start(&dir.path().join("etcd"))
+    let etcd = flotte::isolated::Etcd::start(&dir.path().join("etcd"))
         .await
         .unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -584,7 +584,7 @@ async fn flotted_says_when_etcd_is_unreachable_and_connects_once_it_is_there() {
     );
 
     // etcd appears at that address: flotted connects on its next attempt and registers.
-    let _link = flotte::testkit::Link::start_at(
+    let _link = flotte::isolated::Link::start_at(
         format!("127.0.0.1:{port}").parse().unwrap(),
         etcd.client_addr(),
     )
@@ -634,7 +634,7 @@ async fn content_no_unit_refers_to_any_more_is_collected() {
     )
     .await;
     // Collection runs with the engine's periodic re-read: poll its outcome under a deadline.
-    flotte::testkit::wait_for(
+    flotte::isolated::wait_for(
         DEADLINE,
         || format!("content {old} was not collected"),
         || async {

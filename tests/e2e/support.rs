@@ -7,9 +7,9 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use flotte::isolated::{Cluster, ClusterSpec, EtcdAccess, HostSpec};
 use flotte::machine::MachineId;
 use flotte::registry::{Registry, TypedWatch, UnitStateRecord};
-use flotte::testkit::{Cluster, ClusterSpec, EtcdAccess, HostSpec};
 use flotte::unit::{DesiredState, UnitFile, UnitName};
 
 pub struct TestCluster {

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use flotte::isolated::Host;
 use flotte::systemd::{ActiveState, LoadState, Systemd, UnitChanges};
-use flotte::testkit::Host;
 use flotte::unit::UnitName;
 
 fn test_dir(name: &str) -> PathBuf {
@@ -14,7 +14,7 @@ fn test_dir(name: &str) -> PathBuf {
 }
 
 async fn start_host(name: &str) -> Host {
-    flotte::testkit::sweep_stale_test_hosts();
+    flotte::isolated::sweep_stale_test_hosts();
     let dir = test_dir(name);
     let group = format!("flotte-test-{}-{name}", std::process::id());
     Host::start(name, &dir, &group)

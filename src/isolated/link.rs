@@ -8,7 +8,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use super::TestkitError;
+use super::IsolatedError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkState {
@@ -25,18 +25,18 @@ pub struct Link {
 
 impl Link {
     /// Listens on a free loopback port and relays to `upstream`.
-    pub async fn start(upstream: SocketAddr) -> Result<Link, TestkitError> {
+    pub async fn start(upstream: SocketAddr) -> Result<Link, IsolatedError> {
         Self::start_at("127.0.0.1:0".parse().expect("an address"), upstream).await
     }
 
     /// Listens on `addr` and relays to `upstream`.
-    pub async fn start_at(addr: SocketAddr, upstream: SocketAddr) -> Result<Link, TestkitError> {
+    pub async fn start_at(addr: SocketAddr, upstream: SocketAddr) -> Result<Link, IsolatedError> {
         let listener = TcpListener::bind(addr)
             .await
-            .map_err(|e| TestkitError::io("binding a link", e))?;
+            .map_err(|e| IsolatedError::io("binding a link", e))?;
         let addr = listener
             .local_addr()
-            .map_err(|e| TestkitError::io("link address", e))?;
+            .map_err(|e| IsolatedError::io("link address", e))?;
         let (state, _) = watch::channel(LinkState::Up);
         let states = state.clone();
         let task = tokio::spawn(async move {

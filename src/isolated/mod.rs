@@ -1,5 +1,6 @@
 //! Real etcd servers and isolated systemd hosts on this machine, for integration tests,
-//! benchmarks and `packaging/local-cluster`. Needs root (cgroups, namespaces, mounts).
+//! benchmarks and `packaging/local-cluster` (the quick start). Needs root (cgroups, namespaces,
+//! mounts). Behind the `isolated` feature: flotted and flottectl never start hosts of their own.
 
 mod cgroup;
 mod cluster;
@@ -18,7 +19,7 @@ pub use host::{Host, HostRecord};
 pub use link::{Link, LinkState};
 
 #[derive(Debug, thiserror::Error)]
-pub enum TestkitError {
+pub enum IsolatedError {
     #[error("missing prerequisite: {0}")]
     Missing(String),
     #[error("{what}: {source}")]
@@ -30,9 +31,9 @@ pub enum TestkitError {
     Timeout { after: Duration, what: String },
 }
 
-impl TestkitError {
+impl IsolatedError {
     fn io(what: impl Into<String>, source: std::io::Error) -> Self {
-        TestkitError::Io {
+        IsolatedError::Io {
             what: what.into(),
             source,
         }
@@ -46,7 +47,7 @@ pub async fn wait_for<T, F, Fut, W>(
     deadline: Duration,
     what: W,
     mut check: F,
-) -> Result<T, TestkitError>
+) -> Result<T, IsolatedError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -59,7 +60,7 @@ where
             return Ok(v);
         }
         if start.elapsed() >= deadline {
-            return Err(TestkitError::Timeout {
+            return Err(IsolatedError::Timeout {
                 after: deadline,
                 what: what(),
             });
@@ -70,15 +71,15 @@ where
 }
 
 /// Fails unless running as root with every named program on the PATH.
-fn require_root_tools(programs: &[&str]) -> Result<(), TestkitError> {
+fn require_root_tools(programs: &[&str]) -> Result<(), IsolatedError> {
     if !nix::unistd::geteuid().is_root() {
-        return Err(TestkitError::Missing(
+        return Err(IsolatedError::Missing(
             "root privileges (isolated systemd hosts need cgroups, namespaces and mounts)".into(),
         ));
     }
     for program in programs {
         if which(program).is_none() {
-            return Err(TestkitError::Missing(format!("`{program}` on the PATH")));
+            return Err(IsolatedError::Missing(format!("`{program}` on the PATH")));
         }
     }
     Ok(())
@@ -111,7 +112,7 @@ pub fn sweep_stale_test_hosts() {
             if !Path::new(&format!("/proc/{owner}")).exists() {
                 let dirs: Vec<_> = layout.hierarchies().iter().map(|h| h.join(&name)).collect();
                 if let Err(e) = Subtree::from_dirs(dirs).kill_and_remove() {
-                    eprintln!("testkit: removing stale {name}: {e}");
+                    eprintln!("isolated: removing stale {name}: {e}");
                 }
             }
         }

@@ -12,7 +12,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use super::{Etcd, EtcdRecord, Host, HostRecord, Link, TestkitError};
+use super::{Etcd, EtcdRecord, Host, HostRecord, IsolatedError, Link};
 use crate::machine::MachineId;
 use crate::registry::{EtcdSettings, Registry};
 
@@ -92,10 +92,10 @@ struct Member {
 
 impl Cluster {
     /// Starts etcd, the hosts and their flotted, and waits until every machine registered.
-    pub async fn start(spec: ClusterSpec) -> Result<Cluster, TestkitError> {
+    pub async fn start(spec: ClusterSpec) -> Result<Cluster, IsolatedError> {
         super::sweep_stale_test_hosts();
         fs::create_dir_all(&spec.root)
-            .map_err(|e| TestkitError::io(format!("creating {}", spec.root.display()), e))?;
+            .map_err(|e| IsolatedError::io(format!("creating {}", spec.root.display()), e))?;
         let etcd = Etcd::start(&spec.root.join("etcd")).await?;
         let prefix = "/flotte/".to_owned();
         let mut cluster = Cluster {
@@ -134,7 +134,7 @@ impl Cluster {
                     .await
             };
             set_env.await.map_err(|e| {
-                TestkitError::Missing(format!("setting FLOTTE_CONFIG on {}: {e}", h.name))
+                IsolatedError::Missing(format!("setting FLOTTE_CONFIG on {}: {e}", h.name))
             })?;
             let mut lines = vec![
                 format!("etcd_servers={etcd_url}"),
@@ -150,7 +150,7 @@ impl Cluster {
             ];
             lines.extend(spec.settings.iter().map(|(k, v)| format!("{k}={v}")));
             fs::write(&config, lines.join("\n") + "\n")
-                .map_err(|e| TestkitError::io("writing flotted.conf", e))?;
+                .map_err(|e| IsolatedError::io("writing flotted.conf", e))?;
             cluster.members.push(Member {
                 host,
                 link,
@@ -193,10 +193,10 @@ impl Cluster {
         }
     }
 
-    pub async fn registry(&self) -> Result<Registry, TestkitError> {
+    pub async fn registry(&self) -> Result<Registry, IsolatedError> {
         Registry::connect(&self.etcd_settings())
             .await
-            .map_err(|e| TestkitError::Missing(format!("connecting to the cluster's etcd: {e}")))
+            .map_err(|e| IsolatedError::Missing(format!("connecting to the cluster's etcd: {e}")))
     }
 
     pub fn len(&self) -> usize {
@@ -230,13 +230,13 @@ impl Cluster {
     }
 
     /// Starts host `i`'s flotted (inside the host's mount and UTS namespaces).
-    pub fn start_flotted(&mut self, i: usize) -> Result<(), TestkitError> {
+    pub fn start_flotted(&mut self, i: usize) -> Result<(), IsolatedError> {
         let member = &mut self.members[i];
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(member.host.dir().join("flotted.log"))
-            .map_err(|e| TestkitError::io("opening flotted.log", e))?;
+            .map_err(|e| IsolatedError::io("opening flotted.log", e))?;
         let record = member.host.record();
         let mut command = std::process::Command::new("nsenter");
         // Each flotted follows its flotted.conf alone: FLOTTE_* settings in the environment of
@@ -260,11 +260,11 @@ impl Cluster {
             .stdin(Stdio::null())
             .stdout(
                 log.try_clone()
-                    .map_err(|e| TestkitError::io("flotted.log", e))?,
+                    .map_err(|e| IsolatedError::io("flotted.log", e))?,
             )
             .stderr(log)
             .spawn()
-            .map_err(|e| TestkitError::io("starting flotted", e))?;
+            .map_err(|e| IsolatedError::io("starting flotted", e))?;
         member.flotted = Some(child);
         Ok(())
     }
@@ -278,7 +278,7 @@ impl Cluster {
     }
 
     /// Kills host `i` entirely, as if the machine died: its flotted and every process of it.
-    pub fn kill_host(&mut self, i: usize) -> Result<(), TestkitError> {
+    pub fn kill_host(&mut self, i: usize) -> Result<(), IsolatedError> {
         self.stop_flotted(i, Signal::SIGKILL);
         self.members[i].host.kill()
     }
@@ -293,7 +293,7 @@ impl Cluster {
         &self,
         ids: &[MachineId],
         deadline: Duration,
-    ) -> Result<(), TestkitError> {
+    ) -> Result<(), IsolatedError> {
         let registry = self.registry().await?;
         let mut watch = registry.watch_machines();
         let mut present = BTreeMap::new();
@@ -302,7 +302,7 @@ impl Cluster {
         });
         tokio::time::timeout(deadline, wait)
             .await
-            .map_err(|_| TestkitError::Timeout {
+            .map_err(|_| IsolatedError::Timeout {
                 after: deadline,
                 what: format!(
                     "machines did not all register (logs: {})",
@@ -350,7 +350,7 @@ impl Drop for Cluster {
 
 impl ClusterRecord {
     /// Stops everything the cluster started and removes its state.
-    pub fn stop(&self) -> Result<(), TestkitError> {
+    pub fn stop(&self) -> Result<(), IsolatedError> {
         for m in &self.members {
             if let Some(pid) = m.flotted_pid {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
@@ -359,7 +359,7 @@ impl ClusterRecord {
         }
         self.etcd.kill()?;
         match fs::remove_dir_all(&self.root) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(TestkitError::io(
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(IsolatedError::io(
                 format!("removing {}", self.root.display()),
                 e,
             )),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::cgroup::{Layout, Subtree};
-use super::{TestkitError, wait_for};
+use super::{IsolatedError, wait_for};
 use crate::machine::MachineId;
 use crate::systemd::{Bus, Systemd};
 
@@ -43,10 +43,10 @@ impl HostRecord {
     }
 
     /// Kills everything in the host's cgroups and removes them.
-    pub fn kill(&self) -> Result<(), TestkitError> {
+    pub fn kill(&self) -> Result<(), IsolatedError> {
         Subtree::from_dirs(self.cgroup_dirs.clone())
             .kill_and_remove()
-            .map_err(|e| TestkitError::io(format!("stopping host {}", self.name), e))
+            .map_err(|e| IsolatedError::io(format!("stopping host {}", self.name), e))
     }
 
     /// A command that runs `program` inside the host's mount and UTS namespaces, with the
@@ -72,31 +72,31 @@ pub struct Host {
 impl Host {
     /// Starts host `name` (also its hostname) with state under `dir`, which must not be in use.
     /// `group` names its cgroup subtree; tests include their PID in it so leftovers of a killed
-    /// test run can be recognised (see `testkit::sweep`).
-    pub async fn start(name: &str, dir: &Path, group: &str) -> Result<Host, TestkitError> {
+    /// test run can be recognised (see `isolated::sweep_stale_test_hosts`).
+    pub async fn start(name: &str, dir: &Path, group: &str) -> Result<Host, IsolatedError> {
         super::require_root_tools(&["unshare", "nsenter", "mount", "hostname"])?;
         for bin in [SYSTEMD, JOURNALD] {
             if !Path::new(bin).exists() {
-                return Err(TestkitError::Missing(format!(
+                return Err(IsolatedError::Missing(format!(
                     "{bin} (Debian package systemd)"
                 )));
             }
         }
-        let layout = Layout::detect().map_err(|e| TestkitError::io("detecting cgroups", e))?;
+        let layout = Layout::detect().map_err(|e| IsolatedError::io("detecting cgroups", e))?;
         fs::create_dir_all(dir)
-            .map_err(|e| TestkitError::io(format!("creating {}", dir.display()), e))?;
+            .map_err(|e| IsolatedError::io(format!("creating {}", dir.display()), e))?;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-            .map_err(|e| TestkitError::io(format!("chmod {}", dir.display()), e))?;
+            .map_err(|e| IsolatedError::io(format!("chmod {}", dir.display()), e))?;
         let machine_id = MachineId::new(&format!("{:032x}", rand::random::<u128>()))
             .expect("32 hex digits are a machine ID");
         fs::write(dir.join("machine-id"), format!("{machine_id}\n"))
-            .map_err(|e| TestkitError::io("writing machine-id", e))?;
+            .map_err(|e| IsolatedError::io("writing machine-id", e))?;
         let subtree = Subtree::create(&layout, group)
-            .map_err(|e| TestkitError::io(format!("creating cgroup {group}"), e))?;
+            .map_err(|e| IsolatedError::io(format!("creating cgroup {group}"), e))?;
 
         let script = start_script(name, dir, &layout, group, subtree.dirs());
         let log = fs::File::create(dir.join("host.log"))
-            .map_err(|e| TestkitError::io("creating host.log", e))?;
+            .map_err(|e| IsolatedError::io("creating host.log", e))?;
         let child = std::process::Command::new("sh")
             .arg("-c")
             .arg(script)
@@ -104,11 +104,11 @@ impl Host {
             .stdin(Stdio::null())
             .stdout(
                 log.try_clone()
-                    .map_err(|e| TestkitError::io("host.log", e))?,
+                    .map_err(|e| IsolatedError::io("host.log", e))?,
             )
             .stderr(log)
             .spawn()
-            .map_err(|e| TestkitError::io("spawning the host's shell", e))?;
+            .map_err(|e| IsolatedError::io("spawning the host's shell", e))?;
         let record = HostRecord {
             name: name.to_owned(),
             dir: dir.to_owned(),
@@ -126,7 +126,7 @@ impl Host {
         Ok(host)
     }
 
-    async fn wait_ready(&self) -> Result<(), TestkitError> {
+    async fn wait_ready(&self) -> Result<(), IsolatedError> {
         let bus = self.record.bus();
         let socket = self.record.dir.join("bus");
         let log = self.record.dir.join("host.log");
@@ -177,7 +177,7 @@ impl Host {
     }
 
     /// Stops the host now: every process in its cgroups is killed.
-    pub fn kill(&mut self) -> Result<(), TestkitError> {
+    pub fn kill(&mut self) -> Result<(), IsolatedError> {
         self.detached = true;
         self.record.kill()
     }
@@ -194,7 +194,7 @@ impl Drop for Host {
         if !self.detached
             && let Err(e) = self.record.kill()
         {
-            eprintln!("testkit: {e}");
+            eprintln!("isolated: {e}");
         }
     }
 }

@@ -10,9 +10,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use super::{TestkitError, wait_for};
+use super::{IsolatedError, wait_for};
 
-/// What is needed to reach and stop an etcd started by the testkit.
+/// What is needed to reach and stop an etcd started by `Etcd::start`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EtcdRecord {
     pub pid: i32,
@@ -26,14 +26,14 @@ impl EtcdRecord {
     }
 
     /// Kills the server and removes its data.
-    pub fn kill(&self) -> Result<(), TestkitError> {
+    pub fn kill(&self) -> Result<(), IsolatedError> {
         let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
         // Reap it if it is our child, so no zombie keeps the PID alive.
         let _ = nix::sys::wait::waitpid(Pid::from_raw(self.pid), None);
         match fs::remove_dir_all(&self.data_dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(TestkitError::io(
+            Err(e) => Err(IsolatedError::io(
                 format!("removing {}", self.data_dir.display()),
                 e,
             )),
@@ -42,7 +42,7 @@ impl EtcdRecord {
 }
 
 /// Client TLS of a test etcd: its certificate and key, the CA that signed them and that its
-/// clients' certificates must be signed by, and a client identity the testkit checks it with.
+/// clients' certificates must be signed by, and a client identity `Etcd::start_with` checks it with.
 #[derive(Debug, Clone)]
 pub struct EtcdTls {
     pub cert_file: PathBuf,
@@ -72,19 +72,19 @@ pub struct Etcd {
 
 impl Etcd {
     /// Starts etcd with its data directory and log under `dir`.
-    pub async fn start(dir: &Path) -> Result<Etcd, TestkitError> {
+    pub async fn start(dir: &Path) -> Result<Etcd, IsolatedError> {
         Self::start_with(dir, None).await
     }
 
     /// Starts etcd serving clients over TLS (with `tls`) or plain HTTP.
-    pub async fn start_with(dir: &Path, tls: Option<&EtcdTls>) -> Result<Etcd, TestkitError> {
+    pub async fn start_with(dir: &Path, tls: Option<&EtcdTls>) -> Result<Etcd, IsolatedError> {
         if super::which("etcd").is_none() {
-            return Err(TestkitError::Missing(
+            return Err(IsolatedError::Missing(
                 "`etcd` (Debian package etcd-server)".into(),
             ));
         }
         fs::create_dir_all(dir)
-            .map_err(|e| TestkitError::io(format!("creating {}", dir.display()), e))?;
+            .map_err(|e| IsolatedError::io(format!("creating {}", dir.display()), e))?;
         let mut last = None;
         // Free ports are found by binding port 0; another process may take one before etcd
         // binds it, so a failed start is retried with new ports.
@@ -97,7 +97,7 @@ impl Etcd {
         Err(last.expect("at least one attempt"))
     }
 
-    async fn try_start(dir: &Path, tls: Option<&EtcdTls>) -> Result<Etcd, TestkitError> {
+    async fn try_start(dir: &Path, tls: Option<&EtcdTls>) -> Result<Etcd, IsolatedError> {
         let client = free_port()?;
         let peer = free_port()?;
         let scheme = if tls.is_some() { "https" } else { "http" };
@@ -106,7 +106,7 @@ impl Etcd {
         let data_dir = dir.join("data");
         let _ = fs::remove_dir_all(&data_dir);
         let log = fs::File::create(dir.join("etcd.log"))
-            .map_err(|e| TestkitError::io("creating etcd.log", e))?;
+            .map_err(|e| IsolatedError::io("creating etcd.log", e))?;
         let mut command = std::process::Command::new("etcd");
         if let Some(tls) = tls {
             command
@@ -131,11 +131,11 @@ impl Etcd {
             .stdin(Stdio::null())
             .stdout(
                 log.try_clone()
-                    .map_err(|e| TestkitError::io("etcd.log", e))?,
+                    .map_err(|e| IsolatedError::io("etcd.log", e))?,
             )
             .stderr(log)
             .spawn()
-            .map_err(|e| TestkitError::io("spawning etcd", e))?;
+            .map_err(|e| IsolatedError::io("spawning etcd", e))?;
         let etcd = Etcd {
             record: EtcdRecord {
                 pid: child.id() as i32,
@@ -174,7 +174,7 @@ impl Etcd {
             if up {
                 Ok(etcd)
             } else {
-                Err(TestkitError::Missing(format!(
+                Err(IsolatedError::Missing(format!(
                     "etcd exited at start-up (log: {})",
                     fs::read_to_string(dir.join("etcd.log"))
                         .unwrap_or_default()
@@ -194,9 +194,9 @@ impl Etcd {
             .record
             .client_url
             .split_once("://")
-            .expect("a URL the testkit built");
+            .expect("a URL built here");
         addr.parse()
-            .expect("the testkit listens on an IP address and port")
+            .expect("etcd listens on an IP address and port")
     }
 
     pub fn record(&self) -> &EtcdRecord {
@@ -214,14 +214,14 @@ impl Drop for Etcd {
         if !self.detached
             && let Err(e) = self.record.kill()
         {
-            eprintln!("testkit: {e}");
+            eprintln!("isolated: {e}");
         }
     }
 }
 
-fn free_port() -> Result<u16, TestkitError> {
+fn free_port() -> Result<u16, IsolatedError> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .map_err(|e| TestkitError::io("finding a free port", e))
+        .map_err(|e| IsolatedError::io("finding a free port", e))
 }
