@@ -87,12 +87,21 @@ async fn main() {
         unsafe { std::env::set_var("RUST_LOG", "info") };
     }
     let mut cluster = Cluster::start(spec).await.expect("cluster starts");
+    // The hosts' flotted.log and the rest, to look at after the run.
+    let dir = if std::env::var_os("BENCH_KEEP_DIR").is_some() {
+        println!("keeping {}", dir.path().display());
+        Err(dir.keep())
+    } else {
+        Ok(dir)
+    };
     let registry = cluster.registry().await.unwrap();
     let mut b = Bench {
         api: Api::new(cluster.socket(0)),
         registry,
         report: Report::default(),
-        dir: dir.path().to_owned(),
+        dir: dir
+            .as_ref()
+            .map_or_else(|kept| kept.clone(), |d| d.path().to_owned()),
     };
     println!("== 3-host cluster, default leases (agent_ttl 10 s), release build");
     if wanted("batches") {
@@ -391,7 +400,16 @@ impl Bench {
             .buffer_unordered(IN_FLIGHT)
             .collect::<Vec<()>>()
             .await;
+        let submitted = start.elapsed();
         wait(&self.registry, |s| all_active(s, &set)).await;
+        if names.len() >= 1000 {
+            println!(
+                "    {} units: all PUTs answered after {:.2} s, all active after {:.2} s",
+                names.len(),
+                submitted.as_secs_f64(),
+                start.elapsed().as_secs_f64()
+            );
+        }
         start.elapsed()
     }
 

@@ -66,6 +66,10 @@ pub enum AgentError {
     },
 }
 
+/// How long the agent gathers systemd's signals before it reads the changed units back and
+/// publishes them: short beside a unit's start, long beside the signals of a batch.
+const SIGNAL_WINDOW: Duration = Duration::from_millis(10);
+
 /// Where the agent stands with its schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -121,7 +125,7 @@ pub async fn run(
                 // The watch's first update is its full list.
                 phase = Phase::Following;
             }
-            batch = changes.next_batch() => {
+            batch = changes.next_batch(SIGNAL_WINDOW) => {
                 let Some(batch) = batch else {
                     return Err(AgentError::Systemd(SystemdError::Call {
                         call: "signal subscription".into(),
@@ -326,8 +330,14 @@ impl Agent {
                     .is_none_or(|u| self.retries.get(u).is_none_or(|r| r.not_before <= now))
             })
             .collect();
+        if actions.is_empty() {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let count = actions.len();
         let touched = self.execute(actions).await;
         self.refresh(touched).await;
+        tracing::debug!(actions = count, took = ?started.elapsed(), "converged");
     }
 
     /// Reads systemd's view of units placed here that this agent has nothing of yet, in one

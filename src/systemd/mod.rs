@@ -331,14 +331,25 @@ impl UnitChanges {
         self.rx.recv().await
     }
 
-    /// Waits for at least one change, then takes every change already queued: a burst of
-    /// signals becomes one batch.
-    pub async fn next_batch(&mut self) -> Option<BTreeSet<UnitName>> {
+    /// Waits for at least one change, then gathers changes for `window` more: a burst of
+    /// signals (hundreds of units starting) becomes one batch, read back and published once,
+    /// instead of a round of calls per signal. The window bounds the delay added to one
+    /// unit's change.
+    pub async fn next_batch(&mut self, window: Duration) -> Option<BTreeSet<UnitName>> {
         let mut batch = BTreeSet::from([self.rx.recv().await?]);
-        while let Ok(name) = self.rx.try_recv() {
-            batch.insert(name);
+        let end = tokio::time::Instant::now() + window;
+        loop {
+            while let Ok(name) = self.rx.try_recv() {
+                batch.insert(name);
+            }
+            match tokio::time::timeout_at(end, self.rx.recv()).await {
+                Ok(Some(name)) => {
+                    batch.insert(name);
+                }
+                // The window is over, or the connection is gone (the next call says so).
+                Ok(None) | Err(_) => return Some(batch),
+            }
         }
-        Some(batch)
     }
 }
 
