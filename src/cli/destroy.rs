@@ -4,7 +4,7 @@
 
 use super::client::Client;
 use super::wait::{self, Goal};
-use super::{Blocking, CliError, Console, UnitsArgs, names};
+use super::{Blocking, CliError, Console, UnitsArgs, many, names};
 
 pub(super) async fn run(
     client: &Client,
@@ -13,15 +13,15 @@ pub(super) async fn run(
 ) -> Result<(), CliError> {
     let names = names(&args.units);
     // Every unit must exist before any is destroyed: a typo destroys nothing.
-    for name in &names {
-        if client.unit(name).await?.is_none() {
-            return Err(CliError::NotFound(name.clone()));
+    many::in_order(&names, |name| async move {
+        match client.unit(name).await? {
+            Some(_) => Ok(()),
+            None => Err(CliError::NotFound(name.clone())),
         }
-    }
-    for name in &names {
-        // Gone meanwhile (someone else destroyed it) is what was asked for.
-        client.delete_unit(name).await?;
-    }
+    })
+    .await?;
+    // Gone meanwhile (someone else destroyed it) is what was asked for.
+    many::in_order(&names, |name| client.delete_unit(name)).await?;
     match args.block.blocking() {
         Blocking::No => {
             for name in &names {

@@ -14,6 +14,7 @@ pub(crate) mod endpoint;
 mod etcd;
 pub(crate) mod fields;
 mod list;
+mod many;
 pub(crate) mod resolve;
 mod services;
 mod submit;

@@ -2,11 +2,13 @@
 //! resolved and its file checked before anything is sent, then the units that are new or
 //! changed are put into the registry.
 
+use futures_util::StreamExt;
+
 use super::client::Client;
 use super::resolve::{self, Facts, Plan, Replace, UnitArg};
-use super::unit_files;
 use super::view;
 use super::{CliError, Console, SubmitArgs};
+use super::{many, unit_files};
 use crate::unit::{DesiredState, UnitFile, UnitName};
 use crate::wire;
 
@@ -37,28 +39,45 @@ pub(super) async fn submit(
     args: &[UnitArg],
     replace: Replace,
 ) -> Result<Vec<view::Unit>, CliError> {
-    let mut decided: Vec<(&UnitArg, Plan)> = Vec::new();
+    let mut unique: Vec<&UnitArg> = Vec::new();
     for arg in args {
-        if decided.iter().any(|(a, _)| a.name == arg.name) {
-            continue;
+        if !unique.iter().any(|a| a.name == arg.name) {
+            unique.push(arg);
         }
-        let (plan, warnings) = resolve::decide(gather(client, arg).await?, replace)?;
+    }
+    // Every argument is read and decided before anything is written.
+    let facts = many::in_order(&unique, |arg| gather(client, arg)).await?;
+    let mut decided: Vec<(&UnitArg, Plan)> = Vec::new();
+    for (arg, facts) in unique.iter().zip(facts) {
+        let (plan, warnings) = resolve::decide(facts, replace)?;
         for warning in warnings {
             writeln!(console.err, "{warning}")?;
         }
         decided.push((arg, plan));
     }
     let mut units = Vec::new();
-    for (arg, plan) in decided {
-        let unit = match plan {
-            Plan::Keep(registered) => registered,
-            Plan::Create { file } => {
-                put(client, console, &arg.name, file, DesiredState::Inactive).await?
+    let mut puts = futures_util::stream::iter(decided)
+        .map(|(arg, plan)| async move {
+            match plan {
+                Plan::Keep(registered) => Ok::<_, CliError>((registered, false)),
+                Plan::Create { file } => {
+                    let unit = put(client, &arg.name, file, DesiredState::Inactive).await?;
+                    // fleetctl waits for a new unit to be inactive, which it is as soon as it
+                    // exists.
+                    Ok((unit, true))
+                }
+                Plan::Replace { file, desired } => {
+                    let unit = put(client, &arg.name, file, desired).await?;
+                    Ok((unit, desired == DesiredState::Inactive))
+                }
             }
-            Plan::Replace { file, desired } => {
-                put(client, console, &arg.name, file, desired).await?
-            }
-        };
+        })
+        .buffered(many::IN_FLIGHT);
+    while let Some(result) = puts.next().await {
+        let (unit, inactive) = result?;
+        if inactive {
+            writeln!(console.out, "Unit {} inactive", unit.name)?;
+        }
         units.push(unit);
     }
     Ok(units)
@@ -68,7 +87,6 @@ pub(super) async fn submit(
 /// say) is the server's to tell.
 async fn put(
     client: &Client,
-    console: &mut Console<'_>,
     name: &UnitName,
     file: UnitFile,
     desired: DesiredState,
@@ -80,10 +98,6 @@ async fn put(
         ..wire::Unit::default()
     };
     client.put_unit(&unit).await?;
-    // fleetctl waits for a new unit to be inactive, which it is as soon as it exists.
-    if desired == DesiredState::Inactive {
-        writeln!(console.out, "Unit {name} inactive")?;
-    }
     client
         .unit(name)
         .await?

@@ -6,7 +6,7 @@ use super::client::Client;
 use super::resolve::Replace;
 use super::view;
 use super::wait::{self, Goal};
-use super::{Blocking, CliError, Console, ScheduleArgs, UnitsArgs, names, submit};
+use super::{Blocking, CliError, Console, ScheduleArgs, UnitsArgs, many, names, submit};
 use crate::unit::{DesiredState, UnitName};
 
 /// `load --replace` replaces units not started, `start --replace` any, as fleetctl.
@@ -179,12 +179,14 @@ async fn apply(
     transition: Transition,
     blocking: Blocking,
 ) -> Result<(), CliError> {
+    let changing = units.iter().filter(|u| u.desired != transition.desired);
+    many::in_order(changing, |unit| {
+        client.set_desired(&unit.name, transition.desired)
+    })
+    .await?;
     let mut waiting = Vec::new();
     for unit in units {
         let name = unit.name.clone();
-        if unit.desired != transition.desired {
-            client.set_desired(&name, transition.desired).await?;
-        }
         if unit.global {
             writeln!(
                 console.out,
@@ -210,16 +212,13 @@ async fn apply(
 
 /// The registry's units of these names; an unknown one is an error before anything changes.
 async fn registered(client: &Client, names: &[UnitName]) -> Result<Vec<view::Unit>, CliError> {
-    let mut units = Vec::new();
-    for name in names {
-        units.push(
-            client
-                .unit(name)
-                .await?
-                .ok_or_else(|| CliError::NotFound(name.clone()))?,
-        );
-    }
-    Ok(units)
+    many::in_order(names, |name| async move {
+        client
+            .unit(name)
+            .await?
+            .ok_or_else(|| CliError::NotFound(name.clone()))
+    })
+    .await
 }
 
 /// fleetctl refuses to stop or restart a unit that runs nowhere: one not scheduled, or (but a

@@ -451,6 +451,15 @@ async fn a_machine_cut_off_from_etcd_stops_its_units_once_its_lease_is_gone() {
     .await;
     let first =
         await_active(&t.registry, &["solo.service"], DEADLINE).await["solo.service"].clone();
+    // The global unit must run on the machine to be cut before the cut, or "keeps running"
+    // below would test nothing (and fail when the cut comes first).
+    await_states(
+        &t.registry,
+        DEADLINE,
+        "everywhere.service active on both machines",
+        |s| (active_on(s, "everywhere.service").len() == 2).then_some(()),
+    )
+    .await;
     let cut = t.cluster.index_of(&first).unwrap();
     let systemd = Systemd::connect(&t.cluster.host(cut).bus()).await.unwrap();
     let mut changes = systemd.changes().await.unwrap();
