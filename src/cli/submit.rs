@@ -2,6 +2,8 @@
 //! resolved and its file checked before anything is sent, then the units that are new or
 //! changed are put into the registry.
 
+use std::collections::HashMap;
+
 use futures_util::StreamExt;
 
 use super::client::Client;
@@ -46,7 +48,7 @@ pub(super) async fn submit(
         }
     }
     // Every argument is read and decided before anything is written.
-    let facts = many::in_order(&unique, |arg| gather(client, arg)).await?;
+    let facts = gather(client, &unique).await?;
     let mut decided: Vec<(&UnitArg, Plan)> = Vec::new();
     for (arg, facts) in unique.iter().zip(facts) {
         let (plan, warnings) = resolve::decide(facts, replace)?;
@@ -104,27 +106,55 @@ async fn put(
         .ok_or_else(|| CliError::NotFound(name.clone()))
 }
 
-/// What the registry and the disk have for an argument.
-async fn gather(client: &Client, arg: &UnitArg) -> Result<Facts, CliError> {
-    let registered = client.unit(&arg.name).await?;
-    let local = unit_files::load(&arg.path, &arg.name);
-    let (template_registered, template_local) = match resolve::template_path(arg) {
-        Some((template, path)) => {
-            let template_registered = match (&registered, &local) {
-                // Only an instance that must be created needs its template from the registry.
-                (None, Ok(None)) => client.unit(&template).await?,
-                _ => None,
-            };
-            // Checked under the instance's name: that is what its specifiers will expand to.
-            (template_registered, unit_files::load(&path, &arg.name))
-        }
-        None => (None, Ok(None)),
-    };
-    Ok(Facts {
-        arg: arg.clone(),
-        registered,
-        local,
-        template_registered,
-        template_local,
+/// What the registry and the disk have for each argument. An instance that must be created
+/// needs its template from the registry: each template is read once, however many of its
+/// instances are given.
+async fn gather(client: &Client, args: &[&UnitArg]) -> Result<Vec<Facts>, CliError> {
+    let found = many::in_order(args, |arg| async move {
+        let registered = client.unit(&arg.name).await?;
+        let local = unit_files::load(&arg.path, &arg.name);
+        Ok::<_, CliError>((registered, local))
     })
+    .await?;
+    let mut templates: Vec<UnitName> = Vec::new();
+    for (arg, (registered, local)) in args.iter().zip(&found) {
+        if let (Some((template, _)), None, Ok(None)) =
+            (resolve::template_path(arg), registered, local)
+            && !templates.contains(&template)
+        {
+            templates.push(template);
+        }
+    }
+    let registered_templates: HashMap<UnitName, view::Unit> =
+        many::in_order(&templates, |t| client.unit(t))
+            .await?
+            .into_iter()
+            .flatten()
+            .map(|u| (u.name.clone(), u))
+            .collect();
+    Ok(args
+        .iter()
+        .zip(found)
+        .map(|(arg, (registered, local))| {
+            let (template_registered, template_local) = match resolve::template_path(arg) {
+                Some((template, path)) => {
+                    let template_registered = match (&registered, &local) {
+                        (None, Ok(None)) => registered_templates.get(&template).cloned(),
+                        _ => None,
+                    };
+                    // Checked under the instance's name: that is what its specifiers will
+                    // expand to.
+                    (template_registered, unit_files::load(&path, &arg.name))
+                }
+                None => (None, Ok(None)),
+            };
+            Facts {
+                arg: (*arg).clone(),
+                registered,
+                local,
+                template_registered,
+                template_local,
+            }
+        })
+        .collect())
 }

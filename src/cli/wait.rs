@@ -217,13 +217,12 @@ pub async fn wait(
     let mut why: HashMap<&UnitName, String> = HashMap::new();
     loop {
         let mut still = Vec::new();
-        for name in pending {
-            let unit = client.unit(name).await?;
-            let states = client.unit_states(Some(name)).await?;
-            if machines.is_none() {
-                machines = Some(client.machines().await?);
-            }
-            let directory = Machines::new(machines.as_deref().unwrap_or_default());
+        let reads = read(client, &pending).await?;
+        if machines.is_none() {
+            machines = Some(client.machines().await?);
+        }
+        let directory = Machines::new(machines.as_deref().unwrap_or_default());
+        for (name, (unit, states)) in pending.into_iter().zip(reads) {
             match progress(name, goal, unit.as_ref(), &states, &directory) {
                 Progress::Reached(message) => writeln!(out, "{message}")?,
                 Progress::Waiting(reason) => {
@@ -264,6 +263,41 @@ pub async fn wait(
         }
         revision = next;
     }
+}
+
+/// Above this many units to wait for, reading the whole lists (a page per 100 units or
+/// states) costs fewer requests than reading each unit and its states.
+const READ_ALL_ABOVE: usize = 50;
+
+/// Each pending unit as the registry has it, with its states.
+async fn read(
+    client: &Client,
+    pending: &[&UnitName],
+) -> Result<Vec<(Option<view::Unit>, Vec<view::UnitState>)>, WaitError> {
+    if pending.len() <= READ_ALL_ABOVE {
+        return super::many::in_order(pending, |name| async move {
+            let unit = client.unit(name).await?;
+            let states = client.unit_states(Some(name)).await?;
+            Ok::<_, WaitError>((unit, states))
+        })
+        .await;
+    }
+    let (units, states) = tokio::try_join!(client.units(), client.unit_states(None))?;
+    let mut units: HashMap<UnitName, view::Unit> =
+        units.into_iter().map(|u| (u.name.clone(), u)).collect();
+    let mut by_unit: HashMap<UnitName, Vec<view::UnitState>> = HashMap::new();
+    for state in states {
+        by_unit.entry(state.name.clone()).or_default().push(state);
+    }
+    Ok(pending
+        .iter()
+        .map(|name| {
+            (
+                units.remove(*name),
+                by_unit.remove(*name).unwrap_or_default(),
+            )
+        })
+        .collect())
 }
 
 #[cfg(test)]
