@@ -315,7 +315,12 @@ impl Systemd {
                 }
             }
         });
-        Ok(UnitChanges { rx, forward })
+        Ok(UnitChanges {
+            rx,
+            forward,
+            gathering: BTreeSet::new(),
+            window_end: None,
+        })
     }
 }
 
@@ -323,6 +328,9 @@ impl Systemd {
 pub struct UnitChanges {
     rx: mpsc::UnboundedReceiver<UnitName>,
     forward: tokio::task::JoinHandle<()>,
+    /// The batch `next_batch` is gathering, and when its window ends.
+    gathering: BTreeSet<UnitName>,
+    window_end: Option<tokio::time::Instant>,
 }
 
 impl UnitChanges {
@@ -334,22 +342,32 @@ impl UnitChanges {
     /// Waits for at least one change, then gathers changes for `window` more: a burst of
     /// signals (hundreds of units starting) becomes one batch, read back and published once,
     /// instead of a round of calls per signal. The window bounds the delay added to one
-    /// unit's change.
+    /// unit's change. Cancel-safe (the agent waits on it in a `select!`): names already
+    /// taken from the channel stay in the batch being gathered, and the next call goes on
+    /// with it.
     pub async fn next_batch(&mut self, window: Duration) -> Option<BTreeSet<UnitName>> {
-        let mut batch = BTreeSet::from([self.rx.recv().await?]);
-        let end = tokio::time::Instant::now() + window;
+        if self.gathering.is_empty() {
+            let first = self.rx.recv().await?;
+            self.gathering.insert(first);
+            self.window_end = Some(tokio::time::Instant::now() + window);
+        }
+        let end = *self
+            .window_end
+            .get_or_insert_with(|| tokio::time::Instant::now() + window);
         loop {
             while let Ok(name) = self.rx.try_recv() {
-                batch.insert(name);
+                self.gathering.insert(name);
             }
             match tokio::time::timeout_at(end, self.rx.recv()).await {
                 Ok(Some(name)) => {
-                    batch.insert(name);
+                    self.gathering.insert(name);
                 }
                 // The window is over, or the connection is gone (the next call says so).
-                Ok(None) | Err(_) => return Some(batch),
+                Ok(None) | Err(_) => break,
             }
         }
+        self.window_end = None;
+        Some(std::mem::take(&mut self.gathering))
     }
 }
 
@@ -362,6 +380,42 @@ impl Drop for UnitChanges {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn changes_from(rx: mpsc::UnboundedReceiver<UnitName>) -> UnitChanges {
+        UnitChanges {
+            rx,
+            forward: tokio::spawn(async {}),
+            gathering: BTreeSet::new(),
+            window_end: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_cancelled_while_gathering_loses_no_change() {
+        let name = |n: &str| UnitName::new(n).unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut changes = changes_from(rx);
+        let window = Duration::from_millis(10);
+        tx.send(name("a.service")).unwrap();
+        // Cancelled inside the window, after it took `a` from the channel.
+        let cancelled =
+            tokio::time::timeout(Duration::from_millis(1), changes.next_batch(window)).await;
+        assert!(cancelled.is_err(), "the batch was still gathering");
+        tx.send(name("b.service")).unwrap();
+        let batch = changes.next_batch(window).await.unwrap();
+        assert_eq!(
+            batch,
+            BTreeSet::from([name("a.service"), name("b.service")])
+        );
+        // The next batch starts afresh, with a window of its own.
+        tx.send(name("c.service")).unwrap();
+        let started = tokio::time::Instant::now();
+        let batch = changes.next_batch(window).await.unwrap();
+        assert_eq!(batch, BTreeSet::from([name("c.service")]));
+        assert_eq!(started.elapsed(), window);
+        drop(tx);
+        assert_eq!(changes.next_batch(window).await, None);
+    }
 
     #[test]
     fn bus_settings_parse() {
