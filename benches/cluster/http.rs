@@ -55,6 +55,40 @@ impl Api {
         bytes.to_vec()
     }
 
+    /// Waits until the API answers 200 to a list of machines (it answers 503 until its
+    /// machine registered), polling under `deadline`.
+    pub async fn await_ready(&self, deadline: std::time::Duration) {
+        let end = tokio::time::Instant::now() + deadline;
+        loop {
+            if self.status(Method::GET, "/fleet/v1/machines").await == Some(200) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < end,
+                "the API at {} did not answer 200 within {deadline:?}",
+                self.socket.display()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The status of one request, `None` when no connection could be made.
+    async fn status(&self, method: Method, path: &str) -> Option<u16> {
+        let stream = tokio::net::UnixStream::connect(&self.socket).await.ok()?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .ok()?;
+        tokio::spawn(conn);
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "flotte")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let response = sender.send_request(request).await.ok()?;
+        Some(response.status().as_u16())
+    }
+
     /// Submits a unit as `launched` through fleet's v1 API.
     pub async fn put_launched(&self, name: &str, exec_start: &str) {
         let body = serde_json::json!({
