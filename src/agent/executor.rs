@@ -126,7 +126,9 @@ impl Agent {
             }
         }
         let paths: Vec<PathBuf> = written.iter().map(|(_, _, p)| p.clone()).collect();
+        let t = std::time::Instant::now();
         let linked = self.link(&paths).await;
+        tracing::debug!(files = paths.len(), took = ?t.elapsed(), "linked");
         for ((u, hash, _), result) in written.into_iter().zip(linked) {
             match result {
                 Ok(()) => {
@@ -156,10 +158,12 @@ impl Agent {
         // Start and restart jobs, all queued at once.
         let start: Vec<&UnitName> = p.start.iter().filter(|u| !failed.contains(*u)).collect();
         let restart: Vec<&UnitName> = p.restart.iter().filter(|u| !failed.contains(*u)).collect();
+        let t = std::time::Instant::now();
         let (started, restarted) = tokio::join!(
             join_all(start.iter().map(|u| self.systemd.start(u))),
             join_all(restart.iter().map(|u| self.systemd.restart(u))),
         );
+        tracing::debug!(jobs = started.len() + restarted.len(), took = ?t.elapsed(), "started");
         let results = started.into_iter().chain(restarted);
         for (u, result) in start.into_iter().chain(restart).zip(results) {
             touched.insert(u.clone());

@@ -303,12 +303,16 @@ impl Agent {
     /// One pass: converge, then publish the states.
     async fn reconcile(&mut self) {
         self.converge().await;
+        let t = std::time::Instant::now();
         self.publish().await;
+        tracing::trace!(took = ?t.elapsed(), "published");
     }
 
     /// Plans, acts (units in backoff wait their turn) and reads the touched units back.
     async fn converge(&mut self) {
+        let t = std::time::Instant::now();
         self.look_up_new().await;
+        tracing::trace!(took = ?t.elapsed(), "looked up new units");
         let desired: BTreeMap<UnitName, Desired> = self
             .desired
             .iter()

@@ -205,7 +205,8 @@ const JOURNALD: &str = "/lib/systemd/systemd-journald";
 /// The shell that becomes the host: it moves itself into the host's cgroups, enters new mount,
 /// cgroup and UTS namespaces, makes the cgroup subtree the namespace's cgroup root, gives the
 /// host a private `/run` (where `/run/systemd/system` must exist, inside the namespace only),
-/// journal and machine ID, starts journald and becomes the systemd user manager.
+/// a tmpfs for the manager's runtime state, journal and machine ID, starts journald and
+/// becomes the systemd user manager.
 fn start_script(
     name: &str,
     dir: &Path,
@@ -227,7 +228,8 @@ fn start_script(
         "set -e
 hostname {name}
 {bind_cgroups}mount -t tmpfs none /run
-mkdir -p /run/systemd/system /run/systemd/journal
+mkdir -p /run/systemd/system /run/systemd/journal {runtime}
+mount -t tmpfs none {runtime}
 if [ -d /var/log/journal ]; then mount -t tmpfs none /var/log/journal; fi
 mount --bind {machine_id} /etc/machine-id
 {JOURNALD} &
@@ -236,6 +238,10 @@ exec {SYSTEMD} --user
 ",
         name = shell_quote(name),
         machine_id = q(&dir.join("machine-id")),
+        // The user manager's runtime state ($XDG_RUNTIME_DIR/systemd: runtime unit links,
+        // transient units, its private socket) on a tmpfs, as /run/user/UID is on a real
+        // machine; the host directory itself is on whatever disk holds the test's files.
+        runtime = q(&dir.join("systemd")),
     );
     format!(
         "set -e\n{join_cgroups}exec unshare -m -C -u sh -c {}\n",
