@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use flotte::isolated::Host;
-use flotte::systemd::{ActiveState, LoadState, Systemd, UnitChanges};
+use flotte::systemd::{ActiveState, LoadState, Systemd, UnitChanges, UnitStatus};
 use flotte::unit::UnitName;
 
 fn test_dir(name: &str) -> PathBuf {
@@ -22,13 +22,14 @@ async fn start_host(name: &str) -> Host {
         .expect("test host starts")
 }
 
-/// Waits for the named unit to reach `active` as announced by the manager's signals, checking
-/// the state with ListUnitsByNames after each signal for it.
-async fn await_state(
+/// Waits until the named unit's status satisfies `done` (`what` names the condition),
+/// checking with ListUnitsByNames after each signal about it.
+async fn await_status(
     systemd: &Systemd,
     changes: &mut UnitChanges,
     name: &UnitName,
-    wanted: ActiveState,
+    what: &str,
+    done: impl Fn(&UnitStatus) -> bool,
 ) {
     let wait = async {
         loop {
@@ -36,7 +37,7 @@ async fn await_state(
                 .list_by_names(std::slice::from_ref(name))
                 .await
                 .unwrap();
-            if state[0].1.active == wanted {
+            if done(&state[0].1) {
                 return;
             }
             // Next signal about this unit.
@@ -50,7 +51,18 @@ async fn await_state(
     };
     tokio::time::timeout(Duration::from_secs(10), wait)
         .await
-        .unwrap_or_else(|_| panic!("{name} did not become {wanted} within 10 s"));
+        .unwrap_or_else(|_| panic!("{name} was not {what} within 10 s"));
+}
+
+/// Waits for the named unit to reach the active state `wanted`.
+async fn await_state(
+    systemd: &Systemd,
+    changes: &mut UnitChanges,
+    name: &UnitName,
+    wanted: ActiveState,
+) {
+    let what = wanted.to_string();
+    await_status(systemd, changes, name, &what, |s| s.active == wanted).await;
 }
 
 #[tokio::test]
@@ -154,34 +166,6 @@ async fn a_unit_systemd_rejects_gives_systemds_message() {
     assert_eq!(state[0].1.load, LoadState::BadSetting);
 }
 
-/// Polls `ListUnitsByNames` after each signal about `name` until its load state is `wanted`.
-async fn await_load(
-    systemd: &Systemd,
-    changes: &mut UnitChanges,
-    name: &UnitName,
-    wanted: LoadState,
-) {
-    let wait = async {
-        loop {
-            let state = systemd
-                .list_by_names(std::slice::from_ref(name))
-                .await
-                .unwrap();
-            if state[0].1.load == wanted {
-                return;
-            }
-            loop {
-                if &changes.next().await.expect("signal stream stays open") == name {
-                    break;
-                }
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), wait)
-        .await
-        .unwrap_or_else(|_| panic!("{name} was not {wanted} within 10 s"));
-}
-
 /// The agent reloads systemd only when a file systemd has loaded changes: the manager finds a
 /// newly linked unit by itself (its unit-file cache notices the changed runtime directory),
 /// also one it had already looked up as not-found, and forgets a stopped, unlinked unit by
@@ -231,6 +215,9 @@ async fn new_units_start_and_stopped_units_go_without_a_daemon_reload() {
             .await
             .unwrap();
         std::fs::remove_file(&file).unwrap();
-        await_load(&systemd, &mut changes, &name, LoadState::NotFound).await;
+        await_status(&systemd, &mut changes, &name, "not-found", |s| {
+            s.load == LoadState::NotFound
+        })
+        .await;
     }
 }
