@@ -275,7 +275,7 @@ impl Bench {
     }
 
     /// 1,050 units running (350 a host), nothing changing: flotted's memory and CPU, and etcd's
-    /// writes.
+    /// writes; then flottectl's lists with 10,000 units submitted.
     async fn steady(&mut self, cluster: &Cluster) {
         let names = names("steady-", 1050);
         self.start_all(&names).await;
@@ -321,7 +321,63 @@ impl Bench {
             Target::AtMost(0.0),
             "lease keep-alives do not count",
         );
+        self.listings(cluster, names.len()).await;
         self.destroy_all(&names).await;
+    }
+
+    /// flottectl's list-unit-files and list-units with 10,000 units submitted: the ones
+    /// running now, the rest inactive (submitted, placed nowhere). Median of 3, end to end:
+    /// the process started, its requests, its table printed.
+    async fn listings(&mut self, cluster: &Cluster, running: usize) {
+        let idle = names("listed-", 10_000 - running);
+        let file = UnitFile::parse(format!("[Service]\nExecStart={SLEEP}\n").as_bytes())
+            .unwrap()
+            .file;
+        let registry = &self.registry;
+        futures_util::stream::iter(&idle)
+            .map(|n| registry.put_unit(n, &file, DesiredState::Inactive))
+            .buffer_unordered(IN_FLIGHT)
+            .for_each(|r| async move {
+                r.expect("unit submitted");
+            })
+            .await;
+        let endpoint = format!("unix://{}", cluster.socket(0).display());
+        for command in ["list-unit-files", "list-units"] {
+            let mut took = Vec::new();
+            for _ in 0..3 {
+                let start = Instant::now();
+                let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_flottectl"))
+                    .arg("--endpoint")
+                    .arg(&endpoint)
+                    .arg(command)
+                    .output()
+                    .await
+                    .expect("flottectl runs");
+                took.push(start.elapsed());
+                assert!(out.status.success(), "flottectl {command}: {out:?}");
+                let lines = out.stdout.iter().filter(|b| **b == b'\n').count();
+                let expected = if command == "list-units" {
+                    running
+                } else {
+                    10_000
+                };
+                assert_eq!(lines, expected + 1, "flottectl {command} lists every unit");
+            }
+            self.report.add(
+                format!("flottectl {command} over 10,000 units"),
+                median(&mut took).as_secs_f64(),
+                "s",
+                Target::AtMost(0.3),
+                format!("{running} running, median of 3"),
+            );
+        }
+        futures_util::stream::iter(&idle)
+            .map(|n| registry.delete_unit(n))
+            .buffer_unordered(IN_FLIGHT)
+            .for_each(|r| async move {
+                r.expect("unit deleted");
+            })
+            .await;
     }
 
     /// Leader killed: how long until another leads, and a unit submitted right after runs.

@@ -25,7 +25,7 @@ pub async fn list(
     let token = pagination::requested(&params)?;
     let mut machines = api.registry.machines().await?;
     machines.sort_by(|a, b| a.id.cmp(&b.id));
-    let (machines, next_page_token) = pagination::page(machines, token);
+    let (machines, next_page_token) = pagination::page(&machines, token);
     let overrides: BTreeMap<_, _> = api
         .registry
         .metadata_overrides()

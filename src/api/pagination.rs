@@ -24,7 +24,7 @@ pub fn requested(params: &Params) -> Result<PageToken, ApiError> {
 }
 
 /// The items of page `token` and the token of the next page, empty when no item follows.
-pub fn page<T>(items: Vec<T>, token: PageToken) -> (Vec<T>, String) {
+pub fn page<T: Clone>(items: &[T], token: PageToken) -> (Vec<T>, String) {
     let range = token.range();
     let total = items.len();
     if range.start >= total {
@@ -35,12 +35,7 @@ pub fn page<T>(items: Vec<T>, token: PageToken) -> (Vec<T>, String) {
     } else {
         String::new()
     };
-    let items = items
-        .into_iter()
-        .skip(range.start)
-        .take(range.end - range.start)
-        .collect();
-    (items, next)
+    (items[range.start..range.end.min(total)].to_vec(), next)
 }
 
 #[cfg(test)]
@@ -57,19 +52,19 @@ mod tests {
     #[test]
     fn pages_cut_a_list_and_say_when_more_follows() {
         let items: Vec<u32> = (0..250).collect();
-        let (first, next) = page(items.clone(), PageToken::FIRST);
+        let (first, next) = page(&items, PageToken::FIRST);
         assert_eq!(first, (0..100).collect::<Vec<_>>());
         assert_eq!(next, token(2).encode());
-        let (third, next) = page(items.clone(), token(3));
+        let (third, next) = page(&items, token(3));
         assert_eq!(third, (200..250).collect::<Vec<_>>());
         assert_eq!(next, "");
-        assert_eq!(page(items, token(4)), (vec![], String::new()));
+        assert_eq!(page(&items, token(4)), (vec![], String::new()));
         // Exactly full: no token pointing at an empty page.
-        let (full, next) = page((0..100).collect::<Vec<u32>>(), PageToken::FIRST);
+        let (full, next) = page(&(0..100).collect::<Vec<u32>>(), PageToken::FIRST);
         assert_eq!(full.len(), 100);
         assert_eq!(next, "");
         assert_eq!(
-            page(Vec::<u32>::new(), PageToken::FIRST),
+            page(&Vec::<u32>::new(), PageToken::FIRST),
             (vec![], String::new())
         );
     }

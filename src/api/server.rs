@@ -151,6 +151,7 @@ pub async fn serve(
                 changes: registry.watch_changes(),
                 registry,
                 shutdown: shutdown.clone(),
+                unit_list: Default::default(),
             };
             let _unavailable = current.send_replace(router(api, registered));
         }

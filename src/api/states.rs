@@ -27,7 +27,7 @@ pub async fn list(
         machine.is_none_or(|want| m.as_str() == want) && unit.is_none_or(|want| u.as_str() == want)
     });
     states.sort_by(|a, b| a.0.cmp(&b.0));
-    let (states, next_page_token) = pagination::page(states, token);
+    let (states, next_page_token) = pagination::page(&states, token);
     Ok(Json(wire::UnitStatePage {
         states: states.into_iter().map(to_wire).collect(),
         next_page_token,

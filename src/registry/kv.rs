@@ -47,6 +47,19 @@ impl Registry {
 
     /// Every decodable entry under `prefix`, with the revision read at. Entries that do not
     /// decode are logged and skipped.
+    /// etcd's current revision, from one read of a single key that holds nothing (flotte's
+    /// prefix itself): whether anything changed since a revision seen before.
+    pub async fn revision(&self) -> Result<i64, RegistryError> {
+        let prefix = self.keys.prefix();
+        let resp = timed(
+            "reading the revision".to_owned(),
+            self.client().get(prefix, None),
+        )
+        .await?
+        .map_err(|e| RegistryError::etcd("reading the revision".to_owned(), e))?;
+        Ok(resp.header().map_or(0, |h| h.revision()))
+    }
+
     pub(super) async fn list<K, V: DeserializeOwned>(
         &self,
         prefix: String,

@@ -578,6 +578,48 @@ async fn units_list_in_pages_of_100_with_fleets_tokens() {
     }
 }
 
+/// The server keeps a listing's units for its next pages only while etcd's revision stays
+/// the same: a unit submitted between two pages is on the page it sorts into.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_unit_submitted_between_two_pages_is_on_the_later_page() {
+    let api = start().await;
+    let put = |name: String| {
+        let registry = api.registry.clone();
+        async move {
+            registry
+                .put_unit(&unit(&name), &file(1), DesiredState::Inactive)
+                .await
+                .unwrap()
+        }
+    };
+    futures_util::future::join_all((0..150).map(|i| put(format!("u{i:03}.service")))).await;
+    let names = |reply: &Reply| -> (Vec<String>, String) {
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let page: wire::UnitPage = serde_json::from_slice(&reply.body).unwrap();
+        (
+            page.units.into_iter().map(|u| u.name).collect(),
+            page.next_page_token,
+        )
+    };
+    let (first, token) = names(&api.get("/fleet/v1/units").await);
+    assert_eq!(first.len(), 100);
+    // Submitted after the first page, which the server kept the whole listing for.
+    put("u149a.service".to_owned()).await;
+    let later = format!(
+        "/fleet/v1/units?nextPageToken={}",
+        token.replace('=', "%3D")
+    );
+    let (second, next) = names(&api.get(&later).await);
+    assert_eq!(second.len(), 51, "{second:?}");
+    assert_eq!(second.last().unwrap(), "u149a.service");
+    assert!(next.is_empty());
+    // Unchanged since: the same pages again.
+    let (again, _) = names(&api.get("/fleet/v1/units").await);
+    assert_eq!(again, first);
+    let (again, _) = names(&api.get(&later).await);
+    assert_eq!(again, second);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn units_show_their_placement_current_state_and_reason() {
     let api = start().await;
