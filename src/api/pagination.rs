@@ -1,6 +1,11 @@
 //! fleet's pagination: pages of `wire::PAGE_SIZE` items of a sorted list, addressed by the
 //! `nextPageToken` query parameter (`wire::PageToken`).
 
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+
 use crate::wire::{PAGE_SIZE, PageToken, param};
 
 use super::ApiError;
@@ -36,6 +41,63 @@ pub fn page<T: Clone>(items: &[T], token: PageToken) -> (Vec<T>, String) {
         String::new()
     };
     (items[range.start..range.end.min(total)].to_vec(), next)
+}
+
+/// A whole list as last built for a page, with the etcd revision it was built at and what
+/// it was built for (its filters). fleet's page token is a page number, so each page of a list
+/// needs the whole list: a client paging through 10,000 items would have the server read and
+/// build everything 100 times. While etcd's revision stays the same, the next pages come from
+/// this copy; after any change the list is built afresh, so a page never shows an older
+/// cluster than a read of etcd would. Dropped once its last page is served.
+pub struct ListCache<T>(Arc<Mutex<Option<Built<T>>>>);
+
+struct Built<T> {
+    revision: i64,
+    key: String,
+    items: Vec<T>,
+}
+
+impl<T> Clone for ListCache<T> {
+    fn clone(&self) -> Self {
+        ListCache(self.0.clone())
+    }
+}
+
+impl<T> Default for ListCache<T> {
+    fn default() -> Self {
+        ListCache(Arc::new(Mutex::new(None)))
+    }
+}
+
+impl<T: Clone> ListCache<T> {
+    /// Page `token` of the list for `key` at `revision`, from the copy when it is of that
+    /// list at that revision, otherwise from `build`. One list is built at a time: the next
+    /// pages of a listing wait for it rather than build again.
+    pub async fn page<E, F>(
+        &self,
+        revision: i64,
+        key: String,
+        token: PageToken,
+        build: F,
+    ) -> Result<(Vec<T>, String), E>
+    where
+        F: Future<Output = Result<Vec<T>, E>>,
+    {
+        let mut cache = self.0.lock().await;
+        let items = match cache.take() {
+            Some(b) if b.revision == revision && b.key == key => b.items,
+            _ => build.await?,
+        };
+        let (items_of_page, next) = page(&items, token);
+        if !next.is_empty() {
+            *cache = Some(Built {
+                revision,
+                key,
+                items,
+            });
+        }
+        Ok((items_of_page, next))
+    }
 }
 
 #[cfg(test)]
@@ -98,5 +160,38 @@ mod tests {
                 "{query}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_listing_is_built_once_for_its_pages_and_again_after_any_change() {
+        let cache: ListCache<u32> = ListCache::default();
+        let builds = std::sync::atomic::AtomicUsize::new(0);
+        let page_of = |revision: i64, key: &str, token: PageToken| {
+            let builds = &builds;
+            let key = key.to_owned();
+            let cache = cache.clone();
+            async move {
+                let build = async {
+                    builds.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    Ok::<_, ()>((0..250).collect::<Vec<u32>>())
+                };
+                cache.page(revision, key, token, build).await.unwrap()
+            }
+        };
+        let built = || builds.load(std::sync::atomic::Ordering::SeqCst);
+        let (first, _) = page_of(7, "", PageToken::FIRST).await;
+        assert_eq!(first.len(), 100);
+        page_of(7, "", token(2)).await;
+        assert_eq!(
+            built(),
+            1,
+            "the second page comes from the first page's list"
+        );
+        page_of(8, "", token(3)).await;
+        assert_eq!(built(), 2, "a new revision builds the list again");
+        page_of(8, "", token(2)).await;
+        assert_eq!(built(), 3, "the last page served dropped the copy");
+        page_of(8, "other filter", token(3)).await;
+        assert_eq!(built(), 4, "another list's pages are not this one's");
     }
 }

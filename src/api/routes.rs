@@ -23,8 +23,9 @@ pub struct Api {
     /// The latest revision of a unit-related change (`Registry::watch_changes`).
     pub changes: watch::Receiver<i64>,
     pub shutdown: CancellationToken,
-    /// The unit list last built, for the next pages of the same listing.
-    pub unit_list: super::units::ListCache,
+    /// The unit and state lists last built, for the next pages of the same listing.
+    pub unit_list: super::pagination::ListCache<crate::wire::Unit>,
+    pub state_list: super::pagination::ListCache<crate::wire::UnitState>,
 }
 
 pub fn router(api: Api, registered: watch::Receiver<bool>) -> Router {

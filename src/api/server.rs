@@ -152,6 +152,7 @@ pub async fn serve(
                 registry,
                 shutdown: shutdown.clone(),
                 unit_list: Default::default(),
+                state_list: Default::default(),
             };
             let _unavailable = current.send_replace(router(api, registered));
         }

@@ -210,36 +210,18 @@ pub async fn get(
     )))
 }
 
-/// The whole unit list as last built, with the etcd revision it was built at. fleet's API
-/// pages a list 100 units at a time, and each page needs every unit, placement, reason and
-/// state to be read (the page token is a page number): a client paging through 10,000 units
-/// made the server read everything 100 times. While etcd's revision stays the same, the next
-/// pages come from this copy; after any change they are built afresh, so a page never shows
-/// an older cluster than a read of etcd would. Dropped once its last page is served.
-#[derive(Clone, Default)]
-pub struct ListCache(std::sync::Arc<tokio::sync::Mutex<Option<BuiltList>>>);
-
-/// The revision a list was built at, and the list.
-type BuiltList = (i64, Vec<wire::Unit>);
-
 pub async fn list(
     State(api): State<Api>,
     params: Params,
 ) -> Result<Json<wire::UnitPage>, ApiError> {
     let token = pagination::requested(&params)?;
-    // One listing builds at a time; its next pages wait for it rather than build again.
-    let mut cache = api.unit_list.0.lock().await;
     let revision = api.registry.revision().await?;
-    let units = match cache.take() {
-        Some((built_at, units)) if built_at == revision => units,
-        _ => all_units(&api).await?,
-    };
-    let (page, next_page_token) = pagination::page(&units, token);
-    if !next_page_token.is_empty() {
-        *cache = Some((revision, units));
-    }
+    let (units, next_page_token) = api
+        .unit_list
+        .page(revision, String::new(), token, all_units(&api))
+        .await?;
     Ok(Json(wire::UnitPage {
-        units: page,
+        units,
         next_page_token,
     }))
 }
