@@ -13,13 +13,10 @@ pub(super) async fn run(
 ) -> Result<(), CliError> {
     let names = names(&args.units);
     // Every unit must exist before any is destroyed: a typo destroys nothing.
-    many::in_order(&names, |name| async move {
-        match client.unit(name).await? {
-            Some(_) => Ok(()),
-            None => Err(CliError::NotFound(name.clone())),
-        }
-    })
-    .await?;
+    let found = many::units_named(client, &names).await?;
+    if let Some((name, _)) = names.iter().zip(&found).find(|(_, u)| u.is_none()) {
+        return Err(CliError::NotFound(name.clone()));
+    }
     // Gone meanwhile (someone else destroyed it) is what was asked for.
     many::in_order(&names, |name| client.delete_unit(name)).await?;
     match args.block.blocking() {

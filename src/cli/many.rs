@@ -1,13 +1,40 @@
 //! Requests about many units at once: a command line of a thousand units must not wait for a
 //! thousand round trips one after the other.
 
+use std::collections::HashMap;
 use std::future::Future;
 
 use futures_util::StreamExt;
 
+use super::client::{Client, ClientError};
+use super::view;
+use crate::unit::UnitName;
+
 /// Requests in flight at once: enough to hide the round trips, few enough to be a fair
 /// client of one flotted.
 pub(super) const IN_FLIGHT: usize = 32;
+
+/// Above this many units, reading the whole list (a page per 100 units) costs fewer requests
+/// than reading each unit.
+pub(super) const READ_ALL_ABOVE: usize = 50;
+
+/// The registry's units of these names, in their order (`None` for one it does not have):
+/// each read on its own for a few, the whole list read once for many.
+pub(super) async fn units_named<N: std::borrow::Borrow<UnitName>>(
+    client: &Client,
+    names: &[N],
+) -> Result<Vec<Option<view::Unit>>, ClientError> {
+    if names.len() <= READ_ALL_ABOVE {
+        return in_order(names, |name| client.unit(name.borrow())).await;
+    }
+    let mut all: HashMap<UnitName, view::Unit> = client
+        .units()
+        .await?
+        .into_iter()
+        .map(|u| (u.name.clone(), u))
+        .collect();
+    Ok(names.iter().map(|n| all.remove(n.borrow())).collect())
+}
 
 /// Runs `f` on every item, up to `IN_FLIGHT` at a time, and gives the results in the items'
 /// order. The first failure in that order ends it: requests not sent yet are not sent.

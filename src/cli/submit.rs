@@ -57,42 +57,56 @@ pub(super) async fn submit(
         }
         decided.push((arg, plan));
     }
-    let mut units = Vec::new();
+    // Written in argument order as far as the first failure; then read back: what the
+    // registry made of each unit (whether it is global, say) is the server's to tell.
+    let mut kept: Vec<(UnitName, Option<view::Unit>)> = Vec::new();
     let mut puts = futures_util::stream::iter(decided)
         .map(|(arg, plan)| async move {
             match plan {
-                Plan::Keep(registered) => Ok::<_, CliError>((registered, false)),
+                Plan::Keep(registered) => {
+                    Ok::<_, CliError>((registered.name.clone(), Some(registered), false))
+                }
                 Plan::Create { file } => {
-                    let unit = put(client, &arg.name, file, DesiredState::Inactive).await?;
+                    put(client, &arg.name, file, DesiredState::Inactive).await?;
                     // fleetctl waits for a new unit to be inactive, which it is as soon as it
                     // exists.
-                    Ok((unit, true))
+                    Ok((arg.name.clone(), None, true))
                 }
                 Plan::Replace { file, desired } => {
-                    let unit = put(client, &arg.name, file, desired).await?;
-                    Ok((unit, desired == DesiredState::Inactive))
+                    put(client, &arg.name, file, desired).await?;
+                    Ok((arg.name.clone(), None, desired == DesiredState::Inactive))
                 }
             }
         })
         .buffered(many::IN_FLIGHT);
     while let Some(result) = puts.next().await {
-        let (unit, inactive) = result?;
+        let (name, registered, inactive) = result?;
         if inactive {
-            writeln!(console.out, "Unit {} inactive", unit.name)?;
+            writeln!(console.out, "Unit {name} inactive")?;
         }
-        units.push(unit);
+        kept.push((name, registered));
     }
-    Ok(units)
+    drop(puts);
+    let written: Vec<&UnitName> = kept
+        .iter()
+        .filter(|(_, r)| r.is_none())
+        .map(|(n, _)| n)
+        .collect();
+    let mut read_back = many::units_named(client, &written).await?.into_iter();
+    kept.into_iter()
+        .map(|(name, registered)| match registered {
+            Some(unit) => Ok(unit),
+            None => read_back.next().flatten().ok_or(CliError::NotFound(name)),
+        })
+        .collect()
 }
 
-/// Puts the unit, then reads it back: what the registry made of it (whether it is global,
-/// say) is the server's to tell.
 async fn put(
     client: &Client,
     name: &UnitName,
     file: UnitFile,
     desired: DesiredState,
-) -> Result<view::Unit, CliError> {
+) -> Result<(), CliError> {
     let unit = wire::Unit {
         name: name.to_string(),
         options: file.into_options().into_iter().map(Into::into).collect(),
@@ -100,22 +114,20 @@ async fn put(
         ..wire::Unit::default()
     };
     client.put_unit(&unit).await?;
-    client
-        .unit(name)
-        .await?
-        .ok_or_else(|| CliError::NotFound(name.clone()))
+    Ok(())
 }
 
 /// What the registry and the disk have for each argument. An instance that must be created
 /// needs its template from the registry: each template is read once, however many of its
 /// instances are given.
 async fn gather(client: &Client, args: &[&UnitArg]) -> Result<Vec<Facts>, CliError> {
-    let found = many::in_order(args, |arg| async move {
-        let registered = client.unit(&arg.name).await?;
-        let local = unit_files::load(&arg.path, &arg.name);
-        Ok::<_, CliError>((registered, local))
-    })
-    .await?;
+    let names: Vec<&UnitName> = args.iter().map(|a| &a.name).collect();
+    let found: Vec<_> = many::units_named(client, &names)
+        .await?
+        .into_iter()
+        .zip(args)
+        .map(|(registered, arg)| (registered, unit_files::load(&arg.path, &arg.name)))
+        .collect();
     let mut templates: Vec<UnitName> = Vec::new();
     for (arg, (registered, local)) in args.iter().zip(&found) {
         if let (Some((template, _)), None, Ok(None)) =

@@ -212,13 +212,12 @@ async fn apply(
 
 /// The registry's units of these names; an unknown one is an error before anything changes.
 async fn registered(client: &Client, names: &[UnitName]) -> Result<Vec<view::Unit>, CliError> {
-    many::in_order(names, |name| async move {
-        client
-            .unit(name)
-            .await?
-            .ok_or_else(|| CliError::NotFound(name.clone()))
-    })
-    .await
+    many::units_named(client, names)
+        .await?
+        .into_iter()
+        .zip(names)
+        .map(|(unit, name)| unit.ok_or_else(|| CliError::NotFound(name.clone())))
+        .collect()
 }
 
 /// fleetctl refuses to stop or restart a unit that runs nowhere: one not scheduled, or (but a

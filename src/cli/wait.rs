@@ -265,16 +265,12 @@ pub async fn wait(
     }
 }
 
-/// Above this many units to wait for, reading the whole lists (a page per 100 units or
-/// states) costs fewer requests than reading each unit and its states.
-const READ_ALL_ABOVE: usize = 50;
-
 /// Each pending unit as the registry has it, with its states.
 async fn read(
     client: &Client,
     pending: &[&UnitName],
 ) -> Result<Vec<(Option<view::Unit>, Vec<view::UnitState>)>, WaitError> {
-    if pending.len() <= READ_ALL_ABOVE {
+    if pending.len() <= super::many::READ_ALL_ABOVE {
         return super::many::in_order(pending, |name| async move {
             let unit = client.unit(name).await?;
             let states = client.unit_states(Some(name)).await?;
