@@ -3,6 +3,7 @@
 //! together, so that a pass over hundreds of units costs a few round trips, not hundreds.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::future::Future;
 use std::path::PathBuf;
 
 use futures_util::future::join_all;
@@ -188,51 +189,17 @@ impl Agent {
         touched.into_iter().collect()
     }
 
-    /// Links the files in one call; when systemd refuses the batch, one by one, so that the
-    /// refusal is charged to the unit it concerns.
+    /// Links the files in one call (one by one when systemd refuses the batch), with each
+    /// file's outcome.
     async fn link(&self, paths: &[PathBuf]) -> Vec<Result<(), ActionError>> {
-        if paths.is_empty() {
-            return Vec::new();
-        }
-        match self.systemd.link_runtime(paths).await {
-            Ok(()) => paths.iter().map(|_| Ok(())).collect(),
-            Err(_) if paths.len() > 1 => {
-                join_all(paths.iter().map(|p| async move {
-                    self.systemd
-                        .link_runtime(std::slice::from_ref(p))
-                        .await
-                        .map_err(ActionError::from)
-                }))
-                .await
-            }
-            Err(e) => vec![Err(e.into())],
-        }
+        in_one_call(paths, |batch| self.systemd.link_runtime(batch)).await
     }
 
     /// Unlinks the units in one call (one by one when the batch is refused), with each unit's
     /// outcome.
     async fn unlink(&self, names: &[UnitName]) -> Vec<(UnitName, Result<(), ActionError>)> {
-        if names.is_empty() {
-            return Vec::new();
-        }
-        let results: Vec<Result<(), SystemdError>> = match self.systemd.unlink_runtime(names).await
-        {
-            Ok(()) => names.iter().map(|_| Ok(())).collect(),
-            Err(_) if names.len() > 1 => {
-                join_all(
-                    names
-                        .iter()
-                        .map(|n| self.systemd.unlink_runtime(std::slice::from_ref(n))),
-                )
-                .await
-            }
-            Err(e) => vec![Err(e)],
-        };
-        names
-            .iter()
-            .cloned()
-            .zip(results.into_iter().map(|r| r.map_err(ActionError::from)))
-            .collect()
+        let results = in_one_call(names, |batch| self.systemd.unlink_runtime(batch)).await;
+        names.iter().cloned().zip(results).collect()
     }
 
     /// The contents of these hashes: from the cache, the rest read from etcd concurrently. A
@@ -268,5 +235,27 @@ impl Agent {
             }
         }
         out
+    }
+}
+
+/// Makes `call` on all `items` at once; when systemd refuses the batch, on each item alone
+/// (concurrently), so that a refusal is charged to the item it concerns and the others go on.
+/// One outcome per item, in order.
+async fn in_one_call<'a, T, F, Fut>(items: &'a [T], call: F) -> Vec<Result<(), ActionError>>
+where
+    F: Fn(&'a [T]) -> Fut,
+    Fut: Future<Output = Result<(), SystemdError>>,
+{
+    if items.is_empty() {
+        return Vec::new();
+    }
+    match call(items).await {
+        Ok(()) => items.iter().map(|_| Ok(())).collect(),
+        Err(_) if items.len() > 1 => join_all(items.chunks(1).map(&call))
+            .await
+            .into_iter()
+            .map(|r| r.map_err(ActionError::from))
+            .collect(),
+        Err(e) => vec![Err(e.into())],
     }
 }
