@@ -43,8 +43,8 @@ pub fn page<T: Clone>(items: &[T], token: PageToken) -> (Vec<T>, String) {
     (items[range.start..range.end.min(total)].to_vec(), next)
 }
 
-/// A whole list as last built for a page, with the etcd revision it was built at and what
-/// it was built for (its filters). fleet's page token is a page number, so each page of a list
+/// A whole list as last built for a page, with the etcd revision it was read at and what it
+/// was built for (its filters). fleet's page token is a page number, so each page of a list
 /// needs the whole list: a client paging through 10,000 items would have the server read and
 /// build everything 100 times. While etcd's revision stays the same, the next pages come from
 /// this copy; after any change the list is built afresh, so a page never shows an older
@@ -70,28 +70,38 @@ impl<T> Default for ListCache<T> {
 }
 
 impl<T: Clone> ListCache<T> {
-    /// Page `token` of the list for `key` at `revision`, from the copy when it is of that
-    /// list at that revision, otherwise from `build`. One list is built at a time: the next
-    /// pages of a listing wait for it rather than build again.
-    pub async fn page<E, F>(
+    /// Page `token` of the list for `key`. The first page starts a listing: `build` makes the
+    /// list and says the etcd revision it read at. A later page is cut from the copy when
+    /// etcd's revision (from `revision`, one small read) is still the copy's; otherwise the
+    /// list is built afresh. One list is built at a time: the next pages of a listing wait
+    /// for it rather than build again.
+    pub async fn page<E, R, B>(
         &self,
-        revision: i64,
         key: String,
         token: PageToken,
-        build: F,
+        revision: R,
+        build: B,
     ) -> Result<(Vec<T>, String), E>
     where
-        F: Future<Output = Result<Vec<T>, E>>,
+        R: Future<Output = Result<i64, E>>,
+        B: Future<Output = Result<(i64, Vec<T>), E>>,
     {
         let mut cache = self.0.lock().await;
-        let items = match cache.take() {
-            Some(b) if b.revision == revision && b.key == key => b.items,
-            _ => build.await?,
+        let kept = match cache.take() {
+            Some(b) if token != PageToken::FIRST && b.key == key => {
+                let now = revision.await?;
+                (b.revision == now).then_some((b.revision, b.items))
+            }
+            _ => None,
+        };
+        let (built_at, items) = match kept {
+            Some(kept) => kept,
+            None => build.await?,
         };
         let (items_of_page, next) = page(&items, token);
         if !next.is_empty() {
             *cache = Some(Built {
-                revision,
+                revision: built_at,
                 key,
                 items,
             });
@@ -164,34 +174,43 @@ mod tests {
 
     #[tokio::test]
     async fn a_listing_is_built_once_for_its_pages_and_again_after_any_change() {
+        use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering::SeqCst};
         let cache: ListCache<u32> = ListCache::default();
-        let builds = std::sync::atomic::AtomicUsize::new(0);
-        let page_of = |revision: i64, key: &str, token: PageToken| {
-            let builds = &builds;
+        let builds = AtomicUsize::new(0);
+        let etcd_revision = AtomicI64::new(7);
+        let page_of = |key: &str, token: PageToken| {
+            let (builds, etcd_revision) = (&builds, &etcd_revision);
             let key = key.to_owned();
             let cache = cache.clone();
             async move {
+                let revision = async { Ok::<_, ()>(etcd_revision.load(SeqCst)) };
                 let build = async {
-                    builds.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    Ok::<_, ()>((0..250).collect::<Vec<u32>>())
+                    builds.fetch_add(1, SeqCst);
+                    Ok::<_, ()>((etcd_revision.load(SeqCst), (0..250).collect::<Vec<u32>>()))
                 };
-                cache.page(revision, key, token, build).await.unwrap()
+                cache.page(key, token, revision, build).await.unwrap()
             }
         };
-        let built = || builds.load(std::sync::atomic::Ordering::SeqCst);
-        let (first, _) = page_of(7, "", PageToken::FIRST).await;
+        let built = || builds.load(SeqCst);
+        let (first, _) = page_of("", PageToken::FIRST).await;
         assert_eq!(first.len(), 100);
-        page_of(7, "", token(2)).await;
+        let (second, _) = page_of("", token(2)).await;
+        assert_eq!(second, (100..200).collect::<Vec<u32>>());
         assert_eq!(
             built(),
             1,
             "the second page comes from the first page's list"
         );
-        page_of(8, "", token(3)).await;
-        assert_eq!(built(), 2, "a new revision builds the list again");
-        page_of(8, "", token(2)).await;
-        assert_eq!(built(), 3, "the last page served dropped the copy");
-        page_of(8, "other filter", token(3)).await;
-        assert_eq!(built(), 4, "another list's pages are not this one's");
+        page_of("", PageToken::FIRST).await;
+        assert_eq!(built(), 2, "a first page starts a listing afresh");
+        etcd_revision.store(8, SeqCst);
+        page_of("", token(2)).await;
+        assert_eq!(built(), 3, "a new revision builds the list again");
+        page_of("", token(3)).await;
+        assert_eq!(built(), 3, "the same revision: from the copy");
+        page_of("", token(2)).await;
+        assert_eq!(built(), 4, "the last page served dropped the copy");
+        page_of("other filter", token(2)).await;
+        assert_eq!(built(), 5, "another list's pages are not this one's");
     }
 }

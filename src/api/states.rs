@@ -23,18 +23,18 @@ pub async fn list(
     let machine = params.first(param::MACHINE_ID).filter(|m| !m.is_empty());
     let unit = params.first(param::UNIT_NAME).filter(|u| !u.is_empty());
     let build = async {
-        let mut states = api.registry.states().await?;
+        let (mut states, revision) = api.registry.states_at().await?;
         states.retain(|((u, m), _)| {
             machine.is_none_or(|want| m.as_str() == want)
                 && unit.is_none_or(|want| u.as_str() == want)
         });
         states.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok::<_, ApiError>(states.into_iter().map(to_wire).collect())
+        Ok::<_, ApiError>((revision, states.into_iter().map(to_wire).collect()))
     };
-    let revision = api.registry.revision().await?;
+    let revision = async { Ok(api.registry.revision().await?) };
     // The filters are part of what a list is (Debug quotes them: no two pairs read alike).
     let key = format!("{:?}", (machine, unit));
-    let (states, next_page_token) = api.state_list.page(revision, key, token, build).await?;
+    let (states, next_page_token) = api.state_list.page(key, token, revision, build).await?;
     Ok(Json(wire::UnitStatePage {
         states,
         next_page_token,

@@ -215,10 +215,10 @@ pub async fn list(
     params: Params,
 ) -> Result<Json<wire::UnitPage>, ApiError> {
     let token = pagination::requested(&params)?;
-    let revision = api.registry.revision().await?;
+    let revision = async { Ok(api.registry.revision().await?) };
     let (units, next_page_token) = api
         .unit_list
-        .page(revision, String::new(), token, all_units(&api))
+        .page(String::new(), token, revision, all_units(&api))
         .await?;
     Ok(Json(wire::UnitPage {
         units,
@@ -226,9 +226,10 @@ pub async fn list(
     }))
 }
 
-/// Every unit as the API shows it, sorted by name.
-async fn all_units(api: &Api) -> Result<Vec<wire::Unit>, ApiError> {
-    let (mut units, _) = api.registry.units().await?;
+/// Every unit as the API shows it, sorted by name, and the revision its units were read at
+/// (what is read after them is as new or newer).
+async fn all_units(api: &Api) -> Result<(i64, Vec<wire::Unit>), ApiError> {
+    let (mut units, revision) = api.registry.units().await?;
     units.sort_by(|a, b| a.0.cmp(&b.0));
     let placements: BTreeMap<UnitName, PlacementRecord> =
         api.registry.placements().await?.into_iter().collect();
@@ -242,7 +243,7 @@ async fn all_units(api: &Api) -> Result<Vec<wire::Unit>, ApiError> {
     let states: BTreeMap<(UnitName, MachineId), UnitStateRecord> =
         api.registry.states().await?.into_iter().collect();
     let files = contents(api, units.iter().map(|(_, r)| r.hash).collect()).await;
-    Ok(units
+    let units = units
         .iter()
         .map(|(name, record)| {
             to_wire(
@@ -256,7 +257,8 @@ async fn all_units(api: &Api) -> Result<Vec<wire::Unit>, ApiError> {
                 },
             )
         })
-        .collect())
+        .collect();
+    Ok((revision, units))
 }
 
 /// Each content in `hashes`, read concurrently. A content that cannot be read is logged and

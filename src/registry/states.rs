@@ -7,6 +7,9 @@ use super::{Keys, Lease, Registry, RegistryError, TypedWatch, UnitStateRecord};
 use crate::machine::MachineId;
 use crate::unit::UnitName;
 
+/// Every unit state, and the revision it was read at.
+pub type StatesAt = (Vec<((UnitName, MachineId), UnitStateRecord)>, i64);
+
 impl Registry {
     pub async fn put_state(
         &self,
@@ -50,7 +53,12 @@ impl Registry {
     pub async fn states(
         &self,
     ) -> Result<Vec<((UnitName, MachineId), UnitStateRecord)>, RegistryError> {
-        Ok(self.list(self.keys.states(), Keys::parse_state).await?.0)
+        Ok(self.states_at().await?.0)
+    }
+
+    /// Every state, with the etcd revision they were read at.
+    pub async fn states_at(&self) -> Result<StatesAt, RegistryError> {
+        self.list(self.keys.states(), Keys::parse_state).await
     }
 
     pub async fn states_of(
