@@ -27,7 +27,7 @@ use crate::machine::{MachineId, Metadata};
 use crate::registry::{
     KeepAlive, Lease, Registry, RegistryError, ScheduleEntry, UnitStateRecord, Update,
 };
-use crate::systemd::{LoadState, Systemd, SystemdError, UnitStatus};
+use crate::systemd::{LoadState, SystemdError, UnitManager, UnitStatus};
 use crate::unit::{UnitFile, UnitHash, UnitName};
 
 /// How this machine presents itself and where it keeps its files.
@@ -84,9 +84,11 @@ enum Phase {
 /// Runs the agent until `shutdown` is cancelled. Shutting down leaves units running and the
 /// lease alive until it expires, so a restart within the TTL changes nothing. `registered` is
 /// true while the machine is registered under a live lease (the API answers 503 otherwise).
-pub async fn run(
+/// `systemd` is the machine's manager (`systemd::Systemd`; simulated only in the scale
+/// benchmark).
+pub async fn run<M: UnitManager>(
     registry: Registry,
-    systemd: Systemd,
+    systemd: M,
     config: AgentConfig,
     registered: watch::Sender<bool>,
     shutdown: CancellationToken,
@@ -168,9 +170,9 @@ struct Retry {
     backoff: Backoff,
 }
 
-struct Agent {
+struct Agent<M> {
     registry: Registry,
-    systemd: Systemd,
+    systemd: M,
     config: AgentConfig,
     units: UnitsDir,
     lease: Lease,
@@ -187,10 +189,10 @@ struct Agent {
     contents: HashMap<UnitHash, UnitFile>,
 }
 
-impl Agent {
+impl<M: UnitManager> Agent<M> {
     fn new(
         registry: Registry,
-        systemd: Systemd,
+        systemd: M,
         config: AgentConfig,
         units: UnitsDir,
         lease: Lease,

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 
 use super::{Agent, state_record};
 use crate::registry::UnitStateRecord;
+use crate::systemd::UnitManager;
 use crate::unit::UnitName;
 
-impl Agent {
+impl<M: UnitManager> Agent<M> {
     /// Writes the state records that changed, deletes those of units gone from here.
     pub(super) async fn publish(&mut self) {
         let records: BTreeMap<UnitName, UnitStateRecord> = self

@@ -1,11 +1,15 @@
 //! The systemd adapter: the only code that speaks D-Bus. Links, loads, starts, stops and unloads
 //! units through the manager's `org.freedesktop.systemd1` interface, reads their states with
 //! `ListUnitsByNames`, and turns the manager's signals into a stream of changed unit names.
+//!
+//! The agent drives a manager through the `UnitManager` trait, implemented here by `Systemd`
+//! (D-Bus) and, for the scale benchmark only, by `isolated::SimulatedSystemd`.
 
 mod label;
 mod status;
 
 use std::fmt;
+use std::future::Future;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -98,6 +102,66 @@ fn is_no_such_unit(err: &zbus::Error) -> bool {
 
 /// Longest wait for any manager call; systemd answers in milliseconds unless it is stuck.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the agent needs of a unit manager: the calls of `Systemd` it makes, so that the scale
+/// benchmark can run a thousand real agents against simulated managers in one process. Every
+/// method means what the `Systemd` method of the same name documents.
+pub trait UnitManager: Clone + Send + Sync + 'static {
+    fn link_runtime(
+        &self,
+        files: &[PathBuf],
+    ) -> impl Future<Output = Result<(), SystemdError>> + Send;
+    fn unlink_runtime(
+        &self,
+        names: &[UnitName],
+    ) -> impl Future<Output = Result<(), SystemdError>> + Send;
+    fn reload(&self) -> impl Future<Output = Result<(), SystemdError>> + Send;
+    fn start(&self, name: &UnitName) -> impl Future<Output = Result<(), SystemdError>> + Send;
+    fn restart(&self, name: &UnitName) -> impl Future<Output = Result<(), SystemdError>> + Send;
+    fn stop(&self, name: &UnitName) -> impl Future<Output = Result<(), SystemdError>> + Send;
+    fn reset_failed(
+        &self,
+        name: &UnitName,
+    ) -> impl Future<Output = Result<(), SystemdError>> + Send;
+    fn list_by_names(
+        &self,
+        names: &[UnitName],
+    ) -> impl Future<Output = Result<Vec<(UnitName, UnitStatus)>, SystemdError>> + Send;
+    fn changes(&self) -> impl Future<Output = Result<UnitChanges, SystemdError>> + Send;
+}
+
+impl UnitManager for Systemd {
+    async fn link_runtime(&self, files: &[PathBuf]) -> Result<(), SystemdError> {
+        Systemd::link_runtime(self, files).await
+    }
+    async fn unlink_runtime(&self, names: &[UnitName]) -> Result<(), SystemdError> {
+        Systemd::unlink_runtime(self, names).await
+    }
+    async fn reload(&self) -> Result<(), SystemdError> {
+        Systemd::reload(self).await
+    }
+    async fn start(&self, name: &UnitName) -> Result<(), SystemdError> {
+        Systemd::start(self, name).await
+    }
+    async fn restart(&self, name: &UnitName) -> Result<(), SystemdError> {
+        Systemd::restart(self, name).await
+    }
+    async fn stop(&self, name: &UnitName) -> Result<(), SystemdError> {
+        Systemd::stop(self, name).await
+    }
+    async fn reset_failed(&self, name: &UnitName) -> Result<(), SystemdError> {
+        Systemd::reset_failed(self, name).await
+    }
+    async fn list_by_names(
+        &self,
+        names: &[UnitName],
+    ) -> Result<Vec<(UnitName, UnitStatus)>, SystemdError> {
+        Systemd::list_by_names(self, names).await
+    }
+    async fn changes(&self) -> Result<UnitChanges, SystemdError> {
+        Systemd::changes(self).await
+    }
+}
 
 /// A connection to one systemd manager.
 #[derive(Clone)]
@@ -315,25 +379,34 @@ impl Systemd {
                 }
             }
         });
-        Ok(UnitChanges {
-            rx,
-            forward,
-            gathering: BTreeSet::new(),
-            window_end: None,
-        })
+        Ok(UnitChanges::new(rx, Some(forward)))
     }
 }
 
 /// Names of units whose state may have changed, in signal order (see `Systemd::changes`).
 pub struct UnitChanges {
     rx: mpsc::UnboundedReceiver<UnitName>,
-    forward: tokio::task::JoinHandle<()>,
+    /// The task feeding `rx`, stopped with it.
+    forward: Option<tokio::task::JoinHandle<()>>,
     /// The batch `next_batch` is gathering, and when its window ends.
     gathering: BTreeSet<UnitName>,
     window_end: Option<tokio::time::Instant>,
 }
 
 impl UnitChanges {
+    /// Changes as sent on `rx` (by `forward`, when a task of its own feeds it).
+    pub fn new(
+        rx: mpsc::UnboundedReceiver<UnitName>,
+        forward: Option<tokio::task::JoinHandle<()>>,
+    ) -> UnitChanges {
+        UnitChanges {
+            rx,
+            forward,
+            gathering: BTreeSet::new(),
+            window_end: None,
+        }
+    }
+
     /// The next changed unit; `None` once the connection to systemd is gone.
     pub async fn next(&mut self) -> Option<UnitName> {
         self.rx.recv().await
@@ -373,7 +446,9 @@ impl UnitChanges {
 
 impl Drop for UnitChanges {
     fn drop(&mut self) {
-        self.forward.abort();
+        if let Some(forward) = &self.forward {
+            forward.abort();
+        }
     }
 }
 
@@ -382,12 +457,7 @@ mod tests {
     use super::*;
 
     fn changes_from(rx: mpsc::UnboundedReceiver<UnitName>) -> UnitChanges {
-        UnitChanges {
-            rx,
-            forward: tokio::spawn(async {}),
-            gathering: BTreeSet::new(),
-            window_end: None,
-        }
+        UnitChanges::new(rx, None)
     }
 
     #[tokio::test(start_paused = true)]
