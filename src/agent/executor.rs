@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use futures_util::future::join_all;
 
 use super::{Action, ActionError, Agent};
-use crate::systemd::{ActiveState, SystemdError};
+use crate::systemd::{ActiveState, SystemdError, UnitManager};
 use crate::unit::{Target, UnitFile, UnitHash, UnitName};
 
 /// One pass's actions by phase, in the order the plan gives them.
@@ -42,7 +42,7 @@ impl Phases {
     }
 }
 
-impl Agent {
+impl<M: UnitManager> Agent<M> {
     /// Carries out the actions. A failure affects only its unit: it is recorded, retried later
     /// with backoff, and the other units go on. Returns the units touched.
     pub(super) async fn execute(&mut self, actions: Vec<Action>) -> Vec<UnitName> {
@@ -202,7 +202,7 @@ impl Agent {
         names.iter().cloned().zip(results).collect()
     }
 
-    /// The contents of these hashes: from the cache, the rest read from etcd concurrently. A
+    /// The contents of these hashes: from the cache, the rest read from etcd in batches. A
     /// content etcd does not have is absent; one that could not be read has the cause.
     async fn contents_of(
         &mut self,
@@ -214,10 +214,9 @@ impl Agent {
             .filter(|h| !self.contents.contains_key(*h))
             .copied()
             .collect();
-        let registry = &self.registry;
-        let read = join_all(missing.iter().map(|h| registry.content(h))).await;
+        let read = self.registry.contents(&missing).await;
         let mut out = BTreeMap::new();
-        for (hash, result) in missing.into_iter().zip(read) {
+        for (hash, result) in read {
             match result {
                 Ok(Some(file)) => {
                     self.contents.insert(hash, file);

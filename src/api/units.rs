@@ -154,7 +154,17 @@ pub async fn put(
     require_json(&headers)?;
     let request = parse_put(&path, read_json(body).await?)?;
     let name = request.name.clone();
-    let existing = api.registry.unit(&name).await?;
+    // Most PUTs with options create their unit: that is tried in one request, which reads
+    // the unit in the same transaction when there is one.
+    let existing = match plan_put(request.clone(), None) {
+        Ok(PutPlan::Create { file, desired }) => {
+            match api.registry.create_unit(&name, &file, desired).await? {
+                None => return Ok(StatusCode::CREATED),
+                existing => existing,
+            }
+        }
+        _ => api.registry.unit(&name).await?,
+    };
     let plan = plan_put(request, existing)?;
     let status = plan.status();
     match plan {

@@ -99,6 +99,9 @@ async fn lead(
     let mut resync = tokio::time::interval(config.resync);
     resync.tick().await;
     let mut failures = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    // Until the first reconcile of the term is complete (its writes applied): then how long
+    // taking office took is logged.
+    let mut taking_office = Some(std::time::Instant::now());
     loop {
         tokio::select! {
             _ = keep.lost() => return Err(RegistryError::LeaseGone(leadership.lease.id())),
@@ -120,6 +123,9 @@ async fn lead(
                 read_requirements(registry, &mut view, &mut contents).await;
                 let writes = reconcile(&view);
                 if writes.is_empty() {
+                    if let Some(since) = taking_office.take() {
+                        log_first_reconcile(since, &view, 0);
+                    }
                     continue;
                 }
                 let started = std::time::Instant::now();
@@ -129,6 +135,9 @@ async fn lead(
                         view.apply(&writes);
                         let n: usize = writes.iter().map(Vec::len).sum();
                         tracing::info!(writes = n, units = writes.len(), took = ?started.elapsed(), "reconciled");
+                        if let Some(since) = taking_office.take() {
+                            log_first_reconcile(since, &view, n);
+                        }
                     }
                     Err(RegistryError::Fenced) => return Err(RegistryError::Fenced),
                     Err(e) => {
@@ -150,6 +159,17 @@ async fn lead(
             due = Some(Instant::now() + config.debounce);
         }
     }
+}
+
+/// The first complete reconcile of a term: everything listed, placed and written.
+fn log_first_reconcile(since: std::time::Instant, view: &View, writes: usize) {
+    tracing::info!(
+        took_ms = since.elapsed().as_millis() as u64,
+        units = view.units.len(),
+        machines = view.machines.len(),
+        writes,
+        "first reconcile as leader complete"
+    );
 }
 
 /// Reads the schedule, placements and reasons: at the start of a term, after a failed write
@@ -186,31 +206,45 @@ async fn read_requirements(
         .filter(|(u, r)| view.requirements.get(*u).is_none_or(|(h, _)| *h != r.hash))
         .map(|(u, r)| (u.clone(), r.hash))
         .collect();
+    // Contents not cached yet are read in batches: a new leader reads thousands.
+    let mut missing: Vec<UnitHash> = stale
+        .iter()
+        .map(|(_, h)| *h)
+        .filter(|h| !contents.contains_key(h))
+        .collect();
+    missing.sort_unstable();
+    missing.dedup();
+    let read = registry.contents(&missing).await;
+    let mut unreadable = std::collections::HashSet::new();
+    for (hash, result) in read {
+        match result {
+            Ok(Some(f)) => {
+                contents.insert(hash, f);
+            }
+            // Missing: the units' reason, below.
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(%hash, error = %e, "cannot read unit content");
+                unreadable.insert(hash);
+            }
+        }
+    }
     for (name, hash) in stale {
-        let file = match contents.get(&hash) {
-            Some(f) => f.clone(),
-            None => match registry.content(&hash).await {
-                Ok(Some(f)) => {
-                    contents.insert(hash, f.clone());
-                    f
-                }
-                Ok(None) => {
-                    view.requirements.insert(
-                        name,
-                        (
-                            hash,
-                            Err(format!("its content {hash} is missing from the registry")),
-                        ),
-                    );
-                    continue;
-                }
-                Err(e) => {
-                    tracing::warn!(unit = %name, error = %e, "cannot read unit content");
-                    continue;
-                }
-            },
+        if unreadable.contains(&hash) {
+            // Tried again at the next reconcile.
+            continue;
+        }
+        let Some(file) = contents.get(&hash) else {
+            view.requirements.insert(
+                name,
+                (
+                    hash,
+                    Err(format!("its content {hash} is missing from the registry")),
+                ),
+            );
+            continue;
         };
-        let requirements = Requirements::from_unit(&name, &file)
+        let requirements = Requirements::from_unit(&name, file)
             .map(|c| Arc::new(c.requirements))
             .map_err(|errors| {
                 let messages: Vec<String> = errors.errors.into_iter().map(|e| e.message).collect();
@@ -218,7 +252,8 @@ async fn read_requirements(
             });
         view.requirements.insert(name, (hash, requirements));
     }
-    contents.retain(|h, _| view.units.values().any(|r| r.hash == *h));
+    let used: std::collections::HashSet<UnitHash> = view.units.values().map(|r| r.hash).collect();
+    contents.retain(|h, _| used.contains(h));
 }
 
 /// Deletes contents no unit and no schedule entry refers to. Units are listed afresh (the

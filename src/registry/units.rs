@@ -1,11 +1,14 @@
 //! Units (name, desired state and content hash) and their contents, stored by hash and
 //! collected by the engine when nothing refers to them.
 
-use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp, TxnOpResponse};
 
-use super::kv::{json, timed};
+use super::kv::{MAX_TXN_OPS, json, timed};
 use super::{ContentRecord, Fence, Keys, Registry, RegistryError, TypedWatch, UnitRecord};
 use crate::unit::{DesiredState, UnitFile, UnitHash, UnitName};
+
+/// Batches of contents read at once by `Registry::contents`.
+const CONTENT_BATCHES_IN_FLIGHT: usize = 4;
 
 impl Registry {
     /// Stores a unit with its content in one transaction. The content is written even when
@@ -47,6 +50,42 @@ impl Registry {
         } else {
             Err(RegistryError::Conflict(format!("unit {name}")))
         }
+    }
+
+    /// Creates the unit with its content if there is no unit of that name, in one request;
+    /// when there is one, changes nothing and returns it (read in the same transaction) with
+    /// the revision it was last changed at.
+    pub async fn create_unit(
+        &self,
+        name: &UnitName,
+        file: &UnitFile,
+        desired: DesiredState,
+    ) -> Result<Option<(UnitRecord, i64)>, RegistryError> {
+        let (_, ops) = self.unit_ops(name, file, desired);
+        let key = self.keys.unit(name);
+        let what = format!("creating unit {name}");
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then(ops)
+            .or_else([TxnOp::get(key.clone(), None)]);
+        let resp = timed(what.clone(), self.client().txn(txn))
+            .await?
+            .map_err(|e| RegistryError::etcd(what, e))?;
+        if resp.succeeded() {
+            return Ok(None);
+        }
+        let existing = resp.op_responses().into_iter().find_map(|op| match op {
+            TxnOpResponse::Get(get) => get.kvs().first().cloned(),
+            _ => None,
+        });
+        let Some(kv) = existing else {
+            // Cannot happen: the compare failed because the key exists, and the read ran in
+            // the same transaction.
+            return Err(RegistryError::Conflict(format!("unit {name}")));
+        };
+        let record = serde_json::from_slice(kv.value())
+            .map_err(|source| RegistryError::Corrupt { key, source })?;
+        Ok(Some((record, kv.mod_revision())))
     }
 
     fn unit_ops(
@@ -114,12 +153,86 @@ impl Registry {
         else {
             return Ok(None);
         };
-        UnitFile::from_options(record.options)
-            .map(Some)
-            .map_err(|source| RegistryError::InvalidContent {
-                key: self.keys.content(hash),
-                source,
-            })
+        self.content_from(hash, record).map(Some)
+    }
+
+    fn content_from(
+        &self,
+        hash: &UnitHash,
+        record: ContentRecord,
+    ) -> Result<UnitFile, RegistryError> {
+        UnitFile::from_options(record.options).map_err(|source| RegistryError::InvalidContent {
+            key: self.keys.content(hash),
+            source,
+        })
+    }
+
+    /// The contents of many hashes, each `content` would give, read in transactions of
+    /// `MAX_TXN_OPS` reads: one request per batch, not one per content. A batch etcd refuses
+    /// (an answer over the message size limit) is read one content at a time.
+    pub async fn contents(
+        &self,
+        hashes: &[UnitHash],
+    ) -> Vec<(UnitHash, Result<Option<UnitFile>, RegistryError>)> {
+        let mut out = Vec::with_capacity(hashes.len());
+        for group in hashes.chunks(MAX_TXN_OPS * CONTENT_BATCHES_IN_FLIGHT) {
+            let batches = group
+                .chunks(MAX_TXN_OPS)
+                .map(|b| self.content_batch_or_each(b));
+            out.extend(
+                futures_util::future::join_all(batches)
+                    .await
+                    .into_iter()
+                    .flatten(),
+            );
+        }
+        out
+    }
+
+    async fn content_batch_or_each(
+        &self,
+        batch: &[UnitHash],
+    ) -> Vec<(UnitHash, Result<Option<UnitFile>, RegistryError>)> {
+        match self.content_batch(batch).await {
+            Ok(read) => read,
+            Err(e) => {
+                tracing::debug!(error = %e, "reading contents one by one");
+                let each = futures_util::future::join_all(batch.iter().map(|h| self.content(h)));
+                batch.iter().copied().zip(each.await).collect()
+            }
+        }
+    }
+
+    async fn content_batch(
+        &self,
+        batch: &[UnitHash],
+    ) -> Result<Vec<(UnitHash, Result<Option<UnitFile>, RegistryError>)>, RegistryError> {
+        let what = format!("reading {} unit contents", batch.len());
+        let ops: Vec<TxnOp> = batch
+            .iter()
+            .map(|h| TxnOp::get(self.keys.content(h), None))
+            .collect();
+        let resp = timed(what.clone(), self.client().txn(Txn::new().and_then(ops)))
+            .await?
+            .map_err(|e| RegistryError::etcd(what, e))?;
+        let mut out = Vec::with_capacity(batch.len());
+        for (hash, op) in batch.iter().zip(resp.op_responses()) {
+            let TxnOpResponse::Get(get) = op else {
+                continue;
+            };
+            let read = match get.kvs().first() {
+                None => Ok(None),
+                Some(kv) => serde_json::from_slice::<ContentRecord>(kv.value())
+                    .map_err(|source| RegistryError::Corrupt {
+                        key: self.keys.content(hash),
+                        source,
+                    })
+                    .and_then(|record| self.content_from(hash, record))
+                    .map(Some),
+            };
+            out.push((*hash, read));
+        }
+        Ok(out)
     }
 
     /// Hashes of every stored content and the revision each was last written at.

@@ -75,6 +75,79 @@ async fn units_are_stored_with_their_content_and_read_back() {
     assert!(registry.unit(&name).await.unwrap().is_none());
 }
 
+/// Contents are read in batches of `MAX_TXN_OPS` per request; a batch whose answer is over
+/// the client's message limit (4 MiB) is read one by one. Either way each hash gets its own
+/// content, and a missing one is `None`.
+#[tokio::test]
+async fn many_contents_are_read_in_batches_each_to_its_hash() {
+    let (etcd, _dir) = etcd().await;
+    let registry = Registry::connect(&settings(&etcd, "/tb/")).await.unwrap();
+    let mut expected = Vec::new();
+    for i in 0..300 {
+        let content = file(&format!("[Service]\nExecStart=/bin/sleep {i}\n"));
+        expected.push((content.hash(), Some(content)));
+    }
+    // 128 contents of 40 KB: one batch of them is a 5 MB answer.
+    let big = "x".repeat(40_000);
+    for i in 0..128 {
+        let content = file(&format!(
+            "[Unit]\nDescription={i} {big}\n[Service]\nExecStart=/bin/true\n"
+        ));
+        expected.push((content.hash(), Some(content)));
+    }
+    for (i, (_, content)) in expected.iter().enumerate() {
+        let name = unit(&format!("u{i}.service"));
+        let content = content.as_ref().unwrap();
+        registry
+            .put_unit(&name, content, DesiredState::Loaded)
+            .await
+            .unwrap();
+    }
+    let missing = file("[Service]\nExecStart=/bin/never-stored\n");
+    expected.insert(150, (missing.hash(), None));
+    let hashes: Vec<_> = expected.iter().map(|(h, _)| *h).collect();
+    let read: Vec<_> = registry
+        .contents(&hashes)
+        .await
+        .into_iter()
+        .map(|(h, r)| (h, r.unwrap()))
+        .collect();
+    assert_eq!(read.len(), expected.len());
+    assert!(
+        read == expected,
+        "contents read back differ from those stored"
+    );
+}
+
+#[tokio::test]
+async fn creating_a_unit_that_exists_changes_nothing_and_returns_it() {
+    let (etcd, _dir) = etcd().await;
+    let registry = Registry::connect(&settings(&etcd, "/tc/")).await.unwrap();
+    let name = unit("web.service");
+    let first = file("[Service]\nExecStart=/bin/sleep 1\n");
+    let created = registry
+        .create_unit(&name, &first, DesiredState::Launched)
+        .await
+        .unwrap();
+    assert_eq!(created, None, "a new unit is created");
+    let (stored, revision) = registry.unit(&name).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.hash, stored.desired),
+        (first.hash(), DesiredState::Launched)
+    );
+    let second = file("[Service]\nExecStart=/bin/sleep 2\n");
+    let again = registry
+        .create_unit(&name, &second, DesiredState::Inactive)
+        .await
+        .unwrap();
+    assert_eq!(again, Some((stored.clone(), revision)));
+    assert_eq!(
+        registry.unit(&name).await.unwrap(),
+        Some((stored, revision))
+    );
+    assert_eq!(registry.content(&second.hash()).await.unwrap(), None);
+}
+
 #[tokio::test]
 async fn a_watch_lists_then_streams_changes_and_relists_after_compaction() {
     let (etcd, _dir) = etcd().await;
