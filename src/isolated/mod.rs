@@ -7,6 +7,7 @@ mod cluster;
 mod etcd;
 mod host;
 mod link;
+mod simulated;
 
 use std::future::Future;
 use std::path::Path;
@@ -17,6 +18,7 @@ pub use cluster::{Cluster, ClusterRecord, ClusterSpec, EtcdAccess, HostSpec, Mem
 pub use etcd::{Etcd, EtcdRecord, EtcdTls};
 pub use host::{Host, HostRecord};
 pub use link::{Link, LinkState};
+pub use simulated::{SimulatedCalls, SimulatedSystemd};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IsolatedError {
