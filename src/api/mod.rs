@@ -33,6 +33,7 @@
 mod changes;
 mod discovery_doc;
 mod error;
+mod events;
 mod machines;
 mod pagination;
 mod request;

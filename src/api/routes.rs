@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::registry::Registry;
 use crate::wire::{self, FLEET_PREFIXES, Resource};
 
-use super::{ApiError, changes, discovery_doc, machines, states, units};
+use super::{ApiError, changes, discovery_doc, events, machines, states, units};
 
 /// What handlers share. Cheap to clone.
 #[derive(Clone)]
@@ -68,6 +68,7 @@ pub fn router(api: Api, registered: watch::Receiver<bool>) -> Router {
     }
     router
         .route(wire::CHANGES, get(changes::wait).fallback(refuse(ONLY_GET)))
+        .route(wire::EVENTS, get(events::stream).fallback(refuse(ONLY_GET)))
         .route("/", any(refuse(NO_METHOD)))
         .fallback(|uri: Uri| async move { ApiError::NoRoute(uri.path().to_owned()) })
         .with_state(api)
