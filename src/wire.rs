@@ -233,6 +233,10 @@ pub enum EventKind {
         ip: String,
         hostname: String,
     },
+    /// A machine's address, hostname or metadata (configured or overridden) changed.
+    MachineChanged {
+        machine: MachineId,
+    },
     /// A machine's registration ended: its lease expired (or was revoked at shutdown).
     MachineLost {
         machine: MachineId,

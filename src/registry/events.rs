@@ -160,29 +160,21 @@ pub fn events_of(
         if value.is_none() {
             return vec![EventKind::StateRemoved { unit, machine }];
         }
-        let shown = |r: &UnitStateRecord| {
-            (
-                r.load.clone(),
-                r.active.clone(),
-                r.sub.clone(),
-                r.message.clone(),
-            )
-        };
-        let before = decoded::<UnitStateRecord>(key, prev).map(|r| shown(&r));
-        return match decoded::<UnitStateRecord>(key, value).map(|r| shown(&r)) {
-            Some(after) if before.as_ref() != Some(&after) => {
-                let (load, active, sub, message) = after;
-                vec![EventKind::StateChanged {
-                    unit,
-                    machine,
-                    load,
-                    active,
-                    sub,
-                    message,
-                }]
-            }
+        let before = decoded::<UnitStateRecord>(key, prev);
+        return match decoded::<UnitStateRecord>(key, value) {
+            Some(after) if before.as_ref() != Some(&after) => vec![EventKind::StateChanged {
+                unit,
+                machine,
+                load: after.load,
+                active: after.active,
+                sub: after.sub,
+                message: after.message,
+            }],
             _ => Vec::new(),
         };
+    }
+    if let Some((machine, _)) = keys.parse_metadata(key) {
+        return vec![EventKind::MachineChanged { machine }];
     }
     if let Some(machine) = keys.parse_machine(key) {
         return match (prev, value) {
@@ -201,7 +193,15 @@ pub fn events_of(
                 None => Vec::new(),
             },
             // A registration rewritten in place: the machine never left.
-            (Some(_), Some(_)) => Vec::new(),
+            (Some(before), Some(after)) => {
+                match (
+                    decoded::<MachineRecord>(key, Some(before)),
+                    decoded::<MachineRecord>(key, Some(after)),
+                ) {
+                    (Some(b), Some(a)) if a == b => Vec::new(),
+                    _ => vec![EventKind::MachineChanged { machine }],
+                }
+            }
         };
     }
     Vec::new()
@@ -461,6 +461,15 @@ mod tests {
         })
     }
 
+    /// What happens, the key, its value before and after, and the events expected.
+    type Case = (
+        &'static str,
+        String,
+        Option<Vec<u8>>,
+        Option<Vec<u8>>,
+        Vec<EventKind>,
+    );
+
     #[test]
     fn each_key_change_means_its_events() {
         use DesiredState::*;
@@ -473,13 +482,7 @@ mod tests {
             })
         };
         let reason = |r: &str| json(&ReasonRecord { reason: r.into() });
-        let cases: Vec<(
-            &str,
-            String,
-            Option<Vec<u8>>,
-            Option<Vec<u8>>,
-            Vec<EventKind>,
-        )> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "a new unit is submitted",
                 k.unit(&web),
@@ -552,7 +555,7 @@ mod tests {
                 "a first placement",
                 k.placement(&web),
                 None,
-                Some(placement(&[m.clone()])),
+                Some(placement(std::slice::from_ref(&m))),
                 vec![EventKind::Placed {
                     unit: web.clone(),
                     machines: vec![m.clone()],
@@ -562,7 +565,7 @@ mod tests {
                 "a move",
                 k.placement(&web),
                 Some(placement(&[id('b')])),
-                Some(placement(&[m.clone()])),
+                Some(placement(std::slice::from_ref(&m))),
                 vec![EventKind::Placed {
                     unit: web.clone(),
                     machines: vec![m.clone()],
@@ -571,14 +574,14 @@ mod tests {
             (
                 "a placement rewritten unchanged",
                 k.placement(&web),
-                Some(placement(&[m.clone()])),
-                Some(placement(&[m.clone()])),
+                Some(placement(std::slice::from_ref(&m))),
+                Some(placement(std::slice::from_ref(&m))),
                 vec![],
             ),
             (
                 "a placement removed",
                 k.placement(&web),
-                Some(placement(&[m.clone()])),
+                Some(placement(std::slice::from_ref(&m))),
                 None,
                 vec![EventKind::Unplaced { unit: web.clone() }],
             ),
@@ -671,6 +674,20 @@ mod tests {
                 Some(machine('a', "host-1")),
                 Some(machine('a', "host-1")),
                 vec![],
+            ),
+            (
+                "a registration rewritten with another address",
+                k.machine(&m),
+                Some(machine('a', "host-1")),
+                Some(machine('a', "host-one")),
+                vec![EventKind::MachineChanged { machine: m.clone() }],
+            ),
+            (
+                "a metadata override",
+                k.metadata_key(&m, "disk"),
+                None,
+                Some(b"{\"set\":\"ssd\"}".to_vec()),
+                vec![EventKind::MachineChanged { machine: m.clone() }],
             ),
             (
                 "a machine lost",
