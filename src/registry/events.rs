@@ -330,11 +330,14 @@ impl EventStream {
             }
             self.backoff.reset();
             let mut events = Vec::new();
+            // Revisions only grow within a response, and a response holds whole revisions:
+            // only those derived before it, by the watch a reopen replaced, are skipped.
+            let derived = self.revision;
             for e in resp.events() {
                 let Some(kv) = e.kv() else { continue };
                 let revision = kv.mod_revision();
-                if revision <= self.revision {
-                    continue; // already derived before a reopen
+                if revision <= derived {
+                    continue;
                 }
                 let change = Change {
                     key: kv.key().to_vec(),
@@ -351,7 +354,6 @@ impl EventStream {
                         .into_iter()
                         .map(|kind| Event { revision, kind }),
                 );
-                // Revisions only grow within a response; a batch holds whole revisions.
                 self.revision = revision;
             }
             if !events.is_empty() {
