@@ -1,7 +1,8 @@
 //! The event stream (`GET /flotte/v1/events`) on a real 3-host cluster, through the real
 //! `flottectl events`: a unit submitted, placed and started, a machine killed (the engine's
-//! leader), the new leader; the same events again from a revision; the text lines; and the
-//! answers for a compacted and a future revision.
+//! leader), the new leader; the same events again from a revision; the text lines; the
+//! answers for a compacted and a future revision; and `list-unit-files --watch` printing the
+//! listing again when a unit is submitted.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -38,7 +39,11 @@ struct Follower {
 
 impl Follower {
     fn start(socket: &Path, args: &[&str]) -> Follower {
-        let mut child = flottectl(socket, &[&["events"], args].concat())
+        Follower::from(flottectl(socket, &[&["events"], args].concat()))
+    }
+
+    fn from(mut command: Command) -> Follower {
+        let mut child = command
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
@@ -120,6 +125,15 @@ async fn the_event_stream_sees_a_unit_start_its_machine_die_and_a_new_leader_and
         })
         .await;
 
+    // A watched listing, printed before anything is submitted, and again after.
+    let mut watched = Follower::from(flottectl(
+        &socket,
+        &["list-unit-files", "--watch", "--fields", "unit,dstate"],
+    ));
+    watched
+        .line_until("the first listing's header", |l| l.starts_with("UNIT"))
+        .await;
+
     // The unit is placed on the leader's machine, so that killing it also moves the unit.
     let web = format!("[X-Fleet]\nMachineID={leader}\n");
     submit(
@@ -142,6 +156,26 @@ async fn the_event_stream_sees_a_unit_start_its_machine_die_and_a_new_leader_and
         matches!(&e.kind, EventKind::StateChanged { unit, machine, active: ActiveState::Active, .. } if is_web(unit) && *machine == leader)
     })
     .await;
+
+    let row = watched
+        .line_until("list-unit-files --watch showing web.service", |l| {
+            l.starts_with("web.service")
+        })
+        .await;
+    assert_eq!(
+        row.split_whitespace().collect::<Vec<_>>(),
+        ["web.service", "launched"]
+    );
+    assert!(
+        watched
+            .seen
+            .iter()
+            .filter(|l| l.starts_with("UNIT"))
+            .count()
+            >= 2,
+        "the listing was printed again: {:?}",
+        watched.seen
+    );
 
     t.cluster.kill_host(leader_index).unwrap();
     live.until(
