@@ -291,3 +291,179 @@ async fn the_event_stream_sees_a_unit_start_its_machine_die_and_a_new_leader_and
         "{stderr}"
     );
 }
+
+/// Reads a streamed body line by line.
+struct BodyLines {
+    body: hyper::body::Incoming,
+    buffer: Vec<u8>,
+}
+
+impl BodyLines {
+    async fn next(&mut self) -> Option<Event> {
+        use http_body_util::BodyExt;
+        loop {
+            if let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=end).collect();
+                return Some(serde_json::from_slice(&line).unwrap());
+            }
+            let frame = self.body.frame().await?.unwrap();
+            if let Ok(data) = frame.into_data() {
+                self.buffer.extend_from_slice(&data);
+            }
+        }
+    }
+}
+
+async fn open_events(socket: &Path, since: Option<i64>) -> BodyLines {
+    let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = hyper::Request::builder()
+        .uri(flotte::wire::events_path(since))
+        .header("host", "flotte")
+        .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    BodyLines {
+        body: response.into_body(),
+        buffer: Vec::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_stops_reading_is_ended_with_where_to_resume_and_misses_nothing() {
+    use flotte::registry::{EtcdSettings, Registry, UnitRecord};
+    use flotte::unit::{DesiredState, UnitName};
+
+    let dir = tempfile::Builder::new()
+        .prefix("flotte-events-")
+        .tempdir()
+        .unwrap();
+    let etcd = flotte::isolated::Etcd::start(&dir.path().join("etcd"))
+        .await
+        .expect("etcd starts");
+    let registry = Registry::connect(&EtcdSettings {
+        endpoints: vec![etcd.client_url().to_owned()],
+        ..EtcdSettings::default()
+    })
+    .await
+    .unwrap();
+    let socket = dir.path().join("flotte.sock");
+    let listeners = flotte::api::Listeners::bind(&flotte::api::ApiSettings {
+        socket: socket.clone(),
+        tcp: vec![],
+        tls: None,
+    })
+    .await
+    .unwrap();
+    let (_registered, ready) = tokio::sync::watch::channel(true);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let served = tokio::spawn(flotte::api::serve(
+        listeners,
+        std::future::ready(Some(registry.clone())),
+        ready,
+        shutdown.clone(),
+    ));
+
+    let mut slow = open_events(&socket, None).await;
+    let started = slow.next().await.unwrap();
+    assert_eq!(started.kind, EventKind::Started);
+
+    // Far more events than the client's buffer (1024) and the socket's hold, in transactions
+    // of 128 units.
+    let names: Vec<UnitName> = (0..20_480)
+        .map(|i| UnitName::new(&format!("u{i:05}.service")).unwrap())
+        .collect();
+    let record = serde_json::to_vec(&UnitRecord {
+        hash: "0123456789abcdef0123456789abcdef01234567".parse().unwrap(),
+        desired: DesiredState::Inactive,
+    })
+    .unwrap();
+    let mut etcd_client = etcd_client::Client::connect([etcd.client_url()], None)
+        .await
+        .unwrap();
+    for chunk in names.chunks(128) {
+        let puts: Vec<etcd_client::TxnOp> = chunk
+            .iter()
+            .map(|n| etcd_client::TxnOp::put(registry.keys().unit(n), record.clone(), None))
+            .collect();
+        etcd_client
+            .txn(etcd_client::Txn::new().and_then(puts))
+            .await
+            .unwrap();
+    }
+    // The client reads nothing while the server's grace for a full buffer (5 s) runs out:
+    // what is under test is that the server then gives up on it.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+
+    let mut got = std::collections::BTreeSet::new();
+    let ended = within("the slow stream's end", DEADLINE, async {
+        while let Some(event) = slow.next().await {
+            match event.kind {
+                EventKind::Submitted { unit, .. } => {
+                    got.insert(unit);
+                }
+                EventKind::Ended { reason, message } => return (event.revision, reason, message),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        panic!("the stream ended without an ended line");
+    })
+    .await;
+    let (resume, reason, message) = ended;
+    assert_eq!(reason, flotte::wire::EndReason::Lagged, "{message}");
+    let held = got.len();
+    assert!(
+        held < names.len() / 2,
+        "the server held back only {held} of {} events",
+        names.len()
+    );
+    eprintln!(
+        "a client that stopped reading got {held} of {} events, then `{message}` at revision {resume}",
+        names.len()
+    );
+
+    // From the revision it gave, the rest follows: nothing is missed.
+    let mut rest = open_events(&socket, Some(resume)).await;
+    assert_eq!(rest.next().await.unwrap().revision, resume);
+    within("every unit's event after resuming", DEADLINE, async {
+        while got.len() < names.len() {
+            match rest.next().await.expect("the resumed stream goes on").kind {
+                EventKind::Submitted { unit, .. } => {
+                    got.insert(unit);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    })
+    .await;
+    assert_eq!(got.into_iter().collect::<Vec<_>>(), names);
+    shutdown.cancel();
+    // The open stream ends at shutdown, so the server's drain does not wait for it.
+    let end = within(
+        "the resumed stream's end at shutdown",
+        DEADLINE,
+        rest.next(),
+    )
+    .await;
+    assert!(
+        matches!(
+            end,
+            Some(Event {
+                kind: EventKind::Ended {
+                    reason: flotte::wire::EndReason::Shutdown,
+                    ..
+                },
+                ..
+            })
+        ),
+        "{end:?}"
+    );
+    within("the server's shutdown", DEADLINE, served)
+        .await
+        .unwrap();
+}
