@@ -386,6 +386,8 @@ impl Resource {
 pub const CHANGES: &str = "/flotte/v1/changes";
 /// flotte's event stream (see `Event`).
 pub const EVENTS: &str = "/flotte/v1/events";
+/// flotted's Prometheus metrics, on every API listener.
+pub const METRICS: &str = "/metrics";
 
 /// The query parameters the API reads.
 pub mod param {

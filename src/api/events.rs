@@ -99,6 +99,10 @@ async fn forward<S>(
 ) where
     S: Stream<Item = Result<EventBatch, RegistryError>>,
 {
+    let metrics = crate::metrics::get();
+    metrics.event_streams.inc();
+    // Dropped when the task ends, however it ends.
+    let _open = Open;
     let mut source = std::pin::pin!(source);
     // Every event up to this revision is in the client's buffer.
     let mut delivered = from;
@@ -124,6 +128,7 @@ async fn forward<S>(
             match tx.send_timeout(line(&event), grace).await {
                 Ok(()) => {}
                 Err(SendTimeoutError::Timeout(_)) => {
+                    metrics.event_streams_lagged.inc();
                     // Events of this revision may be in the buffer already; resuming before
                     // it repeats them rather than losing the rest.
                     let resume = (event.revision - 1).max(delivered);
@@ -146,6 +151,15 @@ async fn forward<S>(
         revision,
         kind: EventKind::Ended { reason, message },
     }));
+}
+
+/// An open stream, for the gauge of open streams.
+struct Open;
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        crate::metrics::get().event_streams.dec();
+    }
 }
 
 fn line(event: &Event) -> Bytes {

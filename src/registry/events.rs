@@ -244,6 +244,7 @@ impl Registry {
         }
         let what = format!("listing {candidates}");
         let resp = timed(
+            "range",
             what.clone(),
             self.client().get(candidates.as_str(), Some(options)),
         )

@@ -126,6 +126,7 @@ impl Registry {
     pub async fn content_revisions(&self) -> Result<Vec<(UnitHash, i64)>, RegistryError> {
         let prefix = self.keys.contents();
         let resp = timed(
+            "range",
             format!("listing {prefix}"),
             self.client().get(
                 prefix.as_str(),

@@ -1,0 +1,121 @@
+//! `GET /metrics` of a real flotted on a one-host cluster: valid for Prometheus's own
+//! `promtool check metrics` (Debian's `prometheus` package, which `packaging/run-tests`
+//! installs), and its counters move when a unit is submitted and started.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use flotte::unit::DesiredState::Launched;
+use http_body_util::BodyExt;
+use tokio::io::AsyncWriteExt;
+
+use crate::support::*;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// `GET /metrics` over the API socket: the content type and the text.
+async fn scrape(socket: &Path) -> (String, String) {
+    let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = hyper::Request::builder()
+        .uri(flotte::wire::METRICS)
+        .header("host", "flotte")
+        .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (content_type, String::from_utf8(body.to_vec()).unwrap())
+}
+
+/// The value of the sample written exactly `series` (`name{labels}`), if there is one.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.parse().unwrap())
+}
+
+/// Runs `promtool check metrics` on `text`: its exit status and what it said.
+async fn promtool(text: &str) -> (bool, String) {
+    let mut child = tokio::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool runs (Debian's prometheus package; packaging/run-tests installs it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .await
+        .unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), said)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_pass_promtool_and_count_a_unit_started() {
+    let t = cluster("metrics", &[("host-1", "")], &[]).await;
+    let socket = t.cluster.socket(0).to_owned();
+    let (_, before) = scrape(&socket).await;
+
+    submit(
+        &t.registry,
+        "web.service",
+        "[Service]\nExecStart=/bin/sleep 100000\n",
+        Launched,
+    )
+    .await;
+    await_active(&t.registry, &["web.service"], DEADLINE).await;
+    let (content_type, after) = scrape(&socket).await;
+    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+
+    let (ok, said) = promtool(&after).await;
+    assert!(ok, "promtool check metrics failed: {said}\n{after}");
+    eprintln!(
+        "promtool check metrics: passed{}",
+        if said.trim().is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", said.trim())
+        }
+    );
+
+    let moved = |series: &str| {
+        let b = sample(&before, series).unwrap_or(0.0);
+        let a = sample(&after, series).unwrap_or_else(|| panic!("no {series} in:\n{after}"));
+        assert!(a > b, "{series} did not move: {b} before, {a} after");
+    };
+    moved("flotte_agent_actions_total{kind=\"start\",result=\"ok\"}");
+    moved("flotte_agent_actions_total{kind=\"load\",result=\"ok\"}");
+    moved("flotte_engine_placements_total");
+    moved("flotte_engine_reconciles_total");
+    moved("flotte_systemd_call_duration_seconds_count{call=\"StartUnit\"}");
+    moved("flotte_etcd_request_duration_seconds_count{op=\"txn\"}");
+    assert_eq!(sample(&after, "flotte_engine_leader"), Some(1.0));
+    assert_eq!(
+        sample(&after, "flotte_engine_units{state=\"launched\"}"),
+        Some(1.0)
+    );
+    assert_eq!(sample(&after, "flotte_engine_unplaceable_units"), Some(0.0));
+    assert!(
+        !after.contains("web.service"),
+        "no unit name is a label value:\n{after}"
+    );
+}
