@@ -1,6 +1,7 @@
 //! `GET /metrics` of a real flotted on a one-host cluster: valid for Prometheus's own
 //! `promtool check metrics` (Debian's `prometheus` package, which `packaging/run-tests`
-//! installs), and its counters move when a unit is submitted and started.
+//! installs), and its counters move when a unit is submitted and started; and a real
+//! Prometheus, from the same package, scraping a flotted's TCP listener.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -117,5 +118,108 @@ async fn metrics_pass_promtool_and_count_a_unit_started() {
     assert!(
         !after.contains("web.service"),
         "no unit name is a label value:\n{after}"
+    );
+}
+
+/// `GET path` on a TCP address: the status and the body.
+async fn get_tcp(addr: &str, path: &str) -> (u16, String) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = hyper::Request::builder()
+        .uri(path)
+        .header("host", addr)
+        .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A loopback port nothing listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_real_prometheus_scrapes_flotted_and_reads_its_families() {
+    let t = cluster(
+        "prometheus",
+        &[("host-1", "")],
+        &[("listen_tcp", "127.0.0.1:0")],
+    )
+    .await;
+    // The machine record publishes where the API listens over TCP.
+    let target = t
+        .registry
+        .machines()
+        .await
+        .unwrap()
+        .into_iter()
+        .find_map(|m| m.api)
+        .expect("the machine publishes its API's TCP address");
+    let target = target.trim_start_matches("http://").to_owned();
+
+    let dir = tempfile::Builder::new()
+        .prefix("flotte-prometheus-")
+        .tempdir()
+        .unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: flotted\n    static_configs:\n      - targets: ['{target}']\n"
+        ),
+    )
+    .unwrap();
+    let web = format!("127.0.0.1:{}", free_port());
+    let _prometheus = tokio::process::Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address={web}"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("prometheus runs (Debian's prometheus package; packaging/run-tests installs it)");
+
+    // Prometheus's own API says when it scraped flotted; asking it is the only way to know.
+    let query = "/api/v1/query?query=flotte_engine_leader%7Bjob%3D%22flotted%22%7D";
+    let mut last = String::new();
+    let scraped = tokio::time::timeout(DEADLINE, async {
+        loop {
+            if tokio::net::TcpStream::connect(&web).await.is_ok() {
+                let (status, body) = get_tcp(&web, query).await;
+                if status == 200 && body.contains(r#","1"]"#) {
+                    return body;
+                }
+                last = get_tcp(&web, "/api/v1/targets").await.1;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    let answer = scraped.unwrap_or_else(|_| {
+        panic!(
+            "prometheus did not scrape flotte_engine_leader 1 from {target} within {DEADLINE:?}; its targets: {last}; its log: {}",
+            std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default()
+        )
+    });
+    eprintln!("prometheus: {answer}");
+    let (_, targets) = get_tcp(&web, "/api/v1/targets").await;
+    assert!(
+        targets.contains(r#""health":"up""#) && targets.contains(r#""lastError":"""#),
+        "{targets}"
     );
 }
