@@ -41,6 +41,11 @@
 //! `lagged`, `shutdown`, `compacted` or `failed`, and the revision to resume from); a client
 //! that leaves 1024 events unread for 5 s is `lagged`, so no client makes the server buffer
 //! more.
+//!
+//! `GET /metrics` serves flotted's Prometheus metrics (`crate::metrics`; OpenMetrics when the
+//! `Accept` header asks for it, Prometheus's text format otherwise), before the agent
+//! registered too. Every other answer is counted in `flotte_api_requests_total` by its declared
+//! route, method and status.
 
 mod changes;
 mod discovery_doc;

@@ -98,6 +98,17 @@ async fn metrics_pass_promtool_and_count_a_unit_started() {
         }
     );
 
+    eprintln!(
+        "{}",
+        after
+            .lines()
+            .filter(|l| {
+                (l.contains("agent_actions") || l.starts_with("flotte_engine_"))
+                    && !l.contains("_bucket")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     let moved = |series: &str| {
         let b = sample(&before, series).unwrap_or(0.0);
         let a = sample(&after, series).unwrap_or_else(|| panic!("no {series} in:\n{after}"));
