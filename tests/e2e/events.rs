@@ -1,6 +1,6 @@
 //! The event stream (`GET /flotte/v1/events`) on a real 3-host cluster, through the real
 //! `flottectl events`: a unit submitted, placed and started, a machine killed (the engine's
-//! leader), the new leader; the same events again from a revision; the text lines; the
+//! leader), the new leader, the unit unloaded and destroyed; the same events again from a revision; the text lines; the
 //! answers for a compacted and a future revision; and `list-unit-files --watch` printing the
 //! listing again when a unit is submitted.
 
@@ -261,6 +261,27 @@ async fn the_event_stream_sees_a_unit_start_its_machine_die_and_a_new_leader_and
             && line.contains(&format!("host-{}", leader_index + 1)),
         "{line}"
     );
+
+    // Stopped and destroyed, through flottectl as a user would.
+    let stop = flottectl(&socket, &["unload", "--no-block", "web.service"])
+        .output()
+        .await
+        .unwrap();
+    assert!(stop.status.success(), "{stop:?}");
+    live.until("web.service's desired state changed", |e| {
+        matches!(&e.kind, EventKind::DesiredStateChanged { unit, from: Launched, to: flotte::unit::DesiredState::Inactive } if is_web(unit))
+    })
+    .await;
+    let destroy = flottectl(&socket, &["destroy", "--no-block", "web.service"])
+        .output()
+        .await
+        .unwrap();
+    assert!(destroy.status.success(), "{destroy:?}");
+    live.until(
+        "web.service destroyed",
+        |e| matches!(&e.kind, EventKind::Destroyed { unit } if is_web(unit)),
+    )
+    .await;
 
     // A compacted revision is refused with 410 and says so; a future one too, with 400.
     let etcd = etcd_client::Client::connect([t.cluster.etcd_url()], None)

@@ -234,3 +234,37 @@ async fn a_real_prometheus_scrapes_flotted_and_reads_its_families() {
         "{targets}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_are_served_while_etcd_is_still_out_of_reach() {
+    let dir = tempfile::Builder::new()
+        .prefix("flotte-metrics-")
+        .tempdir()
+        .unwrap();
+    let socket = dir.path().join("flotte.sock");
+    let listeners = flotte::api::Listeners::bind(&flotte::api::ApiSettings {
+        socket: socket.clone(),
+        tcp: vec![],
+        tls: None,
+    })
+    .await
+    .unwrap();
+    let (_registered, ready) = tokio::sync::watch::channel(false);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    // No registry ever comes: every other request is a 503.
+    let served = tokio::spawn(flotte::api::serve(
+        listeners,
+        std::future::pending(),
+        ready,
+        shutdown.clone(),
+    ));
+    let (content_type, text) = scrape(&socket).await;
+    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+    let (ok, said) = promtool(&text).await;
+    assert!(ok, "promtool check metrics failed: {said}\n{text}");
+    assert!(text.contains("# TYPE flotte_engine_leader gauge"), "{text}");
+    shutdown.cancel();
+    within("the server's shutdown", DEADLINE, served)
+        .await
+        .unwrap();
+}
