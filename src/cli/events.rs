@@ -15,7 +15,7 @@ use crate::wire::{EndReason, Event, EventKind};
 #[derive(Debug, Clone, Args)]
 pub struct EventsArgs {
     /// Start after this etcd revision (an event's `revision`) instead of from now
-    #[arg(long, value_name = "REVISION")]
+    #[arg(long, value_name = "REVISION", value_parser = clap::value_parser!(i64).range(0..))]
     pub since: Option<i64>,
     /// A line per event (text), or each event's JSON object, one a line (json), the stream's
     /// `started` and `ended` lines included
@@ -400,6 +400,21 @@ mod tests {
             Some("3        leader_changed        1a2b3c4d5e6f708192a3b4c5d6e7f809")
         );
         assert_eq!(text(&at(3, EventKind::Started), Detail::Short), None);
+    }
+
+    #[test]
+    fn since_is_a_revision_and_a_negative_one_is_a_usage_error() {
+        use clap::Parser;
+        let parse = |args: &[&str]| {
+            crate::cli::Cli::try_parse_from(["flottectl", "events"].iter().chain(args).copied())
+        };
+        let cli = parse(&["--since", "42"]).unwrap();
+        let crate::cli::Command::Events(args) = cli.command else {
+            panic!("events parses as events");
+        };
+        assert_eq!(args.since, Some(42));
+        assert_eq!(parse(&["--since=-1"]).unwrap_err().exit_code(), 2);
+        assert_eq!(parse(&["--since", "x"]).unwrap_err().exit_code(), 2);
     }
 
     #[test]
