@@ -81,6 +81,8 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Da
         tls: config.api_tls.clone(),
     })
     .await?;
+    // What the machine record publishes: the bound address, with the port picked for port 0.
+    let api_addr = listeners.tcp_addrs().first().map(|a| a.to_string());
     // The API answers (503) from now on, while systemd and etcd are being reached.
     let (registered, ready) = tokio::sync::watch::channel(false);
     let (give_registry, registry_for_api) = tokio::sync::oneshot::channel();
@@ -129,7 +131,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Da
         metadata: config.metadata.clone(),
         hostname,
         version: VERSION.to_owned(),
-        api: config.listen_tcp.first().map(|a| a.to_string()),
+        api: api_addr,
         ttl: config.agent_ttl,
         units_directory: config.units_directory.clone(),
         etcd_endpoints: config.etcd.endpoints.clone(),

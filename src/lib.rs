@@ -11,6 +11,7 @@ pub mod engine;
 #[cfg(feature = "isolated")]
 pub mod isolated;
 pub mod machine;
+pub mod metrics;
 #[cfg(feature = "isolated")]
 pub mod quickstart;
 pub mod registry;

@@ -10,6 +10,10 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
+use crate::machine::MachineId;
+use crate::systemd::{ActiveState, LoadState};
+use crate::unit::{DesiredState, UnitName};
+
 fn is_empty(s: &str) -> bool {
     s.is_empty()
 }
@@ -160,6 +164,114 @@ pub struct Changes {
 /// clients' idle timeouts. The server caps a longer `timeout` to it; clients ask for no more.
 pub const CHANGES_MAX_WAIT: Duration = Duration::from_secs(60);
 
+/// flotte: one line of `GET /flotte/v1/events` (newline-delimited JSON): `revision` is the
+/// etcd revision of the change, and `type` with its fields says what changed. A stream's first
+/// line is `started` (the revision events follow), its last, when the server ends it, `ended`.
+/// Every event of one revision is sent before the stream ends, but for `ended` with reason
+/// `lagged`: resuming from its revision may repeat events of the revision that was cut.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub revision: i64,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What an event says; `type` in its JSON, the names below in snake case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    /// The stream follows every change after `revision` (the `since` asked for, or etcd's
+    /// revision when the stream began).
+    Started,
+    /// A unit was submitted, or its content replaced (`replaced`).
+    Submitted {
+        unit: UnitName,
+        desired: DesiredState,
+        #[serde(default, skip_serializing_if = "is_false")]
+        replaced: bool,
+    },
+    DesiredStateChanged {
+        unit: UnitName,
+        from: DesiredState,
+        to: DesiredState,
+    },
+    /// The engine placed a unit (on every machine, for a global unit), or moved it.
+    Placed {
+        unit: UnitName,
+        machines: Vec<MachineId>,
+    },
+    /// The unit is placed nowhere any more (no longer wanted, destroyed, or unplaceable).
+    Unplaced {
+        unit: UnitName,
+    },
+    /// The engine found nowhere to run a unit that should run, and says why.
+    Unplaceable {
+        unit: UnitName,
+        reason: String,
+    },
+    /// A machine's agent reported a new systemd state of a unit.
+    StateChanged {
+        unit: UnitName,
+        machine: MachineId,
+        load: LoadState,
+        active: ActiveState,
+        sub: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    /// A machine no longer reports a state of the unit (it left the machine, or the machine
+    /// is gone).
+    StateRemoved {
+        unit: UnitName,
+        machine: MachineId,
+    },
+    Destroyed {
+        unit: UnitName,
+    },
+    MachineJoined {
+        machine: MachineId,
+        ip: String,
+        hostname: String,
+    },
+    /// A machine's address, hostname or metadata (configured or overridden) changed.
+    MachineChanged {
+        machine: MachineId,
+    },
+    /// A machine's registration ended: its lease expired (or was revoked at shutdown).
+    MachineLost {
+        machine: MachineId,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        hostname: String,
+    },
+    /// The engine's leader changed; `leader` is left out while no engine leads.
+    LeaderChanged {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        leader: Option<MachineId>,
+    },
+    /// The server ended the stream; resume with `since` = this line's revision.
+    Ended {
+        reason: EndReason,
+        message: String,
+    },
+    /// A type this version of flotte does not know (from a newer server).
+    #[serde(other)]
+    Unknown,
+}
+
+/// Why the server ended an event stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// The client read too slowly: the server buffers only so many events per client.
+    Lagged,
+    /// etcd compacted the history the stream had still to send.
+    Compacted,
+    /// flotted is shutting down.
+    Shutdown,
+    /// etcd failed in a way the stream cannot go on from.
+    Failed,
+}
+
 /// `{"error":{"code":N,"message":"..."}}`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
@@ -272,6 +384,10 @@ impl Resource {
 
 /// flotte's change long poll (see `Changes`), outside fleet's prefixes.
 pub const CHANGES: &str = "/flotte/v1/changes";
+/// flotte's event stream (see `Event`).
+pub const EVENTS: &str = "/flotte/v1/events";
+/// flotted's Prometheus metrics, on every API listener.
+pub const METRICS: &str = "/metrics";
 
 /// The query parameters the API reads.
 pub mod param {
@@ -280,7 +396,8 @@ pub mod param {
     /// fleet's filters of `/state`.
     pub const MACHINE_ID: &str = "machineID";
     pub const UNIT_NAME: &str = "unitName";
-    /// `/flotte/v1/changes`: the revision to wait past, and how many seconds to wait at most.
+    /// `/flotte/v1/changes`: the revision to wait past, and how many seconds to wait at most;
+    /// `/flotte/v1/events`: the revision to resume after.
     pub const SINCE: &str = "since";
     pub const TIMEOUT: &str = "timeout";
 }
@@ -294,6 +411,15 @@ pub fn changes_path(since: i64, timeout: Duration) -> String {
             (param::TIMEOUT, timeout.as_secs().to_string()),
         ],
     )
+}
+
+/// `GET /flotte/v1/events[?since=REV]`.
+pub fn events_path(since: Option<i64>) -> String {
+    let params: Vec<(&str, String)> = since
+        .map(|r| (param::SINCE, r.to_string()))
+        .into_iter()
+        .collect();
+    with_query(EVENTS, &params)
 }
 
 /// `path?name=value&...`, each value percent-encoded; `path` alone without parameters.
@@ -329,6 +455,71 @@ fn encode(s: &str, keep: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_are_one_flat_json_object_each_and_unknown_types_still_read() {
+        let unit = UnitName::new("web.service").unwrap();
+        let machine = MachineId::new(&"a".repeat(32)).unwrap();
+        for (event, json) in [
+            (
+                Event {
+                    revision: 7,
+                    kind: EventKind::Submitted {
+                        unit: unit.clone(),
+                        desired: DesiredState::Launched,
+                        replaced: false,
+                    },
+                },
+                r#"{"revision":7,"type":"submitted","unit":"web.service","desired":"launched"}"#
+                    .to_owned(),
+            ),
+            (
+                Event {
+                    revision: 8,
+                    kind: EventKind::StateChanged {
+                        unit: unit.clone(),
+                        machine: machine.clone(),
+                        load: LoadState::Loaded,
+                        active: ActiveState::Active,
+                        sub: "running".into(),
+                        message: None,
+                    },
+                },
+                format!(
+                    r#"{{"revision":8,"type":"state_changed","unit":"web.service","machine":"{machine}","load":"loaded","active":"active","sub":"running"}}"#
+                ),
+            ),
+            (
+                Event {
+                    revision: 9,
+                    kind: EventKind::LeaderChanged { leader: None },
+                },
+                r#"{"revision":9,"type":"leader_changed"}"#.to_owned(),
+            ),
+            (
+                Event {
+                    revision: 9,
+                    kind: EventKind::Ended {
+                        reason: EndReason::Lagged,
+                        message: "slow".into(),
+                    },
+                },
+                r#"{"revision":9,"type":"ended","reason":"lagged","message":"slow"}"#.to_owned(),
+            ),
+        ] {
+            assert_eq!(serde_json::to_string(&event).unwrap(), json);
+            assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), event);
+        }
+        let newer: Event =
+            serde_json::from_str(r#"{"revision":3,"type":"from_the_future","x":1}"#).unwrap();
+        assert_eq!(
+            newer,
+            Event {
+                revision: 3,
+                kind: EventKind::Unknown
+            }
+        );
+    }
 
     #[test]
     fn page_tokens_are_fleets_bytes() {

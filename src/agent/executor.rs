@@ -53,6 +53,7 @@ impl<M: UnitManager> Agent<M> {
         // Stop jobs, all queued at once.
         let stopping: Vec<&UnitName> = p.stop.iter().chain(&p.unload).collect();
         let results = join_all(stopping.iter().map(|u| self.systemd.stop(u))).await;
+        crate::metrics::agent_actions("stop", &results);
         for (u, result) in stopping.into_iter().zip(results) {
             touched.insert(u.clone());
             if let Err(e) = result {
@@ -83,6 +84,7 @@ impl<M: UnitManager> Agent<M> {
                     source,
                 })
             });
+            crate::metrics::agent_action("unload", result.is_ok());
             match result {
                 Ok(()) => {
                     self.succeed(&u);
@@ -121,6 +123,7 @@ impl<M: UnitManager> Agent<M> {
             match result {
                 Ok(path) => written.push((u.clone(), *hash, path)),
                 Err(e) => {
+                    crate::metrics::agent_action("load", false);
                     self.fail(u, e);
                     failed.insert(u.clone());
                 }
@@ -129,6 +132,7 @@ impl<M: UnitManager> Agent<M> {
         let paths: Vec<PathBuf> = written.iter().map(|(_, _, p)| p.clone()).collect();
         let t = std::time::Instant::now();
         let linked = self.link(&paths).await;
+        crate::metrics::agent_actions("load", &linked);
         tracing::debug!(files = paths.len(), took = ?t.elapsed(), "linked");
         for ((u, hash, _), result) in written.into_iter().zip(linked) {
             match result {
@@ -165,6 +169,8 @@ impl<M: UnitManager> Agent<M> {
             join_all(restart.iter().map(|u| self.systemd.restart(u))),
         );
         tracing::debug!(jobs = started.len() + restarted.len(), took = ?t.elapsed(), "started");
+        crate::metrics::agent_actions("start", &started);
+        crate::metrics::agent_actions("restart", &restarted);
         let results = started.into_iter().chain(restarted);
         for (u, result) in start.into_iter().chain(restart).zip(results) {
             touched.insert(u.clone());

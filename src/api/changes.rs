@@ -18,19 +18,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// `since` and `timeout` from the query: a revision (default 0) and whole seconds (default
 /// `DEFAULT_TIMEOUT`, at most `wire::CHANGES_MAX_WAIT`).
 fn parse(params: &Params) -> Result<(i64, Duration), ApiError> {
-    let since = match params.only(param::SINCE)? {
-        None => 0,
-        Some(v) => {
-            v.parse::<i64>()
-                .ok()
-                .filter(|r| *r >= 0)
-                .ok_or_else(|| ApiError::BadParameter {
-                    name: param::SINCE,
-                    value: v.to_owned(),
-                    why: "not an etcd revision (a whole number, 0 or more)".into(),
-                })?
-        }
-    };
+    let since = params.revision(param::SINCE)?.unwrap_or(0);
     let timeout = match params.only(param::TIMEOUT)? {
         None => DEFAULT_TIMEOUT,
         Some(v) => v

@@ -73,6 +73,13 @@ pub enum ApiError {
     Concurrent(String),
     #[error("unit `{name}` cannot be read: {why}")]
     CorruptUnit { name: UnitName, why: String },
+    /// `since` names history etcd compacted away.
+    #[error(
+        "revision {0} is compacted: etcd no longer has the events after it; resume from a later revision, or leave out `since` to follow from now"
+    )]
+    Compacted(i64),
+    #[error("revision {0} is ahead of etcd's current revision")]
+    FutureRevision(i64),
     #[error(transparent)]
     Registry(RegistryError),
 }
@@ -111,6 +118,8 @@ impl From<RegistryError> for ApiError {
         match e {
             // A compare-and-swap lost: the client may simply try again.
             RegistryError::Conflict(what) => ApiError::Concurrent(what),
+            RegistryError::Compacted { revision } => ApiError::Compacted(revision),
+            RegistryError::FutureRevision { revision } => ApiError::FutureRevision(revision),
             other => ApiError::Registry(other),
         }
     }
@@ -136,7 +145,9 @@ impl ApiError {
             | ApiError::TemplateState { .. }
             | ApiError::InvalidOptions { .. }
             | ApiError::InvalidRequirements { .. }
-            | ApiError::InvalidPatch { .. } => StatusCode::BAD_REQUEST,
+            | ApiError::InvalidPatch { .. }
+            | ApiError::FutureRevision(_) => StatusCode::BAD_REQUEST,
+            ApiError::Compacted(_) => StatusCode::GONE,
             ApiError::NoOptions(_) | ApiError::NoDesiredState(_) | ApiError::Concurrent(_) => {
                 StatusCode::CONFLICT
             }

@@ -7,7 +7,7 @@
 //! - `server`: the listeners (unix socket, TCP, optional TLS) and the connection loop.
 //! - `routes`: the path table and the gate that answers 503 until the agent registered.
 //! - `machines`, `units`, `states`, `discovery_doc`: fleet v1's resources, one file each.
-//! - `changes`: flotte's change notification.
+//! - `changes`: flotte's change notification; `events`: its event stream.
 //! - `request`, `pagination`, `error`: what every handler shares.
 //!
 //! # fleet v1 (under `/fleet/v1` and its old alias `/v1-alpha`)
@@ -29,10 +29,28 @@
 //! with the unchanged revision. A client waiting for units to reach a state reads the units
 //! or states, then asks for changes since the revision it last got, and reads again when
 //! this returns: no blind polling. Revisions are etcd's, so they compare across flotted.
+//!
+//! `GET /flotte/v1/events[?since=REV]` streams the cluster's events as newline-delimited JSON
+//! (`wire::Event`), one etcd watch per client: `started` (the revision the events follow),
+//! then `submitted`, `desired_state_changed`, `placed`, `unplaced`, `unplaceable` (with the
+//! engine's reason), `state_changed` (a unit's systemd state on a machine), `state_removed`,
+//! `destroyed`, `machine_joined`, `machine_changed`, `machine_lost` and `leader_changed`, each
+//! with the etcd revision of its change. Without `since` it follows from now; with it, every
+//! event after that revision comes first. A compacted `since` is a 410, one ahead of etcd a 400,
+//! answered before the stream starts. The server ends a stream with an `ended` line (`reason`
+//! `lagged`, `shutdown`, `compacted` or `failed`, and the revision to resume from); a client
+//! that leaves 1024 events unread for 5 s is `lagged`, so no client makes the server buffer
+//! more.
+//!
+//! `GET /metrics` serves flotted's Prometheus metrics (`crate::metrics`; OpenMetrics when the
+//! `Accept` header asks for it, Prometheus's text format otherwise), before the agent
+//! registered too. Every other answer is counted in `flotte_api_requests_total` by its declared
+//! route, method and status.
 
 mod changes;
 mod discovery_doc;
 mod error;
+mod events;
 mod machines;
 mod pagination;
 mod request;

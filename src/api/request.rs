@@ -49,6 +49,24 @@ impl Params {
     }
 }
 
+impl Params {
+    /// An etcd revision (a whole number, 0 or more) given at most once as `name`.
+    pub fn revision(&self, name: &'static str) -> Result<Option<i64>, ApiError> {
+        self.only(name)?
+            .map(|v| {
+                v.parse::<i64>()
+                    .ok()
+                    .filter(|r| *r >= 0)
+                    .ok_or_else(|| ApiError::BadParameter {
+                        name,
+                        value: v.to_owned(),
+                        why: "not an etcd revision (a whole number, 0 or more)".into(),
+                    })
+            })
+            .transpose()
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for Params {
     type Rejection = ApiError;
 

@@ -2,9 +2,9 @@
 //! `/flotte/v1`, and the gate every request passes first.
 
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::header::SERVER;
-use axum::http::{HeaderValue, Method, Uri};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header::{ACCEPT, CONTENT_TYPE, SERVER};
+use axum::http::{HeaderMap, HeaderValue, Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::registry::Registry;
 use crate::wire::{self, FLEET_PREFIXES, Resource};
 
-use super::{ApiError, changes, discovery_doc, machines, states, units};
+use super::{ApiError, changes, discovery_doc, events, machines, states, units};
 
 /// What handlers share. Cheap to clone.
 #[derive(Clone)]
@@ -68,10 +68,12 @@ pub fn router(api: Api, registered: watch::Receiver<bool>) -> Router {
     }
     router
         .route(wire::CHANGES, get(changes::wait).fallback(refuse(ONLY_GET)))
+        .route(wire::EVENTS, get(events::stream).fallback(refuse(ONLY_GET)))
         .route("/", any(refuse(NO_METHOD)))
         .fallback(|uri: Uri| async move { ApiError::NoRoute(uri.path().to_owned()) })
         .with_state(api)
         .layer(middleware::from_fn_with_state(registered, gate))
+        .route(wire::METRICS, get(metrics).fallback(refuse(ONLY_GET)))
 }
 
 /// The routes before flotted reached etcd: a 503 for every request.
@@ -80,6 +82,16 @@ pub fn unavailable() -> Router {
     Router::new()
         .fallback(|| async { ApiError::NotRegistered })
         .layer(middleware::from_fn_with_state(never_registered, gate))
+        .route(wire::METRICS, get(metrics).fallback(refuse(ONLY_GET)))
+}
+
+/// `GET /metrics`: flotted's Prometheus metrics, before the agent registered too (and
+/// without the gate: a flotted that cannot reach etcd is the one to look at).
+async fn metrics(headers: HeaderMap) -> Response {
+    let accept = headers.get(ACCEPT).and_then(|v| v.to_str().ok());
+    let format = crate::metrics::Format::for_accept(accept);
+    let text = crate::metrics::get().encode(format);
+    ([(CONTENT_TYPE, format.content_type())], text).into_response()
 }
 
 const ONLY_GET: &str = "only GET is supported on this resource";
@@ -106,6 +118,12 @@ async fn gate(
     next: Next,
 ) -> Response {
     let registered = *registered.borrow();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let method = request.method().to_string();
     let mut response = if registered {
         next.run(request).await
     } else {
@@ -114,6 +132,16 @@ async fn gate(
     response
         .headers_mut()
         .insert(SERVER, HeaderValue::from_static(SERVER_NAME));
+    let code = response.status().as_u16();
+    let labels = crate::metrics::RequestLabels {
+        route,
+        method,
+        code,
+    };
+    crate::metrics::get()
+        .api_requests
+        .get_or_create(&labels)
+        .inc();
     response
 }
 

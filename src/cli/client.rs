@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
+use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
@@ -302,6 +302,81 @@ impl Client {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<Answer, ClientError> {
+        let response = self.open(method.clone(), path, body).await?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|source| self.http_error(&method, path, source))?
+            .to_bytes();
+        Ok(Answer { status, body })
+    }
+
+    fn http_error(&self, method: &Method, path: &str, source: hyper::Error) -> ClientError {
+        ClientError::Http {
+            endpoint: self.endpoint.clone(),
+            method: method.clone(),
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    /// Follows the cluster's events after `since` (from now without it): the stream is open
+    /// once this returns, its `started` line read. Connecting and the answer's head are bounded
+    /// by the request timeout; the events come as they happen.
+    pub async fn events(&self, since: Option<i64>) -> Result<Events, ClientError> {
+        let path = wire::events_path(since);
+        let opened = async {
+            let response = self.open(Method::GET, &path, None).await?;
+            let status = response.status();
+            if status != StatusCode::OK {
+                let body = response
+                    .into_body()
+                    .collect()
+                    .await
+                    .map_err(|source| self.http_error(&Method::GET, &path, source))?
+                    .to_bytes();
+                return Err(api_error(Method::GET, &path, &Answer { status, body }));
+            }
+            let mut reader = EventReader {
+                body: response.into_body(),
+                buffer: Vec::new(),
+                path: path.clone(),
+                endpoint: self.endpoint.clone(),
+            };
+            match reader.next().await? {
+                Some(wire::Event {
+                    revision,
+                    kind: wire::EventKind::Started,
+                }) => Ok((reader, revision)),
+                other => Err(ClientError::Decode {
+                    method: Method::GET,
+                    path: path.clone(),
+                    why: format!("the stream began with {other:?}, not a started line"),
+                }),
+            }
+        };
+        match tokio::time::timeout(self.timeout, opened).await {
+            Ok(Ok((reader, revision))) => Ok(Events { reader, revision }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ClientError::Timeout {
+                endpoint: self.endpoint.clone(),
+                method: Method::GET,
+                path,
+                after: self.timeout,
+            }),
+        }
+    }
+
+    /// Sends one request on a fresh connection and returns the answer's head; its body is
+    /// read by the caller.
+    async fn open(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<hyper::Response<Incoming>, ClientError> {
         let connect_error = |source| ClientError::Connect {
             endpoint: self.endpoint.clone(),
             source,
@@ -346,16 +421,11 @@ impl Client {
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
-    ) -> Result<Answer, ClientError>
+    ) -> Result<hyper::Response<Incoming>, ClientError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let http_error = |source| ClientError::Http {
-            endpoint: self.endpoint.clone(),
-            method: method.clone(),
-            path: path.to_owned(),
-            source,
-        };
+        let http_error = |source| self.http_error(&method, path, source);
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
                 .await
@@ -377,15 +447,56 @@ impl Client {
                 path: path.to_owned(),
                 why: format!("cannot build the request: {e}"),
             })?;
-        let response = sender.send_request(request).await.map_err(http_error)?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(http_error)?
-            .to_bytes();
-        Ok(Answer { status, body })
+        sender.send_request(request).await.map_err(http_error)
+    }
+}
+
+/// An open event stream (`Client::events`): its lines, parsed.
+pub struct EventReader {
+    body: Incoming,
+    buffer: Vec<u8>,
+    path: String,
+    endpoint: String,
+}
+
+/// An event stream and the revision its events follow.
+pub struct Events {
+    pub reader: EventReader,
+    /// The `started` line's revision: events after it follow.
+    pub revision: i64,
+}
+
+impl EventReader {
+    /// The next line; `None` when the stream ended.
+    pub async fn next(&mut self) -> Result<Option<wire::Event>, ClientError> {
+        loop {
+            if let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=end).collect();
+                return serde_json::from_slice(&line)
+                    .map(Some)
+                    .map_err(|e| ClientError::Decode {
+                        method: Method::GET,
+                        path: self.path.clone(),
+                        why: format!("an event line is no event: {e}"),
+                    });
+            }
+            match self.body.frame().await {
+                None => return Ok(None),
+                Some(Err(source)) => {
+                    return Err(ClientError::Http {
+                        endpoint: self.endpoint.clone(),
+                        method: Method::GET,
+                        path: self.path.clone(),
+                        source,
+                    });
+                }
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buffer.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -12,6 +12,7 @@ pub(crate) mod client;
 mod destroy;
 pub(crate) mod endpoint;
 mod etcd;
+mod events;
 pub(crate) mod fields;
 mod list;
 mod many;
@@ -37,6 +38,7 @@ pub use announce::AnnounceArgs;
 pub use check::CheckArgs;
 use client::{Client, ClientError, ClientSettings};
 use endpoint::Endpoint;
+pub use events::EventsArgs;
 use fields::{Detail, Fields, Legend, MachineField, UnitField, UnitFileField};
 use resolve::{ResolveError, UnitArg};
 pub use services::ServicesArgs;
@@ -140,6 +142,8 @@ pub enum Command {
     ListUnitFiles(ListUnitFilesArgs),
     /// List the machines of the cluster
     ListMachines(ListMachinesArgs),
+    /// Follow the cluster's events (units submitted, placed, started..., machines, leader)
+    Events(EventsArgs),
     /// Print flottectl's version
     Version,
     /// Check unit files and their [X-Fleet] requirements, without a cluster
@@ -252,6 +256,9 @@ impl ListArgs {
 pub struct ListUnitsArgs {
     #[command(flatten)]
     pub list: ListArgs,
+    /// Print the list again whenever it changes, until interrupted
+    #[arg(long)]
+    pub watch: bool,
     /// Columns to print: unit, machine, active, sub, load, hash
     #[arg(long, default_value = fields::DEFAULT_UNIT_FIELDS, value_parser = fields::parse_fields::<UnitField>)]
     pub fields: Fields<UnitField>,
@@ -261,6 +268,9 @@ pub struct ListUnitsArgs {
 pub struct ListUnitFilesArgs {
     #[command(flatten)]
     pub list: ListArgs,
+    /// Print the list again whenever it changes, until interrupted
+    #[arg(long)]
+    pub watch: bool,
     /// Columns to print: unit, hash, dstate, state, target, desc, global, reason
     #[arg(long, default_value = fields::DEFAULT_UNIT_FILE_FIELDS, value_parser = fields::parse_fields::<UnitFileField>)]
     pub fields: Fields<UnitFileField>,
@@ -270,6 +280,9 @@ pub struct ListUnitFilesArgs {
 pub struct ListMachinesArgs {
     #[command(flatten)]
     pub list: ListArgs,
+    /// Print the list again whenever it changes, until interrupted
+    #[arg(long)]
+    pub watch: bool,
     /// Columns to print: machine, ip, metadata, hostname, version
     #[arg(long, default_value = fields::DEFAULT_MACHINE_FIELDS, value_parser = fields::parse_fields::<MachineField>)]
     pub fields: Fields<MachineField>,
@@ -327,6 +340,14 @@ pub enum CliError {
         action: &'static str,
         example: String,
     },
+    #[error("the event stream of {endpoint} ended at revision {revision}: {message}")]
+    EventsEnded {
+        endpoint: String,
+        revision: i64,
+        message: String,
+    },
+    #[error("the event stream of {0} broke off without an end line (flotted went away?)")]
+    EventsCut(String),
     #[error("cannot write the output: {0}")]
     Output(#[from] io::Error),
     #[error("cannot start flottectl's async runtime: {0}")]
@@ -393,6 +414,7 @@ pub async fn run_async(cli: Cli, console: &mut Console<'_>) -> Result<ExitCode, 
         Command::ListUnits(args) => list::units(&client()?, console, args).await?,
         Command::ListUnitFiles(args) => list::unit_files(&client()?, console, args).await?,
         Command::ListMachines(args) => list::machines(&client()?, console, args).await?,
+        Command::Events(args) => events::run(&client()?, console, args).await?,
         Command::Announce(args) => announce::run(console, args).await?,
         Command::Services(args) => services::run(console, args).await?,
     }

@@ -19,8 +19,10 @@ pub use reconcile::{View, reconcile};
 
 use crate::backoff::Backoff;
 use crate::machine::MachineId;
-use crate::registry::{KeepAlive, Leadership, LossPolicy, Registry, RegistryError, Update};
-use crate::unit::{Requirements, UnitFile, UnitHash, UnitName};
+use crate::registry::{
+    EngineWrite, KeepAlive, Leadership, LossPolicy, Registry, RegistryError, Update,
+};
+use crate::unit::{DesiredState, Requirements, UnitFile, UnitHash, UnitName};
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -46,7 +48,9 @@ pub async fn run(registry: Registry, config: EngineConfig, shutdown: Cancellatio
                 _ = shutdown.cancelled() => return Ok(()),
             };
             tracing::info!(machine = %config.machine_id, "elected engine");
+            crate::metrics::get().leader.set(1);
             let outcome = lead(&registry, &config, &leadership, &keep, &shutdown).await;
+            stepped_down();
             // Step down at once so another engine can be elected without waiting for the TTL.
             drop(keep);
             let _ = registry.revoke_lease(&leadership.lease).await;
@@ -120,9 +124,11 @@ async fn lead(
             }
             _ = crate::backoff::sleep_until(due) => {
                 due = None;
+                let pass = std::time::Instant::now();
                 read_requirements(registry, &mut view, &mut contents).await;
                 let writes = reconcile(&view);
                 if writes.is_empty() {
+                    record_pass(&view, &[], pass);
                     if let Some(since) = taking_office.take() {
                         log_first_reconcile(since, &view, 0);
                     }
@@ -133,6 +139,7 @@ async fn lead(
                     Ok(()) => {
                         failures.reset();
                         view.apply(&writes);
+                        record_pass(&view, &writes, pass);
                         let n: usize = writes.iter().map(Vec::len).sum();
                         tracing::info!(writes = n, units = writes.len(), took = ?started.elapsed(), "reconciled");
                         if let Some(since) = taking_office.take() {
@@ -170,6 +177,41 @@ fn log_first_reconcile(since: std::time::Instant, view: &View, writes: usize) {
         writes,
         "first reconcile as leader complete"
     );
+}
+
+/// Counts a reconcile pass that started at `started` and wrote `writes`, and publishes what
+/// the view holds now: units by desired state, and how many are placed nowhere.
+fn record_pass(view: &View, writes: &[Vec<EngineWrite>], started: std::time::Instant) {
+    let m = crate::metrics::get();
+    m.reconciles.inc();
+    m.reconcile_seconds.observe(started.elapsed().as_secs_f64());
+    let placements = writes
+        .iter()
+        .flatten()
+        .filter(|w| matches!(w, EngineWrite::PutPlacement(..)))
+        .count();
+    m.placements.inc_by(placements as u64);
+    m.unplaceable.set(view.reasons.len() as i64);
+    for desired in [
+        DesiredState::Inactive,
+        DesiredState::Loaded,
+        DesiredState::Launched,
+    ] {
+        let n = view.units.values().filter(|r| r.desired == desired).count();
+        m.units
+            .get_or_create(&crate::metrics::StateLabels {
+                state: desired.as_str(),
+            })
+            .set(n as i64);
+    }
+}
+
+/// Only the leader publishes the cluster's figures: a follower's would be stale.
+fn stepped_down() {
+    let m = crate::metrics::get();
+    m.leader.set(0);
+    m.unplaceable.set(0);
+    m.units.clear();
 }
 
 /// Reads the schedule, placements and reasons: at the start of a term, after a failed write

@@ -109,6 +109,7 @@ impl Registry {
     /// Every key under `prefix` (a user prefix such as `/services/`), sorted.
     pub async fn services(&self, prefix: &str) -> Result<Vec<ServiceEntry>, RegistryError> {
         let resp = timed(
+            "range",
             format!("listing {prefix}"),
             self.client()
                 .get(prefix, Some(GetOptions::new().with_prefix())),
@@ -138,6 +139,7 @@ impl Registry {
     /// What is left of a lease's TTL; `None` once it is gone.
     pub async fn lease_remaining(&self, lease: i64) -> Result<Option<Duration>, RegistryError> {
         let resp = timed(
+            "lease_time_to_live",
             "reading a lease".into(),
             self.client().lease_time_to_live(lease, None),
         )

@@ -85,7 +85,7 @@ impl Registry {
                 keys: keys.clone(),
             })
         };
-        timed(format!("connecting to {endpoints}"), connect).await?
+        timed("connect", format!("connecting to {endpoints}"), connect).await?
     }
 }
 

@@ -123,6 +123,16 @@ impl Keys {
         format!("{}election/engine", self.prefix)
     }
 
+    /// Where etcd's election API keeps the candidates of `election()`: one key per
+    /// campaigning lease (`<election>/<lease>`); the oldest leads.
+    pub fn election_candidates(&self) -> String {
+        format!("{}/", self.election())
+    }
+
+    pub fn is_election_candidate(&self, key: &[u8]) -> bool {
+        Self::rest(key, &self.election_candidates()).is_some_and(|lease| !lease.is_empty())
+    }
+
     fn rest<'k>(key: &'k [u8], prefix: &str) -> Option<&'k str> {
         std::str::from_utf8(key).ok()?.strip_prefix(prefix)
     }
@@ -203,6 +213,9 @@ mod tests {
         );
         let h: UnitHash = "0123456789abcdef0123456789abcdef01234567".parse().unwrap();
         assert_eq!(k.parse_content(k.content(&h).as_bytes()), Some(h));
+        assert!(k.is_election_candidate(b"/flotte/election/engine/694d7a2b1c3e4f05"));
+        assert!(!k.is_election_candidate(b"/flotte/election/engine/"));
+        assert!(!k.is_election_candidate(b"/flotte/election/engine"));
     }
 
     #[test]

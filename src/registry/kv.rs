@@ -26,6 +26,7 @@ impl Registry {
         key: String,
     ) -> Result<Option<(V, i64)>, RegistryError> {
         let resp = timed(
+            "range",
             format!("reading {key}"),
             self.client().get(key.as_str(), None),
         )
@@ -52,6 +53,7 @@ impl Registry {
     pub async fn revision(&self) -> Result<i64, RegistryError> {
         let prefix = self.keys.prefix();
         let resp = timed(
+            "range",
             "reading the revision".to_owned(),
             self.client().get(prefix, None),
         )
@@ -66,6 +68,7 @@ impl Registry {
         key: impl Fn(&Keys, &[u8]) -> Option<K>,
     ) -> Result<(Vec<(K, V)>, i64), RegistryError> {
         let resp = timed(
+            "range",
             format!("listing {prefix}"),
             self.client()
                 .get(prefix.as_str(), Some(GetOptions::new().with_prefix())),
@@ -95,6 +98,7 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         let options = lease.map(|l| PutOptions::new().with_lease(l));
         timed(
+            "put",
             format!("writing {key}"),
             self.client().put(key.as_str(), json(value), options),
         )
@@ -105,6 +109,7 @@ impl Registry {
 
     pub(super) async fn delete(&self, key: String) -> Result<bool, RegistryError> {
         let resp = timed(
+            "delete_range",
             format!("deleting {key}"),
             self.client().delete(key.as_str(), None),
         )
@@ -114,7 +119,7 @@ impl Registry {
     }
 
     pub(super) async fn txn(&self, what: &str, txn: Txn) -> Result<bool, RegistryError> {
-        let resp = timed(what.to_owned(), self.client().txn(txn))
+        let resp = timed("txn", what.to_owned(), self.client().txn(txn))
             .await?
             .map_err(|e| RegistryError::etcd(what.to_owned(), e))?;
         Ok(resp.succeeded())
@@ -137,11 +142,15 @@ pub(super) fn json(value: &impl Serialize) -> Vec<u8> {
     serde_json::to_vec(value).expect("registry records always serialize")
 }
 
-pub(super) async fn timed<T>(
+/// Runs one unary etcd request of kind `op` (etcd's RPC, for the metrics: `range`, `put`,
+/// `txn`, ...) under the request timeout, and records its latency and whether it failed.
+pub(super) async fn timed<T, E>(
+    op: &'static str,
     what: String,
-    fut: impl std::future::Future<Output = T>,
-) -> Result<T, RegistryError> {
-    tokio::time::timeout(REQUEST_TIMEOUT, fut)
-        .await
-        .map_err(|_| RegistryError::Timeout(REQUEST_TIMEOUT, what))
+    fut: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<Result<T, E>, RegistryError> {
+    let started = std::time::Instant::now();
+    let outcome = tokio::time::timeout(REQUEST_TIMEOUT, fut).await;
+    crate::metrics::etcd_request(op, started, matches!(outcome, Ok(Ok(_))));
+    outcome.map_err(|_| RegistryError::Timeout(REQUEST_TIMEOUT, what))
 }

@@ -59,6 +59,7 @@ impl Registry {
     pub async fn grant_lease(&self, ttl: Duration) -> Result<Lease, RegistryError> {
         let seconds = ttl.as_secs().max(1) as i64;
         let resp = timed(
+            "lease_grant",
             "granting a lease".into(),
             self.client().lease_grant(seconds, None),
         )
@@ -77,6 +78,7 @@ impl Registry {
         ttl: Duration,
     ) -> Result<Option<Lease>, RegistryError> {
         let resp = timed(
+            "lease_time_to_live",
             "reading a lease".into(),
             self.client().lease_time_to_live(id, None),
         )
@@ -88,6 +90,7 @@ impl Registry {
     /// Ends a lease now: every key under it is deleted.
     pub async fn revoke_lease(&self, lease: &Lease) -> Result<(), RegistryError> {
         match timed(
+            "lease_revoke",
             "revoking a lease".into(),
             self.client().lease_revoke(lease.id),
         )

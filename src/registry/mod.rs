@@ -6,6 +6,7 @@ mod announce;
 mod changes;
 mod connect;
 mod election;
+mod events;
 mod keys;
 mod kv;
 mod lease;
@@ -25,6 +26,7 @@ use crate::unit::OptionError;
 pub use announce::{AnnouncerRecord, ServiceEntry, ServiceKey, ServiceKeyError};
 pub use connect::EtcdSettings;
 pub use election::{Fence, Leadership};
+pub use events::{Change, Deriver, EventBatch, EventStream, events_of};
 pub use keys::{Keys, PrefixError};
 pub use kv::MAX_TXN_OPS;
 pub use lease::{KeepAlive, Lease, LossPolicy};
@@ -82,6 +84,13 @@ pub enum RegistryError {
     Conflict(String),
     #[error("lease {0:x} is gone")]
     LeaseGone(i64),
+    /// etcd no longer keeps the history after this revision.
+    #[error(
+        "etcd revision {revision} is compacted: the history after it is gone; resume from a later revision, or follow from now"
+    )]
+    Compacted { revision: i64 },
+    #[error("etcd revision {revision} is ahead of etcd's current revision")]
+    FutureRevision { revision: i64 },
 }
 
 impl RegistryError {

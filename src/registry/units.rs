@@ -68,7 +68,7 @@ impl Registry {
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
             .and_then(ops)
             .or_else([TxnOp::get(key.clone(), None)]);
-        let resp = timed(what.clone(), self.client().txn(txn))
+        let resp = timed("txn", what.clone(), self.client().txn(txn))
             .await?
             .map_err(|e| RegistryError::etcd(what, e))?;
         if resp.succeeded() {
@@ -212,9 +212,13 @@ impl Registry {
             .iter()
             .map(|h| TxnOp::get(self.keys.content(h), None))
             .collect();
-        let resp = timed(what.clone(), self.client().txn(Txn::new().and_then(ops)))
-            .await?
-            .map_err(|e| RegistryError::etcd(what, e))?;
+        let resp = timed(
+            "txn",
+            what.clone(),
+            self.client().txn(Txn::new().and_then(ops)),
+        )
+        .await?
+        .map_err(|e| RegistryError::etcd(what, e))?;
         let mut out = Vec::with_capacity(batch.len());
         for (hash, op) in batch.iter().zip(resp.op_responses()) {
             let TxnOpResponse::Get(get) = op else {
@@ -239,6 +243,7 @@ impl Registry {
     pub async fn content_revisions(&self) -> Result<Vec<(UnitHash, i64)>, RegistryError> {
         let prefix = self.keys.contents();
         let resp = timed(
+            "range",
             format!("listing {prefix}"),
             self.client().get(
                 prefix.as_str(),

@@ -194,6 +194,7 @@ impl Systemd {
 
     /// The manager's version string; also a cheap liveness check.
     pub async fn version(&self) -> Result<String, SystemdError> {
+        let _timer = crate::metrics::systemd_call("Version");
         self.manager
             .version()
             .await
@@ -203,6 +204,7 @@ impl Systemd {
     /// Links unit files into the runtime unit directory (gone at reboot, like fleet's units).
     /// The manager must be reloaded before it sees them.
     pub async fn link_runtime(&self, files: &[PathBuf]) -> Result<(), SystemdError> {
+        let _timer = crate::metrics::systemd_call("LinkUnitFiles");
         let files: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
         self.manager
             .link_unit_files(files.clone(), true, true)
@@ -213,6 +215,7 @@ impl Systemd {
 
     /// Removes runtime links; a unit that has none is fine.
     pub async fn unlink_runtime(&self, names: &[UnitName]) -> Result<(), SystemdError> {
+        let _timer = crate::metrics::systemd_call("DisableUnitFiles");
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         match self.manager.disable_unit_files(names.clone(), true).await {
             Ok(_) => Ok(()),
@@ -226,6 +229,7 @@ impl Systemd {
 
     /// `daemon-reload`: one per batch of file changes.
     pub async fn reload(&self) -> Result<(), SystemdError> {
+        let _timer = crate::metrics::systemd_call("Reload");
         self.manager
             .reload()
             .await
@@ -234,6 +238,7 @@ impl Systemd {
 
     /// Queues a start job; the outcome arrives later as state changes.
     pub async fn start(&self, name: &UnitName) -> Result<(), SystemdError> {
+        let _timer = crate::metrics::systemd_call("StartUnit");
         self.manager
             .start_unit(name.to_string(), "replace".into())
             .await
@@ -243,6 +248,7 @@ impl Systemd {
 
     /// Queues a restart job (stop then start: a new main process).
     pub async fn restart(&self, name: &UnitName) -> Result<(), SystemdError> {
+        let _timer = crate::metrics::systemd_call("RestartUnit");
         self.manager
             .restart_unit(name.to_string(), "replace".into())
             .await
@@ -252,6 +258,7 @@ impl Systemd {
 
     /// Queues a stop job; a unit systemd no longer knows is already stopped.
     pub async fn stop(&self, name: &UnitName) -> Result<(), SystemdError> {
+        let _timer = crate::metrics::systemd_call("StopUnit");
         match self
             .manager
             .stop_unit(name.to_string(), "replace".into())
@@ -265,6 +272,7 @@ impl Systemd {
 
     /// Forgets a failed state so that an unloaded unit does not linger as `failed`.
     pub async fn reset_failed(&self, name: &UnitName) -> Result<(), SystemdError> {
+        let _timer = crate::metrics::systemd_call("ResetFailedUnit");
         match self.manager.reset_failed_unit(name.to_string()).await {
             Ok(()) => Ok(()),
             Err(e) if is_no_such_unit(&e) => Ok(()),
@@ -281,6 +289,7 @@ impl Systemd {
         if names.is_empty() {
             return Ok(Vec::new());
         }
+        let _timer = crate::metrics::systemd_call("ListUnitsByNames");
         let rows = self
             .manager
             .list_units_by_names(names.iter().map(|n| n.to_string()).collect())
@@ -302,6 +311,7 @@ impl Systemd {
 
     /// The main PID of a service (0 when it has none).
     pub async fn main_pid(&self, name: &UnitName) -> Result<u32, SystemdError> {
+        let _timer = crate::metrics::systemd_call("MainPID");
         let call = |e| SystemdError::call(format!("MainPID({name})"), e);
         let path = self
             .manager
@@ -318,6 +328,7 @@ impl Systemd {
 
     /// Sets variables in the manager's environment, inherited by units started afterwards.
     pub async fn set_environment(&self, assignments: &[String]) -> Result<(), SystemdError> {
+        let _timer = crate::metrics::systemd_call("SetEnvironment");
         self.manager
             .set_environment(assignments.to_vec())
             .await

@@ -4,6 +4,8 @@
 mod api;
 mod cli_check;
 mod discovery;
+mod events;
+mod metrics;
 mod quickstart;
 mod registry;
 mod runtime;
