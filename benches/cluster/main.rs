@@ -12,11 +12,15 @@ mod report;
 mod http;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use flotte::isolated::{Cluster, ClusterSpec, EtcdAccess, HostSpec};
+use futures_util::future::join_all;
+
+use flotte::isolated::{Cluster, ClusterSpec, EtcdAccess, HostRecord, HostSpec};
 use flotte::machine::MachineId;
 use flotte::registry::{Registry, UnitStateRecord};
+use flotte::systemd::{ActiveState, Systemd, UnitChanges};
 use flotte::unit::{DesiredState, UnitFile, UnitName};
 use futures_util::StreamExt;
 use nix::sys::signal::Signal;
@@ -32,7 +36,8 @@ const AGENT_TTL: f64 = 10.0;
 
 type States = BTreeMap<(UnitName, MachineId), UnitStateRecord>;
 
-const GROUPS: [&str; 6] = [
+const GROUPS: [&str; 7] = [
+    "floor",
     "batches",
     "single",
     "flottectl",
@@ -104,6 +109,9 @@ async fn main() {
             .map_or_else(|kept| kept.clone(), |d| d.path().to_owned()),
     };
     println!("== 3-host cluster, default leases (agent_ttl 10 s), release build");
+    if wanted("floor") {
+        b.floor(&mut cluster).await;
+    }
     if wanted("batches") {
         b.batches(&cluster).await;
     }
@@ -185,6 +193,57 @@ impl Bench {
             median(&mut cpu_1000),
             Some(3.0),
         );
+    }
+
+    /// start-1000's floor on this machine: the same units started straight on the three
+    /// hosts' systemd managers, flotte stopped, with nothing between them and the caller. On
+    /// each host at once, its third of the unit files is written into the host's runtime
+    /// directory and linked in one call, every start job queued at once, and completion
+    /// followed through systemd's signals (subscribed, as an agent is); then all stopped.
+    async fn floor(&mut self, cluster: &mut Cluster) {
+        for i in 0..cluster.len() {
+            cluster.stop_flotted(i, Signal::SIGTERM);
+        }
+        let mut starts = Vec::new();
+        let mut stops = Vec::new();
+        for round in 0..3 {
+            let names = names(&format!("floor{round}-"), 1000);
+            let shares: Vec<Vec<UnitName>> = (0..cluster.len())
+                .map(|i| {
+                    let mine = names.iter().skip(i).step_by(cluster.len());
+                    mine.cloned().collect()
+                })
+                .collect();
+            let runs = (0..cluster.len()).map(|i| direct(cluster.host(i).record(), &shares[i]));
+            let (start, stop) = join_all(runs)
+                .await
+                .into_iter()
+                .fold((Duration::ZERO, Duration::ZERO), |(a, b), (c, d)| {
+                    (a.max(c), b.max(d))
+                });
+            starts.push(start);
+            stops.push(stop);
+        }
+        self.report.seconds(
+            "floor: start-1000 on the 3 systemds directly, no flotte (median of 3)",
+            median(&mut starts),
+            None,
+        );
+        self.report.seconds(
+            "floor: stop-1000 on the 3 systemds directly, no flotte (median of 3)",
+            median(&mut stops),
+            None,
+        );
+        let ids: Vec<MachineId> = (0..cluster.len())
+            .map(|i| cluster.machine_id(i).clone())
+            .collect();
+        for i in 0..cluster.len() {
+            cluster.start_flotted(i).unwrap();
+        }
+        cluster.wait_for_machines(&ids, DEADLINE).await.unwrap();
+        for i in 0..cluster.len() {
+            Api::new(cluster.socket(i)).await_ready(DEADLINE).await;
+        }
     }
 
     /// One unit at a time, 100 times: PUT as launched until systemd reports it active.
@@ -495,6 +554,64 @@ impl Bench {
         wait(&self.registry, |s| s.keys().all(|(u, _)| !set.contains(u))).await;
         start.elapsed()
     }
+}
+
+/// Starts `names` on one host's systemd directly (see `Bench::floor`) until all are active,
+/// then stops them until none is; how long each took. The files are removed afterwards.
+async fn direct(host: &HostRecord, names: &[UnitName]) -> (Duration, Duration) {
+    let systemd = Systemd::connect(&host.bus()).await.unwrap();
+    let mut changes = systemd.changes().await.unwrap();
+    let dir = "/run/flotte/floor";
+    std::fs::create_dir_all(host.path(dir)).unwrap();
+    let body = format!("[Service]\nExecStart={SLEEP}\n");
+    let paths: Vec<PathBuf> = names
+        .iter()
+        .map(|n| {
+            std::fs::write(host.path(&format!("{dir}/{n}")), &body).unwrap();
+            PathBuf::from(format!("{dir}/{n}"))
+        })
+        .collect();
+    let until = |want_active: bool| {
+        let systemd = systemd.clone();
+        async move |changes: &mut UnitChanges| {
+            let mut pending: BTreeSet<UnitName> = names.iter().cloned().collect();
+            while !pending.is_empty() {
+                let batch = changes.next_batch(Duration::from_millis(10)).await.unwrap();
+                let asked: Vec<UnitName> =
+                    batch.into_iter().filter(|n| pending.contains(n)).collect();
+                for (name, status) in systemd.list_by_names(&asked).await.unwrap() {
+                    let done = if want_active {
+                        status.active == ActiveState::Active
+                    } else {
+                        status.active == ActiveState::Inactive
+                    };
+                    if done {
+                        pending.remove(&name);
+                    }
+                }
+            }
+        }
+    };
+    let started = Instant::now();
+    systemd.link_runtime(&paths).await.unwrap();
+    for result in join_all(names.iter().map(|n| systemd.start(n))).await {
+        result.unwrap();
+    }
+    tokio::time::timeout(DEADLINE, until(true)(&mut changes))
+        .await
+        .expect("all active directly");
+    let start = started.elapsed();
+    let stopping = Instant::now();
+    for result in join_all(names.iter().map(|n| systemd.stop(n))).await {
+        result.unwrap();
+    }
+    tokio::time::timeout(DEADLINE, until(false)(&mut changes))
+        .await
+        .expect("all stopped directly");
+    let stop = stopping.elapsed();
+    systemd.unlink_runtime(names).await.unwrap();
+    let _ = std::fs::remove_dir_all(host.path(dir));
+    (start, stop)
 }
 
 fn names(prefix: &str, n: usize) -> Vec<UnitName> {
