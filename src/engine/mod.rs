@@ -31,6 +31,8 @@ pub struct EngineConfig {
     pub debounce: Duration,
     /// Period of the safety-net re-read of everything.
     pub resync: Duration,
+    /// Set to true while this engine leads, false otherwise (flotted's status line).
+    pub leading: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// Campaigns for leadership and leads while elected, until `shutdown`.
@@ -46,7 +48,9 @@ pub async fn run(registry: Registry, config: EngineConfig, shutdown: Cancellatio
                 _ = shutdown.cancelled() => return Ok(()),
             };
             tracing::info!(machine = %config.machine_id, "elected engine");
+            config.leading.send_replace(true);
             let outcome = lead(&registry, &config, &leadership, &keep, &shutdown).await;
+            config.leading.send_replace(false);
             // Step down at once so another engine can be elected without waiting for the TTL.
             drop(keep);
             let _ = registry.revoke_lease(&leadership.lease).await;
