@@ -4,6 +4,7 @@
 
 mod cgroup;
 mod cluster;
+mod container;
 mod etcd;
 mod host;
 mod link;
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 pub use cgroup::{Layout, Subtree};
 pub use cluster::{Cluster, ClusterRecord, ClusterSpec, EtcdAccess, HostSpec, MemberRecord};
+pub use container::{Container, SHARE};
 pub use etcd::{Etcd, EtcdRecord, EtcdTls};
 pub use host::{Host, HostRecord};
 pub use link::{Link, LinkState};
