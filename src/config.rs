@@ -958,6 +958,19 @@ mod tests {
     }
 
     #[test]
+    fn the_readmes_table_of_settings_is_the_key_table() {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
+        for &key in Key::ALL {
+            let default = match key.default_value() {
+                "" => "none".to_owned(),
+                d => format!("`{d}`"),
+            };
+            let row = format!("| `{}` | {default} | {} |", key.name(), key.help());
+            assert!(readme.contains(&row), "README lacks the row\n{row}");
+        }
+    }
+
+    #[test]
     fn words_wrap_within_the_width() {
         assert_eq!(wrap("a bb ccc", 4), ["a bb", "ccc"]);
         assert_eq!(wrap("toolongword x", 4), ["toolongword", "x"]);

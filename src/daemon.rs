@@ -254,3 +254,57 @@ fn route_ip(etcd: &EtcdSettings) -> IpAddr {
         .map(|a| a.ip())
         .unwrap_or(IpAddr::from([127, 0, 0, 1]))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_help_describes_every_setting_and_offers_no_secret_as_a_flag() {
+        let help = command().render_long_help().to_string();
+        for &key in Key::ALL {
+            let flag = format!("--{}", key.flag());
+            if key.is_secret() {
+                assert!(!help.contains(&flag), "{flag} offered");
+                assert!(help.contains(key.name()), "{key}: where to set it instead");
+                assert!(
+                    command()
+                        .try_get_matches_from(["flotted", flag.as_str(), "x"])
+                        .is_err(),
+                    "{flag} accepted"
+                );
+            } else {
+                let arg = command()
+                    .get_arguments()
+                    .find(|a| a.get_long() == Some(key.flag().as_str()))
+                    .unwrap_or_else(|| panic!("no {flag}"))
+                    .clone();
+                let text = arg.get_help().expect("a description").to_string();
+                assert!(text.starts_with(key.help()), "{flag}: {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn log_formats_parse_and_default_to_text() {
+        for (args, format) in [
+            (&["flotted"][..], logging::LogFormat::Text),
+            (
+                &["flotted", "--log-format", "json"],
+                logging::LogFormat::Json,
+            ),
+            (
+                &["flotted", "--log-format", "text"],
+                logging::LogFormat::Text,
+            ),
+        ] {
+            let matches = command().try_get_matches_from(args).unwrap();
+            assert_eq!(log_format(&matches), format, "{args:?}");
+        }
+        assert!(
+            command()
+                .try_get_matches_from(["flotted", "--log-format", "xml"])
+                .is_err()
+        );
+    }
+}
