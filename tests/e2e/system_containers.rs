@@ -279,6 +279,10 @@ async fn the_debian_package_runs_the_mission_on_three_system_managers() {
         assert_eq!(props["KillMode"], "control-group");
         assert_eq!(props["Restart"], "on-failure");
         assert_eq!(props["WatchdogUSec"], "30s");
+        assert_ne!(
+            props["WatchdogTimestampMonotonic"], "0",
+            "systemd got flotted's WATCHDOG=1"
+        );
         assert_eq!(props["UnitFileState"], "enabled");
         check_host_files(m).await;
         flotted.push(props["InvocationID"].clone());
@@ -564,4 +568,34 @@ async fn check_status_lines(machines: &[Machine]) {
             m.container.name()
         );
     }
+}
+
+/// `--log-format json`: one JSON object per line (here the warning about a stray variable,
+/// before the configuration error that stops flotted).
+#[tokio::test]
+async fn flotted_logs_json_lines_with_log_format_json() {
+    let out = Command::new(env!("CARGO_BIN_EXE_flotted"))
+        .args(["--log-format", "json", "--listen", "relative.sock"])
+        .env("FLOTTE_NO_SUCH_SETTING", "1")
+        .env("FLOTTE_CONFIG", "/dev/null")
+        .env_remove("JOURNAL_STREAM")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "a configuration error");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let warning = stderr
+        .lines()
+        .find(|l| l.contains("FLOTTE_NO_SUCH_SETTING"))
+        .unwrap_or_else(|| panic!("no warning in:\n{stderr}"));
+    let json: serde_json::Value =
+        serde_json::from_str(warning).unwrap_or_else(|e| panic!("`{warning}`: {e}"));
+    assert_eq!(json["level"], "WARN", "{json}");
+    assert!(json["timestamp"].is_string(), "{json}");
+    assert!(
+        json["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("ignoring environment variable FLOTTE_NO_SUCH_SETTING")),
+        "{json}"
+    );
 }
