@@ -280,6 +280,7 @@ impl Container {
         // The shell became nspawn (exec), so the child is nspawn itself.
         let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
         let start = Instant::now();
+        // A std child (Drop stops containers too, outside any runtime): its exit is polled.
         loop {
             if let Ok(Some(_)) = child.try_wait() {
                 return;
@@ -304,7 +305,7 @@ impl Container {
             first_error.get_or_insert(IsolatedError::io(format!("removing {}", self.name), e));
         }
         for mount in [self.dir.join("root"), self.dir.join("tmpfs")] {
-            let status = std::process::Command::new("umount")
+            let _ = std::process::Command::new("umount")
                 .arg(&mount)
                 .stderr(Stdio::null())
                 .status();
@@ -320,7 +321,6 @@ impl Container {
                     .arg(&mount)
                     .status();
             }
-            drop(status);
         }
         let _ = fs::remove_dir_all(format!("/run/systemd/nspawn/propagate/{}", self.name));
         self.removed = true;
