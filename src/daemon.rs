@@ -132,10 +132,13 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Da
     // never sees the channel closed.
     let (leading, leading_rx) = tokio::sync::watch::channel(false);
     let leading = Arc::new(leading);
+    let (running, running_rx) = tokio::sync::watch::channel(0);
+    let running = Arc::new(running);
     let notifier = tokio::spawn(notify::run(
         config.machine_id.clone(),
         ready.clone(),
         leading_rx,
+        running_rx,
         shutdown.clone(),
     ));
     let (give_registry, registry_for_api) = tokio::sync::oneshot::channel();
@@ -191,6 +194,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Da
         units_directory: config.units_directory.clone(),
         etcd_endpoints: config.etcd.endpoints.clone(),
         resync: config.resync_interval,
+        running: running.clone(),
     };
     let result = agent::run(
         registry,

@@ -46,6 +46,8 @@ pub struct AgentConfig {
     pub etcd_endpoints: Vec<String>,
     /// The period of the full state re-read: a safety net, not how changes are noticed.
     pub resync: Duration,
+    /// How many units run here (systemd's view), for flotted's status line.
+    pub running: std::sync::Arc<watch::Sender<usize>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +161,11 @@ pub async fn run(
         if phase == Phase::Following {
             agent.reconcile().await;
         }
+        let running = agent.running();
+        agent
+            .config
+            .running
+            .send_if_modified(|n| std::mem::replace(n, running) != running);
     }
 }
 
@@ -210,6 +217,14 @@ impl Agent {
             published: BTreeMap::new(),
             contents: HashMap::new(),
         }
+    }
+
+    /// Units systemd runs here, of those the agent knows.
+    fn running(&self) -> usize {
+        self.observed
+            .values()
+            .filter(|o| o.status.as_ref().is_some_and(|s| s.active.is_running()))
+            .count()
     }
 
     fn watch_schedule(&self) -> mpsc::Receiver<Update<UnitName, ScheduleEntry>> {

@@ -1,6 +1,6 @@
 //! flotted's side of systemd's service protocol (`Type=notify`, sd_notify(3)): `READY=1` once
-//! the API socket is bound and the machine registered, a `STATUS=` line whenever registration or
-//! leadership changes, and `WATCHDOG=1` keep-alives when the unit sets `WatchdogSec=`. Outside
+//! the API socket is bound and the machine registered, a `STATUS=` line whenever registration,
+//! leadership or the number of units running changes, and `WATCHDOG=1` keep-alives when the unit sets `WatchdogSec=`. Outside
 //! such a service (no `NOTIFY_SOCKET`) every message is a no-op.
 
 use std::time::Duration;
@@ -18,15 +18,21 @@ pub struct Status {
     pub registered: bool,
     /// This flotted's engine is the cluster's leader.
     pub leading: bool,
+    /// Units running on this machine.
+    pub running: usize,
 }
 
 /// The `STATUS=` text for `status`: what `systemctl status flotted` shows.
 pub fn status_line(status: Status, machine: &MachineId) -> String {
     let role = if status.leading { "leader" } else { "follower" };
+    let units = match status.running {
+        1 => "1 unit running".to_owned(),
+        n => format!("{n} units running"),
+    };
     if status.registered {
-        format!("registered as {machine}, engine {role}")
+        format!("registered as {machine}, engine {role}, {units}")
     } else {
-        format!("registering {machine} with etcd, engine {role}")
+        format!("registering {machine} with etcd, engine {role}, {units}")
     }
 }
 
@@ -43,13 +49,14 @@ pub fn watchdog_period(timeout: Duration) -> Duration {
     (timeout / 2).max(Duration::from_millis(1))
 }
 
-/// Tells systemd about flotted's state until `shutdown`: `registered` (the agent's) and
-/// `leading` (the engine's) drive `READY=1` and `STATUS=`. Call it once the API's listeners
-/// are bound.
+/// Tells systemd about flotted's state until `shutdown`: `registered` and `running` (the
+/// agent's) and `leading` (the engine's) drive `READY=1` and `STATUS=`. Call it once the
+/// API's listeners are bound.
 pub async fn run(
     machine: MachineId,
     mut registered: watch::Receiver<bool>,
     mut leading: watch::Receiver<bool>,
+    mut running: watch::Receiver<usize>,
     shutdown: CancellationToken,
 ) {
     let watchdog = sd_notify::watchdog_enabled().map(watchdog_period);
@@ -63,6 +70,7 @@ pub async fn run(
         let status = Status {
             registered: *registered.borrow_and_update(),
             leading: *leading.borrow_and_update(),
+            running: *running.borrow_and_update(),
         };
         if last != Some(status) {
             let line = status_line(status, &machine);
@@ -79,6 +87,7 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             changed = registered.changed() => if changed.is_err() { break },
             changed = leading.changed() => if changed.is_err() { break },
+            changed = running.changed() => if changed.is_err() { break },
             _ = ticks.tick(), if watchdog.is_some() => send(&[NotifyState::Watchdog]),
         }
     }
@@ -98,27 +107,40 @@ mod tests {
     const ID: &str = "0123456789abcdef0123456789abcdef";
 
     #[test]
-    fn the_status_line_says_registration_and_role() {
+    fn the_status_line_says_registration_role_and_units_running() {
         let id = MachineId::new(ID).unwrap();
-        for (registered, leading, line) in [
+        for (registered, leading, running, line) in [
             (
                 false,
                 false,
-                format!("registering {ID} with etcd, engine follower"),
+                0,
+                "registering ID with etcd, engine follower, 0 units running",
             ),
-            (true, false, format!("registered as {ID}, engine follower")),
-            (true, true, format!("registered as {ID}, engine leader")),
+            (
+                true,
+                false,
+                1,
+                "registered as ID, engine follower, 1 unit running",
+            ),
+            (
+                true,
+                true,
+                12,
+                "registered as ID, engine leader, 12 units running",
+            ),
             (
                 false,
                 true,
-                format!("registering {ID} with etcd, engine leader"),
+                3,
+                "registering ID with etcd, engine leader, 3 units running",
             ),
         ] {
             let status = Status {
                 registered,
                 leading,
+                running,
             };
-            assert_eq!(status_line(status, &id), line);
+            assert_eq!(status_line(status, &id), line.replace("ID", ID));
         }
     }
 
@@ -127,10 +149,12 @@ mod tests {
         let registered = Status {
             registered: true,
             leading: false,
+            running: 2,
         };
         let unregistered = Status {
             registered: false,
             leading: true,
+            running: 0,
         };
         for (already_ready, next, ready) in [
             (false, unregistered, false),

@@ -432,6 +432,24 @@ async fn the_debian_package_runs_the_mission_on_three_system_managers() {
         |s| (active_on(s, "probe.service").len() == 3).then_some(()),
     )
     .await;
+    // STATUS= counts the units running: the pair, the beacon and the probe on apache's
+    // machine, the beacon and the probe on the others.
+    for m in &machines {
+        let expected = if m.id == placed { 4 } else { 2 };
+        let suffix = format!(", {expected} units running");
+        let last = std::cell::RefCell::new(String::new());
+        wait_for(
+            DEADLINE,
+            || format!("{}: status `{}`", m.container.name(), last.borrow()),
+            || async {
+                let line = m.show("flotted.service").await["StatusText"].clone();
+                *last.borrow_mut() = line.clone();
+                line.ends_with(&suffix).then_some(())
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
     for ((name, unit), old) in &before {
         let m = machines
             .iter()
@@ -554,7 +572,7 @@ async fn check_status_lines(machines: &[Machine]) {
             *last.borrow_mut() = lines.clone();
             let leaders = lines
                 .iter()
-                .filter(|l| l.ends_with("engine leader"))
+                .filter(|l| l.contains(", engine leader, "))
                 .count();
             (leaders == 1).then_some(lines)
         },
