@@ -294,6 +294,7 @@ async fn the_debian_package_runs_the_mission_on_three_system_managers() {
     )
     .await;
     check_status_lines(&machines).await;
+    check_flotte_group(&machines[0]).await;
     for m in &machines {
         let journal = m.journal().await;
         assert!(journal.contains("machine registered"), "{journal}");
@@ -615,5 +616,35 @@ async fn flotted_logs_json_lines_with_log_format_json() {
             .as_str()
             .is_some_and(|m| m.starts_with("ignoring environment variable FLOTTE_NO_SUCH_SETTING")),
         "{json}"
+    );
+}
+
+/// A member of the group flotte may use flottectl on the host; another user may not.
+async fn check_flotte_group(m: &Machine) {
+    for (user, groups) in [("alice", "flotte"), ("bob", "users")] {
+        ok(
+            &format!("useradd {user}"),
+            m.container
+                .command("useradd")
+                .args(["--groups", groups, user])
+                .output()
+                .await,
+        );
+    }
+    let as_user = |user: &'static str| {
+        let mut cmd = m.container.command("runuser");
+        cmd.args(["-u", user, "--", "/usr/bin/flottectl", "list-machines"]);
+        cmd
+    };
+    let alice = ok("flottectl as alice", as_user("alice").output().await);
+    assert!(
+        String::from_utf8_lossy(&alice.stdout).contains(&m.ip.to_string()),
+        "{alice:?}"
+    );
+    let bob = as_user("bob").output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&bob.stderr);
+    assert!(
+        !bob.status.success() && stderr.contains("ermission denied"),
+        "bob, not in flotte, reached the API: {bob:?}"
     );
 }
