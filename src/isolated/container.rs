@@ -357,6 +357,34 @@ impl Drop for Container {
     }
 }
 
+/// Unmounts what containers of test processes that died without cleaning up left mounted:
+/// the overlays and tmpfs under a directory whose name holds `marker` followed by the dead
+/// process's PID (`flotte-system-containers-<pid>-...`). Their processes went with their cgroups
+/// (`sweep_stale_test_hosts`).
+pub fn sweep_stale_mounts(marker: &str) {
+    let Ok(mounts) = fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    // Deepest first: the overlay lies beside its tmpfs, both under the test's directory.
+    let mut stale: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|point| {
+            point
+                .split_once(marker)
+                .and_then(|(_, rest)| rest.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok())
+                .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+        })
+        .collect();
+    stale.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for point in stale {
+        let _ = std::process::Command::new("umount")
+            .args(["-l", point])
+            .status();
+    }
+}
+
 /// Runs `program args paths`, failing with its stderr unless it succeeds.
 async fn run(program: &str, args: &[&str], paths: &[&Path]) -> Result<(), IsolatedError> {
     let out = tokio::process::Command::new(program)

@@ -24,6 +24,8 @@ const AGENT_TTL: u64 = 3;
 const DEADLINE: Duration = Duration::from_secs(30);
 const APACHE_KEY: &str = "/services/website/apache";
 const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The test's directory, followed by its PID: what `sweep_stale_mounts` looks for.
+const CONTAINERS_DIR: &str = "flotte-system-containers-";
 
 /// One container running flotted.service.
 struct Machine {
@@ -194,8 +196,9 @@ async fn await_announcement(registry: &Registry, present: bool, what: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_debian_package_runs_the_mission_on_three_system_managers() {
     flotte::isolated::sweep_stale_test_hosts();
+    flotte::isolated::sweep_stale_mounts(CONTAINERS_DIR);
     let dir = tempfile::Builder::new()
-        .prefix("flotte-system-containers-")
+        .prefix(&format!("{CONTAINERS_DIR}{}-", std::process::id()))
         .tempdir()
         .unwrap();
     let share = dir.path().join("share");
