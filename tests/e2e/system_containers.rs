@@ -142,7 +142,15 @@ async fn flottectl(machine: &Machine, args: &[&str]) -> String {
 
 /// Builds the package with packaging/build-deb from the binaries under test, into `share`.
 async fn build_deb(share: &Path, version: &str) -> String {
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_flotted")).parent().unwrap();
+    // Naming flotte-packaging makes cargo build it for the tests (it needs the `packaging`
+    // feature, which the crate's dev-dependency on itself turns on).
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_flotte-packaging"))
+        .parent()
+        .unwrap();
+    assert_eq!(
+        Path::new(env!("CARGO_BIN_EXE_flotted")).parent(),
+        Some(bin_dir)
+    );
     let out = ok(
         "packaging/build-deb",
         Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/build-deb"))
