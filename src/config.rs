@@ -19,10 +19,12 @@ pub const DEFAULT_CONFIG_FILE: &str = "/etc/flotte/flotted.conf";
 /// Where the machine ID comes from when `machine_id` is not set.
 pub const MACHINE_ID_FILE: &str = "/etc/machine-id";
 
-/// Declares `Key` from one table of variant, name and default, so that names and defaults
-/// cannot drift apart and code names a setting by its variant: a typo does not compile.
+/// Declares `Key` from one table of variant, name, default and description, so that names,
+/// defaults and their documentation (`flotted --help`, flotted.conf(5), the packaged
+/// flotted.conf) cannot drift apart and code names a setting by its variant: a typo does not
+/// compile.
 macro_rules! settings {
-    ($($key:ident = $name:literal, $default:literal;)*) => {
+    ($($key:ident = $name:literal, $default:literal, $help:literal;)*) => {
         /// A setting flotted understands.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub enum Key {
@@ -46,32 +48,60 @@ macro_rules! settings {
                     $(Key::$key => $default,)*
                 }
             }
+
+            /// What the setting means, in a sentence or two.
+            pub fn help(self) -> &'static str {
+                match self {
+                    $(Key::$key => $help,)*
+                }
+            }
         }
     };
 }
 
 settings! {
-    EtcdServers = "etcd_servers", "http://127.0.0.1:2379";
-    EtcdKeyPrefix = "etcd_key_prefix", "/flotte/";
-    EtcdCafile = "etcd_cafile", "";
-    EtcdCertfile = "etcd_certfile", "";
-    EtcdKeyfile = "etcd_keyfile", "";
-    EtcdUsername = "etcd_username", "";
-    EtcdPassword = "etcd_password", "";
-    PublicIp = "public_ip", "";
-    Metadata = "metadata", "";
-    MachineId = "machine_id", "";
-    AgentTtl = "agent_ttl", "10s";
-    EngineLeaseTtl = "engine_lease_ttl", "5s";
-    UnitsDirectory = "units_directory", "/run/flotte/units";
-    DisableEngine = "disable_engine", "false";
-    SystemdBus = "systemd_bus", "system";
-    Listen = "listen", "/run/flotte/flotte.sock";
-    ListenTcp = "listen_tcp", "";
-    ApiCertfile = "api_certfile", "";
-    ApiKeyfile = "api_keyfile", "";
-    ApiClientCafile = "api_client_cafile", "";
-    ResyncInterval = "resync_interval", "5m";
+    EtcdServers = "etcd_servers", "http://127.0.0.1:2379",
+        "etcd's client URLs, comma-separated (http:// or https://); give every member of the cluster";
+    EtcdKeyPrefix = "etcd_key_prefix", "/flotte/",
+        "the etcd key prefix under which flotte keeps all of its state; clusters sharing an etcd need different prefixes";
+    EtcdCafile = "etcd_cafile", "",
+        "CA certificates (PEM) that etcd's server certificates must chain to; needed for https:// servers with a private CA";
+    EtcdCertfile = "etcd_certfile", "",
+        "client certificate (PEM) presented to etcd; requires etcd_keyfile";
+    EtcdKeyfile = "etcd_keyfile", "",
+        "private key (PEM) of etcd_certfile; keep it readable by root only";
+    EtcdUsername = "etcd_username", "",
+        "user name for etcd's authentication; requires etcd_password";
+    EtcdPassword = "etcd_password", "",
+        "password for etcd_username; a secret: set it in the configuration file (mode 0640) or FLOTTE_ETCD_PASSWORD, never on the command line, where every user can read it";
+    PublicIp = "public_ip", "",
+        "the address other machines and users reach this one at, published with the machine and in machine.env [default: the local address of the route to the first etcd server]";
+    Metadata = "metadata", "",
+        "this machine's metadata for MachineMetadata= requirements: comma-separated key=value pairs such as region=eu,disk=ssd";
+    MachineId = "machine_id", "",
+        "this machine's ID, 32 lowercase hex digits [default: the first line of /etc/machine-id]";
+    AgentTtl = "agent_ttl", "10s",
+        "how long this machine stays registered after flotted stops renewing its lease; a dead machine's units move elsewhere after this, a flotted restarted within it changes nothing (at least 2s)";
+    EngineLeaseTtl = "engine_lease_ttl", "5s",
+        "lease TTL of the elected engine: how long a dead leader blocks its successor (at least 2s)";
+    UnitsDirectory = "units_directory", "/run/flotte/units",
+        "where flotted writes the unit files placed on this machine before linking them into systemd's runtime units (an absolute path; gone at reboot)";
+    DisableEngine = "disable_engine", "false",
+        "true: never stand for election as the cluster's engine (this machine only runs units and serves the API)";
+    SystemdBus = "systemd_bus", "system",
+        "the systemd manager to drive: system (PID 1 on the system bus), user (the calling user's manager) or a D-Bus address such as unix:path=/run/bus";
+    Listen = "listen", "/run/flotte/flotte.sock",
+        "the API's unix socket (mode 0660; the packaged service makes the group flotte, whose members may use flottectl)";
+    ListenTcp = "listen_tcp", "",
+        "TCP addresses to serve the API on as well, comma-separated (e.g. 10.0.0.5:8080); without api_certfile it is plain HTTP that anyone who can connect may use";
+    ApiCertfile = "api_certfile", "",
+        "server certificate (PEM) for TLS on the listen_tcp addresses; requires api_keyfile";
+    ApiKeyfile = "api_keyfile", "",
+        "private key (PEM) of api_certfile; keep it readable by root only";
+    ApiClientCafile = "api_client_cafile", "",
+        "CA certificates (PEM): when set, TCP clients must present a certificate signed by one of them";
+    ResyncInterval = "resync_interval", "5m",
+        "how often the engine and agent compare everything with etcd and systemd, a safety net beside their watches (at least 1s)";
 }
 
 impl Key {
@@ -82,6 +112,11 @@ impl Key {
     /// The command-line flag, without the leading `--`: `agent-ttl`.
     pub fn flag(self) -> String {
         self.name().replace('_', "-")
+    }
+
+    /// A secret has no flag: a command line is visible to every user of the host (`ps`).
+    pub fn is_secret(self) -> bool {
+        self == Key::EtcdPassword
     }
 }
 
@@ -246,7 +281,7 @@ impl Raw {
     fn invalid(&self, key: Key, why: String) -> ConfigError {
         let (value, source) = self.get(key);
         // A password never goes into a log or a terminal.
-        let value = if key == Key::EtcdPassword {
+        let value = if key.is_secret() {
             "(hidden)".to_owned()
         } else {
             value.to_owned()
@@ -310,6 +345,43 @@ pub fn read_host_layers<E: From<ConfigError>>(
         ))?;
     }
     Ok(layers.raw)
+}
+
+/// The packaged `/etc/flotte/flotted.conf`: every setting described, with its default, and
+/// commented out, so that the file as shipped changes nothing and an operator uncomments what
+/// they set.
+pub fn documented_file() -> String {
+    let mut text = String::from(
+        "# flotted's configuration (flotted.conf(5)): key=value lines, # comments.\n\
+         # Each setting can also be given as FLOTTE_<KEY> in flotted's environment\n\
+         # and as a flag (flotted --help), which win over this file; secrets have\n\
+         # no flag. This file may hold etcd's password: keep it mode 0640, owner\n\
+         # root, group flotte. After an edit: systemctl restart flotted (the units\n\
+         # it runs keep running).\n",
+    );
+    for &key in Key::ALL {
+        text.push('\n');
+        for line in wrap(key.help(), 78) {
+            text.push_str(&format!("# {line}\n"));
+        }
+        text.push_str(&format!("#{}={}\n", key.name(), key.default_value()));
+    }
+    text
+}
+
+/// `text`'s words in lines of at most `width` characters (longer words stand alone).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for word in text.split_whitespace() {
+        match lines.last_mut() {
+            Some(line) if line.len() + 1 + word.len() <= width => {
+                line.push(' ');
+                line.push_str(word);
+            }
+            _ => lines.push(word.to_owned()),
+        }
+    }
+    lines
 }
 
 /// flotted's defaults, from the key table: its etcd servers and prefix, no TLS and no
@@ -864,6 +936,45 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), Key::ALL.len());
         assert_eq!(Key::AgentTtl.flag(), "agent-ttl");
+    }
+
+    #[test]
+    fn the_documented_file_names_every_key_and_sets_none() {
+        let text = documented_file();
+        let mut raw = Raw::defaults();
+        raw.parse_file(Path::new("flotted.conf"), &text).unwrap();
+        for &key in Key::ALL {
+            assert_eq!(raw.get(key), (key.default_value(), &Source::Default));
+            let line = format!("\n#{}={}\n", key.name(), key.default_value());
+            assert!(text.contains(&line), "{line:?} missing");
+            assert!(!key.help().is_empty(), "{key} has no description");
+        }
+        assert!(text.lines().all(|l| l.len() <= 80), "{text}");
+        // Uncommenting a line gives a file that resolves.
+        let uncommented = text.replace("\n#agent_ttl=10s", "\nagent_ttl=10s");
+        raw.parse_file(Path::new("flotted.conf"), &uncommented)
+            .unwrap();
+        assert_eq!(raw.get(Key::AgentTtl).0, "10s");
+    }
+
+    #[test]
+    fn the_readmes_table_of_settings_is_the_key_table() {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
+        for &key in Key::ALL {
+            let default = match key.default_value() {
+                "" => "none".to_owned(),
+                d => format!("`{d}`"),
+            };
+            let row = format!("| `{}` | {default} | {} |", key.name(), key.help());
+            assert!(readme.contains(&row), "README lacks the row\n{row}");
+        }
+    }
+
+    #[test]
+    fn words_wrap_within_the_width() {
+        assert_eq!(wrap("a bb ccc", 4), ["a bb", "ccc"]);
+        assert_eq!(wrap("toolongword x", 4), ["toolongword", "x"]);
+        assert_eq!(wrap("", 4), Vec::<String>::new());
     }
 
     #[test]

@@ -1,7 +1,11 @@
 //! flotted: one process per host running the agent, an engine candidate and the API.
 
+pub mod logging;
+pub mod notify;
+
 use std::net::{IpAddr, UdpSocket};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -16,16 +20,32 @@ use crate::systemd::{Bus, Systemd};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// flotted's command line: `--config FILE` and one flag per setting (`--agent-ttl 10s`).
+/// flotted's command line: `--config FILE`, `--log-format`, and one flag per setting but the
+/// secrets (`--agent-ttl 10s`), each described from the settings table.
 pub fn command() -> clap::Command {
     let mut cmd = clap::Command::new("flotted")
         .version(VERSION)
         .about("flotte's per-host daemon: agent, engine candidate and API")
-        .after_help(
+        .long_about(
+            "flotte's per-host daemon. Every host of a flotte cluster runs one flotted: an agent \
+             that runs the units placed on this machine through systemd, a candidate for the \
+             cluster's engine (elected through etcd; it places units on machines), and the HTTP \
+             API that flottectl talks to, on a unix socket and optional TCP addresses. etcd is \
+             its only store. flotted's units are systemd units of their own: they keep running \
+             while flotted restarts.",
+        )
+        .after_help(format!(
             "Every setting can also be given in the configuration file as key=value and in the \
              environment as FLOTTE_<KEY> (e.g. FLOTTE_AGENT_TTL=10s); flags win over the \
-             environment, which wins over the file.",
-        )
+             environment, which wins over the file. Secrets have no flag: {} is read from the \
+             file or the environment only. See flotted.conf(5).",
+            Key::ALL
+                .iter()
+                .filter(|k| k.is_secret())
+                .map(|k| k.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
         .arg(
             clap::Arg::new("config")
                 .long("config")
@@ -34,18 +54,42 @@ pub fn command() -> clap::Command {
                     "configuration file [default: {} if present] (env FLOTTE_CONFIG)",
                     config::DEFAULT_CONFIG_FILE
                 )),
+        )
+        .arg(
+            clap::Arg::new("log-format")
+                .long("log-format")
+                .value_name("FORMAT")
+                .value_parser(clap::value_parser!(logging::LogFormat))
+                .default_value("text")
+                .help(
+                    "text: lines for a terminal, or for the journal when run by systemd (no \
+                     timestamps, syslog priorities); json: one JSON object per line. RUST_LOG \
+                     filters (default info)",
+                ),
         );
-    for &key in Key::ALL {
-        let mut arg = clap::Arg::new(key.name())
-            .long(key.flag())
-            .value_name("VALUE");
+    for &key in Key::ALL.iter().filter(|k| !k.is_secret()) {
         let default = key.default_value();
-        if !default.is_empty() {
-            arg = arg.help(format!("[default: {default}]"));
-        }
-        cmd = cmd.arg(arg);
+        let help = if default.is_empty() {
+            key.help().to_owned()
+        } else {
+            format!("{} [default: {default}]", key.help())
+        };
+        cmd = cmd.arg(
+            clap::Arg::new(key.name())
+                .long(key.flag())
+                .value_name("VALUE")
+                .help(help),
+        );
     }
     cmd
+}
+
+/// The `--log-format` of parsed arguments.
+pub fn log_format(matches: &clap::ArgMatches) -> logging::LogFormat {
+    matches
+        .get_one::<logging::LogFormat>("log-format")
+        .copied()
+        .unwrap_or(logging::LogFormat::Text)
 }
 
 /// Resolves the configuration from file, environment and flags.
@@ -55,7 +99,7 @@ pub fn load_config(matches: &clap::ArgMatches) -> Result<Config, ConfigError> {
         tracing::warn!("{warning}");
         Ok::<_, ConfigError>(())
     })?;
-    for &key in Key::ALL {
+    for &key in Key::ALL.iter().filter(|k| !k.is_secret()) {
         if let Some(value) = matches.get_one::<String>(key.name()) {
             raw.set(key, value, Source::Flag(key.flag()));
         }
@@ -74,6 +118,7 @@ pub enum DaemonError {
 /// Runs flotted until `shutdown`. Start-up waits (with backoff, saying so) for systemd and
 /// etcd to be reachable rather than failing. The API's listeners are bound first, so that a
 /// bad address or TLS file stops flotted at once; it answers 503 until the agent registered.
+/// Under systemd, `READY=1` follows the agent's first registration (`notify`).
 pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), DaemonError> {
     let listeners = Listeners::bind(&ApiSettings {
         socket: config.listen.clone(),
@@ -85,6 +130,19 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Da
     let api_addr = listeners.tcp_addrs().first().map(|a| a.to_string());
     // The API answers (503) from now on, while systemd and etcd are being reached.
     let (registered, ready) = tokio::sync::watch::channel(false);
+    // Held here for flotted's lifetime, also without an engine, so that the status task
+    // never sees the channel closed.
+    let (leading, leading_rx) = tokio::sync::watch::channel(false);
+    let leading = Arc::new(leading);
+    let (running, running_rx) = tokio::sync::watch::channel(0);
+    let running = Arc::new(running);
+    let notifier = tokio::spawn(notify::run(
+        config.machine_id.clone(),
+        ready.clone(),
+        leading_rx,
+        running_rx,
+        shutdown.clone(),
+    ));
     let (give_registry, registry_for_api) = tokio::sync::oneshot::channel();
     let api = tokio::spawn(api::serve(
         listeners,
@@ -103,6 +161,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Da
     let Some((systemd, registry)) = connected.await else {
         // Shut down before getting anywhere: the API still removes its socket.
         let _ = api.await;
+        let _ = notifier.await;
         return Ok(());
     };
     let _ = give_registry.send(registry.clone());
@@ -118,6 +177,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Da
             lease_ttl: config.engine_lease_ttl,
             debounce: Duration::from_millis(20),
             resync: config.resync_interval,
+            leading: leading.clone(),
         };
         tokio::spawn(engine::run(
             registry.clone(),
@@ -136,6 +196,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Da
         units_directory: config.units_directory.clone(),
         etcd_endpoints: config.etcd.endpoints.clone(),
         resync: config.resync_interval,
+        running: running.clone(),
     };
     let result = agent::run(
         registry,
@@ -150,6 +211,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Da
         let _ = engine.await;
     }
     let _ = api.await;
+    let _ = notifier.await;
     result.map_err(DaemonError::from)
 }
 
@@ -197,4 +259,58 @@ fn route_ip(etcd: &EtcdSettings) -> IpAddr {
         .and_then(|s| s.local_addr())
         .map(|a| a.ip())
         .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_help_describes_every_setting_and_offers_no_secret_as_a_flag() {
+        let help = command().render_long_help().to_string();
+        for &key in Key::ALL {
+            let flag = format!("--{}", key.flag());
+            if key.is_secret() {
+                assert!(!help.contains(&flag), "{flag} offered");
+                assert!(help.contains(key.name()), "{key}: where to set it instead");
+                assert!(
+                    command()
+                        .try_get_matches_from(["flotted", flag.as_str(), "x"])
+                        .is_err(),
+                    "{flag} accepted"
+                );
+            } else {
+                let arg = command()
+                    .get_arguments()
+                    .find(|a| a.get_long() == Some(key.flag().as_str()))
+                    .unwrap_or_else(|| panic!("no {flag}"))
+                    .clone();
+                let text = arg.get_help().expect("a description").to_string();
+                assert!(text.starts_with(key.help()), "{flag}: {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn log_formats_parse_and_default_to_text() {
+        for (args, format) in [
+            (&["flotted"][..], logging::LogFormat::Text),
+            (
+                &["flotted", "--log-format", "json"],
+                logging::LogFormat::Json,
+            ),
+            (
+                &["flotted", "--log-format", "text"],
+                logging::LogFormat::Text,
+            ),
+        ] {
+            let matches = command().try_get_matches_from(args).unwrap();
+            assert_eq!(log_format(&matches), format, "{args:?}");
+        }
+        assert!(
+            command()
+                .try_get_matches_from(["flotted", "--log-format", "xml"])
+                .is_err()
+        );
+    }
 }

@@ -108,6 +108,7 @@ fn engine_child(args: &[String]) {
             lease_ttl: ENGINE_LEASE_TTL,
             debounce: Duration::from_millis(20),
             resync: Duration::from_secs(300),
+            leading: Arc::new(tokio::sync::watch::channel(false).0),
         };
         engine::run(registry, config, shutdown).await;
         let _ = api.await;
@@ -226,6 +227,7 @@ async fn bench(machines: usize, units: usize, idle: Duration) {
             units_directory: dir.path().join(format!("m{}/units", i + 1)),
             etcd_endpoints: vec![url.clone()],
             resync: Duration::from_secs(300),
+            running: Arc::new(tokio::sync::watch::channel(0).0),
         };
         let registry = connections[i / AGENTS_PER_CONNECTION].clone();
         let (registered, _) = tokio::sync::watch::channel(false);

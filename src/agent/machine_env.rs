@@ -69,6 +69,7 @@ mod tests {
             units_directory: "/run/flotte/units".into(),
             etcd_endpoints: vec!["http://10.0.0.1:2379".into(), "http://10.0.0.3:2379".into()],
             resync: Duration::from_secs(300),
+            running: Default::default(),
         };
         assert_eq!(
             machine_env(&config),

@@ -46,6 +46,8 @@ pub struct AgentConfig {
     pub etcd_endpoints: Vec<String>,
     /// The period of the full state re-read: a safety net, not how changes are noticed.
     pub resync: Duration,
+    /// How many units run here (systemd's view), for flotted's status line.
+    pub running: std::sync::Arc<watch::Sender<usize>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +163,11 @@ pub async fn run<M: UnitManager>(
         if phase == Phase::Following {
             agent.reconcile().await;
         }
+        let running = agent.running();
+        agent
+            .config
+            .running
+            .send_if_modified(|n| std::mem::replace(n, running) != running);
     }
 }
 
@@ -212,6 +219,14 @@ impl<M: UnitManager> Agent<M> {
             published: BTreeMap::new(),
             contents: HashMap::new(),
         }
+    }
+
+    /// Units systemd runs here, of those the agent knows.
+    fn running(&self) -> usize {
+        self.observed
+            .values()
+            .filter(|o| o.status.as_ref().is_some_and(|s| s.active.is_running()))
+            .count()
     }
 
     fn watch_schedule(&self) -> mpsc::Receiver<Update<UnitName, ScheduleEntry>> {

@@ -6,14 +6,8 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let matches = flotte::daemon::command().get_matches();
+    flotte::daemon::logging::init(flotte::daemon::log_format(&matches));
     let config = match flotte::daemon::load_config(&matches) {
         Ok(c) => c,
         Err(e) => {

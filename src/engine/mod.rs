@@ -33,6 +33,8 @@ pub struct EngineConfig {
     pub debounce: Duration,
     /// Period of the safety-net re-read of everything.
     pub resync: Duration,
+    /// Set to true while this engine leads, false otherwise (flotted's status line).
+    pub leading: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// Campaigns for leadership and leads while elected, until `shutdown`.
@@ -49,7 +51,9 @@ pub async fn run(registry: Registry, config: EngineConfig, shutdown: Cancellatio
             };
             tracing::info!(machine = %config.machine_id, "elected engine");
             crate::metrics::get().leader.set(1);
+            config.leading.send_replace(true);
             let outcome = lead(&registry, &config, &leadership, &keep, &shutdown).await;
+            config.leading.send_replace(false);
             stepped_down();
             // Step down at once so another engine can be elected without waiting for the TTL.
             drop(keep);

@@ -4,6 +4,7 @@
 
 mod cgroup;
 mod cluster;
+mod container;
 mod etcd;
 mod host;
 mod link;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 pub use cgroup::{Layout, Subtree};
 pub use cluster::{Cluster, ClusterRecord, ClusterSpec, EtcdAccess, HostSpec, MemberRecord};
+pub use container::{Container, SHARE, sweep_stale_mounts};
 pub use etcd::{Etcd, EtcdRecord, EtcdTls};
 pub use host::{Host, HostRecord};
 pub use link::{Link, LinkState};

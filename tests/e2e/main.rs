@@ -10,4 +10,5 @@ mod quickstart;
 mod registry;
 mod runtime;
 mod support;
+mod system_containers;
 mod systemd_adapter;
