@@ -17,7 +17,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `since` and `timeout` from the query: a revision (default 0) and whole seconds (default
 /// `DEFAULT_TIMEOUT`, at most `wire::CHANGES_MAX_WAIT`).
-fn parse(params: &Params) -> Result<(i64, Duration), ApiError> {
+pub(super) fn parse(params: &Params) -> Result<(i64, Duration), ApiError> {
     let since = match params.only(param::SINCE)? {
         None => 0,
         Some(v) => {

@@ -23,6 +23,8 @@ pub enum ApiError {
         path: String,
         allowed: &'static str,
     },
+    #[error("{0} (RFC 7230 §5.4)")]
+    BadHost(String),
     #[error("content type {} is not accepted: send application/json", shown_types(.0))]
     UnsupportedMediaType(Vec<String>),
     #[error("the request body is larger than {0} bytes")]
@@ -73,6 +75,10 @@ pub enum ApiError {
     Concurrent(String),
     #[error("unit `{name}` cannot be read: {why}")]
     CorruptUnit { name: UnitName, why: String },
+    /// etcd refused the write as too large (it runs with a lower `--max-request-bytes` than
+    /// its default, which every valid unit fits in).
+    #[error(transparent)]
+    TooLarge(RegistryError),
     #[error(transparent)]
     Registry(RegistryError),
 }
@@ -111,6 +117,7 @@ impl From<RegistryError> for ApiError {
         match e {
             // A compare-and-swap lost: the client may simply try again.
             RegistryError::Conflict(what) => ApiError::Concurrent(what),
+            too_large @ RegistryError::TooLarge { .. } => ApiError::TooLarge(too_large),
             other => ApiError::Registry(other),
         }
     }
@@ -126,7 +133,8 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::BadBody(_)
+            ApiError::BadHost(_)
+            | ApiError::BadBody(_)
             | ApiError::BadQuery { .. }
             | ApiError::RepeatedParameter(_)
             | ApiError::BadParameter { .. }
@@ -140,6 +148,7 @@ impl ApiError {
             ApiError::NoOptions(_) | ApiError::NoDesiredState(_) | ApiError::Concurrent(_) => {
                 StatusCode::CONFLICT
             }
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::CorruptUnit { .. } | ApiError::Registry(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -177,6 +186,11 @@ mod tests {
             e.to_string(),
             "unit a.service changed concurrently; retry the request"
         );
+        let e = ApiError::from(RegistryError::TooLarge {
+            what: "storing unit a.service".into(),
+            cause: "etcdserver: request is too large".into(),
+        });
+        assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
         let e = ApiError::from(RegistryError::Watch("broken".into()));
         assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }

@@ -6,15 +6,16 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
 use crate::machine::{MachineId, Metadata, validate_key};
 use crate::registry::{MetadataOverride, effective_metadata};
 use crate::wire;
 
+use super::decode;
 use super::pagination;
-use super::request::{Params, read_json};
+use super::request::{Params, read_body};
 use super::routes::Api;
 use super::{ApiError, PatchProblem};
 
@@ -124,9 +125,12 @@ fn check(op: &PatchOp) -> Result<((MachineId, String), MetadataOverride), PatchP
     ))
 }
 
-pub async fn patch(State(api): State<Api>, body: Body) -> Result<StatusCode, ApiError> {
-    let ops: Vec<PatchOp> = read_json(body).await?;
-    let overrides = plan_patch(&ops)?;
+pub async fn patch(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, ApiError> {
+    let overrides = decode::machines_patch(&headers, &read_body(body).await?)?;
     api.registry.set_metadata_overrides(&overrides).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -191,6 +195,14 @@ mod tests {
             (
                 r#"{"op":"add","path":"/MID/metadata/di sk","value":"x"}"#,
                 "metadata operation 1: path `/MID/metadata/di sk`: metadata key `di sk` is invalid: use letters, digits, `_`, `.` and `-`",
+            ),
+            (
+                r#"{"op":"add","path":"/MID/metadata/..","value":"x"}"#,
+                "metadata operation 1: path `/MID/metadata/..`: metadata key `..` is invalid: a key of dots only reads as a path segment (`.`, `..`); include a letter, digit, `_` or `-`",
+            ),
+            (
+                r#"{"op":"remove","path":"/MID/metadata/."}"#,
+                "metadata operation 1: path `/MID/metadata/.`: metadata key `.` is invalid: a key of dots only reads as a path segment (`.`, `..`); include a letter, digit, `_` or `-`",
             ),
             (
                 r#"{"op":"add","path":"/MID/metadata/disk"}"#,

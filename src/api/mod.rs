@@ -8,7 +8,8 @@
 //! - `routes`: the path table and the gate that answers 503 until the agent registered.
 //! - `machines`, `units`, `states`, `discovery_doc`: fleet v1's resources, one file each.
 //! - `changes`: flotte's change notification.
-//! - `request`, `pagination`, `error`: what every handler shares.
+//! - `request`, `pagination`, `error`: what every handler shares; `decode`: everything checked
+//!   before etcd is read, as pure functions of a request's head and body (fuzzed in `fuzz/`).
 //!
 //! # fleet v1 (under `/fleet/v1` and its old alias `/v1-alpha`)
 //! `GET|PATCH /machines`, `GET /units`, `GET|PUT|DELETE /units/NAME`,
@@ -31,6 +32,7 @@
 //! this returns: no blind polling. Revisions are etcd's, so they compare across flotted.
 
 mod changes;
+pub mod decode;
 mod discovery_doc;
 mod error;
 mod machines;

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::registry::Registry;
 use crate::wire::{self, FLEET_PREFIXES, Resource};
 
+use super::request::check_host;
 use super::{ApiError, changes, discovery_doc, machines, states, units};
 
 /// What handlers share. Cheap to clone.
@@ -98,15 +99,18 @@ fn refuse(
     }
 }
 
-/// Answers 503 until this machine's agent registered: before that, the machine is not part
-/// of the cluster its API would speak for. Marks every answer with flotted's version.
+/// Refuses a request with a missing or bad `Host` (400), then answers 503 until this
+/// machine's agent registered: before that, the machine is not part of the cluster its API
+/// would speak for. Marks every answer with flotted's version.
 async fn gate(
     State(registered): State<watch::Receiver<bool>>,
     request: Request,
     next: Next,
 ) -> Response {
     let registered = *registered.borrow();
-    let mut response = if registered {
+    let mut response = if let Err(e) = check_host(request.version(), request.headers()) {
+        e.into_response()
+    } else if registered {
         next.run(request).await
     } else {
         ApiError::NotRegistered.into_response()

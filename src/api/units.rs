@@ -16,8 +16,9 @@ use crate::unit::{DesiredState, Requirements, Target, UnitFile, UnitHash, UnitNa
 use crate::wire;
 
 use super::ApiError;
+use super::decode;
 use super::pagination;
-use super::request::{ItemName, Params, read_json, require_json};
+use super::request::{ItemName, Params, read_body};
 use super::routes::Api;
 
 /// A PUT's body, checked on its own: everything that can be wrong without looking at etcd.
@@ -151,8 +152,7 @@ pub async fn put(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
-    require_json(&headers)?;
-    let request = parse_put(&path, read_json(body).await?)?;
+    let request = decode::unit_put(&path, &headers, &read_body(body).await?)?;
     let name = request.name.clone();
     let existing = api.registry.unit(&name).await?;
     let plan = plan_put(request, existing)?;

@@ -4,7 +4,7 @@
 //! <prefix>machines/<machine>            machine record           agent, under its lease
 //! <prefix>metadata/<machine>/<key>      metadata override        API
 //! <prefix>units/<unit>                  content hash + desired   API
-//! <prefix>content/<hash>                options list             API; engine collects garbage
+//! <prefix>content/<hash>                options list or text     API; engine collects garbage
 //! <prefix>schedule/<machine>/<unit>     hash + target + global   engine, fenced
 //! <prefix>placement/<unit>              machines                 engine, same transaction
 //! <prefix>reasons/<unit>                why it is not placed     engine

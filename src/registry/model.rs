@@ -65,10 +65,18 @@ pub struct UnitRecord {
     pub desired: DesiredState,
 }
 
-/// A unit's content, stored once per hash.
+/// A unit's content, stored once per hash: its options list (`{"options":[...]}`), or, for a
+/// unit whose options list would not fit in one etcd request, the unit file's canonical text
+/// (`{"text":"..."}`), which `UnitFile::from_options` keeps under `MAX_FILE_SIZE`. A list of
+/// many tiny options is several times larger than its text (`{"section":"Service","name":"A",
+/// "value":""}` against `A=`), so the text is the form every accepted unit fits in; the list
+/// stays the usual form so that flotted versions that know only it read every unit they could
+/// have stored themselves.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContentRecord {
-    pub options: Vec<UnitOption>,
+#[serde(untagged)]
+pub enum ContentRecord {
+    Options { options: Vec<UnitOption> },
+    Text { text: String },
 }
 
 /// One unit assigned to one machine: everything its agent needs to act.
