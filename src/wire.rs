@@ -36,6 +36,10 @@ pub struct Machine {
     /// flotte: the machine's hostname.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub hostname: String,
+    /// flotte: drained (`PUT /flotte/v1/drains/ID`): no normal unit is placed on it. Left out
+    /// when false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub drained: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -272,6 +276,19 @@ impl Resource {
 
 /// flotte's change long poll (see `Changes`), outside fleet's prefixes.
 pub const CHANGES: &str = "/flotte/v1/changes";
+
+/// flotte's drains: `PUT` a machine's item to drain it, `DELETE` it to undrain.
+pub const DRAINS: &str = "/flotte/v1/drains";
+
+/// One machine's drain: `/flotte/v1/drains/ID`.
+pub fn drain_path(machine: &str) -> String {
+    format!("{DRAINS}/{}", encode(machine, PATH_SAFE))
+}
+
+/// The server's route of a drain: the machine ID is captured as `{machine}`.
+pub fn drain_route() -> String {
+    format!("{DRAINS}/{{machine}}")
+}
 
 /// The query parameters the API reads.
 pub mod param {

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::machine::MachineError;
+use crate::machine::{MachineError, MachineId};
 use crate::registry::RegistryError;
 use crate::unit::{DesiredState, NameError, OptionError, StateError, UnitName};
 use crate::wire::{ErrorBody, ErrorDetail};
@@ -63,6 +63,12 @@ pub enum ApiError {
     InvalidPatch { index: usize, problem: PatchProblem },
     #[error("unit `{0}` does not exist")]
     UnitNotFound(UnitName),
+    #[error("invalid machine in the path: {0}")]
+    BadMachine(MachineError),
+    #[error("machine {0} is not registered in the cluster")]
+    MachineNotFound(MachineId),
+    #[error("machine {0} is not drained")]
+    NotDrained(MachineId),
     #[error("unit `{0}` has no state on any machine")]
     StateNotFound(UnitName),
     #[error("unit `{0}` does not exist and the request has no options to create it from")]
@@ -127,9 +133,11 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::NotRegistered => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::NoRoute(_) | ApiError::UnitNotFound(_) | ApiError::StateNotFound(_) => {
-                StatusCode::NOT_FOUND
-            }
+            ApiError::NoRoute(_)
+            | ApiError::UnitNotFound(_)
+            | ApiError::StateNotFound(_)
+            | ApiError::MachineNotFound(_)
+            | ApiError::NotDrained(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -144,7 +152,8 @@ impl ApiError {
             | ApiError::TemplateState { .. }
             | ApiError::InvalidOptions { .. }
             | ApiError::InvalidRequirements { .. }
-            | ApiError::InvalidPatch { .. } => StatusCode::BAD_REQUEST,
+            | ApiError::InvalidPatch { .. }
+            | ApiError::BadMachine(_) => StatusCode::BAD_REQUEST,
             ApiError::NoOptions(_) | ApiError::NoDesiredState(_) | ApiError::Concurrent(_) => {
                 StatusCode::CONFLICT
             }

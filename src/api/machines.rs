@@ -33,10 +33,12 @@ pub async fn list(
         .await?
         .into_iter()
         .collect();
+    let drains: BTreeMap<_, _> = api.registry.drains().await?.into_iter().collect();
     let machines = machines
         .into_iter()
         .map(|m| wire::Machine {
             metadata: effective_metadata(&m, &overrides).as_map().clone(),
+            drained: drains.contains_key(&m.id),
             id: m.id.to_string(),
             primary_ip: m.ip,
             version: m.version,

@@ -20,9 +20,14 @@
 //! # flotte's additions
 //! Extra fields that fleet clients ignore: a unit's `reason` (why it is placed nowhere),
 //! `machineIDs` (every machine it is placed on) and `global` (true for a global unit, left out
-//! otherwise); a machine's `version` (of its flotted) and
-//! `hostname`; a state's `message` (systemd's complaint). Every response carries
+//! otherwise); a machine's `version` (of its flotted), `hostname` and `drained` (left out
+//! when false); a state's `message` (systemd's complaint). Every response carries
 //! `Server: flotted/VERSION`.
+//!
+//! `PUT /flotte/v1/drains/ID` drains a registered machine (201; 204 if it already was): the
+//! engine moves its normal units elsewhere, or leaves them placed nowhere with a reason, and
+//! places none there; its global units stay. `DELETE` undrains it (204; 404 if it was not
+//! drained). `GET /machines` shows a drained machine with `"drained": true`.
 //!
 //! `GET /flotte/v1/changes?since=REV&timeout=SECS` answers `{"revision":N}`: at once when a
 //! unit, placement, reason or unit state changed after etcd revision `REV` (always so for
@@ -34,6 +39,7 @@
 mod changes;
 pub mod decode;
 mod discovery_doc;
+mod drains;
 mod error;
 mod machines;
 mod pagination;

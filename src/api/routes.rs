@@ -7,7 +7,7 @@ use axum::http::header::SERVER;
 use axum::http::{HeaderValue, Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, put};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -15,7 +15,7 @@ use crate::registry::Registry;
 use crate::wire::{self, FLEET_PREFIXES, Resource};
 
 use super::request::check_host;
-use super::{ApiError, changes, discovery_doc, machines, states, units};
+use super::{ApiError, changes, discovery_doc, drains, machines, states, units};
 
 /// What handlers share. Cheap to clone.
 #[derive(Clone)]
@@ -69,6 +69,12 @@ pub fn router(api: Api, registered: watch::Receiver<bool>) -> Router {
     }
     router
         .route(wire::CHANGES, get(changes::wait).fallback(refuse(ONLY_GET)))
+        .route(
+            &wire::drain_route(),
+            put(drains::put)
+                .delete(drains::delete)
+                .fallback(refuse("only PUT and DELETE are supported on this resource")),
+        )
         .route("/", any(refuse(NO_METHOD)))
         .fallback(|uri: Uri| async move { ApiError::NoRoute(uri.path().to_owned()) })
         .with_state(api)

@@ -179,7 +179,7 @@ impl Budget {
         }
     }
 
-    fn deadline(self, start: Instant) -> Option<Instant> {
+    pub(super) fn deadline(self, start: Instant) -> Option<Instant> {
         match self {
             Budget::Unlimited => None,
             Budget::Attempts(n) => Some(start + ATTEMPT * n),

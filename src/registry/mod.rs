@@ -27,8 +27,8 @@ pub use keys::{Keys, PrefixError};
 pub use kv::MAX_TXN_OPS;
 pub use lease::{KeepAlive, Lease, LossPolicy};
 pub use model::{
-    ContentRecord, MachineRecord, MetadataOverride, PlacementRecord, ReasonRecord, ScheduleEntry,
-    UnitRecord, UnitStateRecord, effective_metadata,
+    ContentRecord, DrainRecord, MachineRecord, MetadataOverride, PlacementRecord, ReasonRecord,
+    ScheduleEntry, UnitRecord, UnitStateRecord, effective_metadata,
 };
 pub use schedule::EngineWrite;
 pub use units::ETCD_MAX_REQUEST_BYTES;

@@ -58,6 +58,15 @@ pub fn effective_metadata(
     metadata
 }
 
+/// A machine drained through the API: no normal unit is placed on it until it is undrained.
+/// Kept apart from the machine's record (under no lease), so that it outlives agent restarts
+/// and may be set before the machine registers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainRecord {
+    /// When, in seconds since the Unix epoch, as the API's clock read it.
+    pub since: u64,
+}
+
 /// A submitted unit: which content, and what the user wants of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnitRecord {

@@ -4,6 +4,7 @@
 mod api;
 mod cli_check;
 mod discovery;
+mod drain;
 mod quickstart;
 mod registry;
 mod runtime;

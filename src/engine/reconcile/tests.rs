@@ -97,6 +97,11 @@ impl V {
         self
     }
 
+    fn drained(mut self, machine: u8) -> Self {
+        self.0.drained.insert(id(machine), DrainRecord { since: 1 });
+        self
+    }
+
     fn metadata_override(mut self, machine: u8, key: &str, o: MetadataOverride) -> Self {
         self.0.overrides.insert((id(machine), key.into()), o);
         self
@@ -233,6 +238,41 @@ fn units_on_a_machine_that_left_move_elsewhere() {
             del("web.service", 1),
             placement("web.service", &[2]),
         ]],
+    );
+}
+
+#[test]
+fn a_drained_machine_loses_its_normal_units_and_a_pinned_one_says_why() {
+    let view = V::default()
+        .machine(1, "")
+        .machine(2, "")
+        .drained(1)
+        .unit("web.service", 'a', Launched, "")
+        .placed("web.service", 1, 'a', L)
+        .unit(
+            "pinned.service",
+            'b',
+            Launched,
+            &format!("MachineID={}", id(1)),
+        )
+        .placed("pinned.service", 1, 'b', L);
+    check(
+        view,
+        vec![
+            vec![
+                del("pinned.service", 1),
+                EngineWrite::DeletePlacement(name("pinned.service")),
+                reason(
+                    "pinned.service",
+                    "the only machine it may run on, 01010101, is drained",
+                ),
+            ],
+            vec![
+                put("web.service", 2, 'a', L),
+                del("web.service", 1),
+                placement("web.service", &[2]),
+            ],
+        ],
     );
 }
 
