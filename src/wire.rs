@@ -88,6 +88,14 @@ pub struct Unit {
     /// flotte: the unit runs on every machine (`Global=true` in its `[X-Fleet]` section).
     #[serde(default, skip_serializing_if = "is_false")]
     pub global: bool,
+    /// flotte: how many times a start was asked of it while launched and stopped on a machine
+    /// (its agents start it again for each); left out while 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub start_request: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +129,10 @@ pub struct UnitState {
     /// flotte: systemd's message when it refused the unit or an action on it.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// flotte: the unit's start request (`Unit::start_request`) its machine last acted on;
+    /// left out while 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub start_request: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -24,6 +24,11 @@
 //! when false); a state's `message` (systemd's complaint). Every response carries
 //! `Server: flotted/VERSION`.
 //!
+//! A `PUT` of `desiredState: launched` to a unit launched already that a machine it is placed
+//! on reports not running is a start request: the unit's `startRequest` (a flotte field,
+//! left out while 0) goes up by one, and its agents start it again; a state's `startRequest`
+//! is the one its machine last acted on. fleet answered 204 and changed nothing.
+//!
 //! `PUT /flotte/v1/drains/ID` drains a registered machine (201; 204 if it already was): the
 //! engine moves its normal units elsewhere, or leaves them placed nowhere with a reason, and
 //! places none there; its global units stay. `DELETE` undrains it (204; 404 if it was not

@@ -232,6 +232,7 @@ mod tests {
             machine_ids: on.iter().map(|m| m.to_string()).collect(),
             reason: reason.to_owned(),
             global,
+            start_request: 0,
         }
     }
 

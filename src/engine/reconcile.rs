@@ -146,6 +146,7 @@ pub fn reconcile(view: &View) -> Vec<Vec<EngineWrite>> {
                     hash: record.hash,
                     target,
                     global: global.contains(name),
+                    start: record.start,
                 },
                 // Not read yet: leave the entry exactly as it is.
                 _ => match view.schedule.get(&(m.clone(), name.clone())) {

@@ -72,6 +72,15 @@ pub struct DrainRecord {
 pub struct UnitRecord {
     pub hash: UnitHash,
     pub desired: DesiredState,
+    /// Start requests: bumped when `start` is asked of a unit already launched that is not
+    /// running on its machine (stopped through a dependency, say), so that its agent starts
+    /// it again. 0, and left out, until the first.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub start: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A unit's content, stored once per hash: its options list (`{"options":[...]}`), or, for a
@@ -95,6 +104,10 @@ pub struct ScheduleEntry {
     pub target: Target,
     /// Global units keep running when the agent loses its lease (they are not moved).
     pub global: bool,
+    /// The unit's start requests (`UnitRecord::start`): the agent starts a launched unit that
+    /// is not running when this differs from the one it last acted on.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub start: u64,
 }
 
 /// Where a unit is placed: one machine, or every machine of a global unit.
@@ -122,6 +135,9 @@ pub struct UnitStateRecord {
     /// systemd's message when it refused the unit or an action on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The start request (`ScheduleEntry::start`) the agent last acted on.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub started: u64,
 }
 
 #[cfg(test)]
@@ -172,6 +188,7 @@ mod tests {
             hash,
             target: Target::Launched,
             global: false,
+            start: 0,
         };
         assert_eq!(
             serde_json::to_string(&entry).unwrap(),
@@ -190,6 +207,7 @@ mod tests {
             active: ActiveState::Inactive,
             sub: "dead".into(),
             message: None,
+            started: 0,
         };
         let back: UnitStateRecord =
             serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();

@@ -56,7 +56,11 @@ impl Registry {
         desired: DesiredState,
     ) -> (UnitHash, [TxnOp; 2]) {
         let hash = file.hash();
-        let record = UnitRecord { hash, desired };
+        let record = UnitRecord {
+            hash,
+            desired,
+            start: 0,
+        };
         let ops = [
             TxnOp::put(self.keys.content(&hash), content_value(file), None),
             TxnOp::put(self.keys.unit(name), json(&record), None),

@@ -263,6 +263,7 @@ fn state(file: &UnitFile, current: Target, active: &str) -> UnitStateRecord {
         }
         .into(),
         message: None,
+        started: 0,
     }
 }
 

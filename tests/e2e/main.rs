@@ -8,5 +8,6 @@ mod drain;
 mod quickstart;
 mod registry;
 mod runtime;
+mod start_again;
 mod support;
 mod systemd_adapter;

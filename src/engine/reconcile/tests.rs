@@ -41,6 +41,7 @@ impl V {
             UnitRecord {
                 hash: hash(h),
                 desired,
+                start: 0,
             },
         );
         let text = format!("[Service]\nExecStart=/bin/true\n[X-Fleet]\n{x_fleet}\n");
@@ -58,6 +59,7 @@ impl V {
             UnitRecord {
                 hash: hash(h),
                 desired,
+                start: 0,
             },
         );
         self
@@ -69,6 +71,7 @@ impl V {
             UnitRecord {
                 hash: hash(h),
                 desired: DesiredState::Launched,
+                start: 0,
             },
         );
         self.0
@@ -82,6 +85,7 @@ impl V {
             hash: hash(h),
             target,
             global: false,
+            start: 0,
         };
         self.0.schedule.insert((id(machine), name(unit)), entry);
         self.0
@@ -116,6 +120,7 @@ fn put(unit: &str, machine: u8, h: char, target: Target) -> EngineWrite {
             hash: hash(h),
             target,
             global: false,
+            start: 0,
         },
     )
 }
@@ -128,6 +133,7 @@ fn put_global(unit: &str, machine: u8, h: char) -> EngineWrite {
             hash: hash(h),
             target: Target::Launched,
             global: true,
+            start: 0,
         },
     )
 }
