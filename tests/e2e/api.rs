@@ -1412,3 +1412,72 @@ async fn an_http_1_1_request_without_one_valid_host_is_refused_with_400() {
         assert!(status.ends_with(" 200 OK"), "{request:?}: {status} {rest}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drains_are_set_and_lifted_for_registered_machines_and_shown_with_them() {
+    let api = start().await;
+    let lease = api.lease().await;
+    register(&api, &machine('a'), "", &lease).await;
+    let a = machine('a').to_string();
+    let path = format!("/flotte/v1/drains/{a}");
+    assert_eq!(api.send("PUT", &path, &[], "").await.status, 201);
+    assert_eq!(
+        api.send("PUT", &path, &[], "").await.status,
+        204,
+        "already drained"
+    );
+    let page = api.get("/fleet/v1/machines").await.json();
+    assert_eq!(page["machines"][0]["drained"], true);
+    assert_eq!(api.delete(&path).await.status, 204);
+    let page = api.get("/fleet/v1/machines").await.json();
+    assert_eq!(
+        page["machines"][0].get("drained"),
+        None,
+        "left out when false"
+    );
+
+    let before = api.revision().await;
+    let cases = [
+        (
+            "DELETE",
+            a.clone(),
+            404,
+            format!("machine {a} is not drained"),
+        ),
+        (
+            "PUT",
+            machine('b').to_string(),
+            404,
+            format!("machine {} is not registered in the cluster", machine('b')),
+        ),
+        (
+            "PUT",
+            "..".to_owned(),
+            400,
+            "invalid machine in the path: machine ID `..` is not 32 lowercase hexadecimal \
+             characters"
+                .to_owned(),
+        ),
+        (
+            "GET",
+            a.clone(),
+            405,
+            format!(
+                "method GET is not allowed on `/flotte/v1/drains/{a}`: only PUT and DELETE \
+                 are supported on this resource"
+            ),
+        ),
+    ];
+    for (method, id, status, message) in cases {
+        let reply = api
+            .send(method, &format!("/flotte/v1/drains/{id}"), &[], "")
+            .await;
+        assert_eq!(reply.status, status, "{method} {id}: {}", reply.text());
+        assert_eq!(reply.error(), message);
+    }
+    assert_eq!(
+        api.revision().await,
+        before,
+        "refused requests write nothing"
+    );
+}
