@@ -33,7 +33,7 @@ impl<S: Send + Sync> FromRequestParts<S> for DrainedId {
 /// 201 when the machine is drained now, 204 when it already was; 404 for a machine that is not
 /// registered (a mistyped ID would otherwise drain nothing, silently).
 pub async fn put(State(api): State<Api>, DrainedId(id): DrainedId) -> Result<StatusCode, ApiError> {
-    if !api.registry.machines().await?.iter().any(|m| m.id == id) {
+    if api.registry.machine(&id).await?.is_none() {
         return Err(ApiError::MachineNotFound(id));
     }
     let since = SystemTime::now()

@@ -28,6 +28,14 @@ impl Registry {
         Ok(items.into_iter().map(|(_, m)| m).collect())
     }
 
+    /// One machine, if it is registered.
+    pub async fn machine(&self, id: &MachineId) -> Result<Option<MachineRecord>, RegistryError> {
+        Ok(self
+            .get_json::<MachineRecord>(self.keys.machine(id))
+            .await?
+            .map(|(m, _)| m))
+    }
+
     pub fn watch_machines(&self) -> TypedWatch<MachineId, MachineRecord> {
         self.watch(self.keys.machines(), Keys::parse_machine)
     }
