@@ -165,6 +165,7 @@ fn cluster(size: &Size) -> ClusterView {
                 id: MachineId::new(&format!("{scrambled:032x}")).expect("32 hex digits"),
                 metadata: Metadata::parse_list(&format!("region={region},disk={disk},ram={ram}"))
                     .expect("valid metadata"),
+                drained: false,
             }
         })
         .collect();

@@ -16,6 +16,11 @@ pub enum MachineError {
     InvalidId(String),
     #[error("metadata key `{0}` is invalid: use letters, digits, `_`, `.` and `-`")]
     InvalidKey(String),
+    #[error(
+        "metadata key `{0}` is invalid: a key of dots only reads as a path segment (`.`, `..`); \
+         include a letter, digit, `_` or `-`"
+    )]
+    DotsKey(String),
     #[error("metadata value `{value}` of key `{key}` is invalid: {why}")]
     InvalidValue {
         key: String,
@@ -154,17 +159,20 @@ impl From<Metadata> for BTreeMap<String, String> {
     }
 }
 
-/// Keys become etcd key segments, so they are kept to a safe alphabet.
+/// Keys become etcd key segments (`metadata/<machine>/<key>`), so they are kept to a safe
+/// alphabet, and a key of dots only (`.`, `..`), which a path would resolve, is refused.
 pub fn validate_key(key: &str) -> Result<(), MachineError> {
     let ok = !key.is_empty()
         && key.len() <= 253
         && key
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if ok {
-        Ok(())
-    } else {
+    if !ok {
         Err(MachineError::InvalidKey(key.to_owned()))
+    } else if key.bytes().all(|b| b == b'.') {
+        Err(MachineError::DotsKey(key.to_owned()))
+    } else {
+        Ok(())
     }
 }
 
@@ -210,6 +218,41 @@ mod tests {
         }
         let id = MachineId::new("0123456789abcdef0123456789abcdef").unwrap();
         assert_eq!(id.short(), "01234567");
+    }
+
+    #[test]
+    fn metadata_keys_are_safe_etcd_key_segments() {
+        let cases = [
+            ("disk", None),
+            ("rack.no", None),
+            (".hidden", None),
+            ("a..b", None),
+            ("_", None),
+            ("-", None),
+            (".", Some("dots")),
+            ("..", Some("dots")),
+            ("...", Some("dots")),
+            ("", Some("alphabet")),
+            ("a/b", Some("alphabet")),
+            ("a b", Some("alphabet")),
+            ("ключ", Some("alphabet")),
+        ];
+        for (key, refused) in cases {
+            let got = match validate_key(key) {
+                Ok(()) => None,
+                Err(MachineError::DotsKey(k)) if k == key => Some("dots"),
+                Err(MachineError::InvalidKey(k)) if k == key => Some("alphabet"),
+                Err(other) => panic!("{key}: {other}"),
+            };
+            assert_eq!(got, refused, "{key:?}");
+        }
+        assert!(validate_key(&"a".repeat(253)).is_ok());
+        assert!(validate_key(&"a".repeat(254)).is_err());
+        assert_eq!(
+            validate_key("..").unwrap_err().to_string(),
+            "metadata key `..` is invalid: a key of dots only reads as a path segment \
+             (`.`, `..`); include a letter, digit, `_` or `-`"
+        );
     }
 
     #[test]

@@ -40,6 +40,10 @@ pub struct Machine {
     /// flotte: the machine's hostname.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub hostname: String,
+    /// flotte: drained (`PUT /flotte/v1/drains/ID`): no normal unit is placed on it. Left out
+    /// when false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub drained: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +92,14 @@ pub struct Unit {
     /// flotte: the unit runs on every machine (`Global=true` in its `[X-Fleet]` section).
     #[serde(default, skip_serializing_if = "is_false")]
     pub global: bool,
+    /// flotte: how many times a start was asked of it while launched and stopped on a machine
+    /// (its agents start it again for each); left out while 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub start_request: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +133,10 @@ pub struct UnitState {
     /// flotte: systemd's message when it refused the unit or an action on it.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// flotte: the unit's start request (`Unit::start_request`) its machine last acted on;
+    /// left out while 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub start_request: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,6 +210,12 @@ pub enum EventKind {
         unit: UnitName,
         from: DesiredState,
         to: DesiredState,
+    },
+    /// `start` was asked of a launched unit that was not running: its machine starts it
+    /// again. `request` counts such requests for the unit.
+    StartRequested {
+        unit: UnitName,
+        request: u64,
     },
     /// The engine placed a unit (on every machine, for a global unit), or moved it.
     Placed {
@@ -388,6 +410,19 @@ pub const CHANGES: &str = "/flotte/v1/changes";
 pub const EVENTS: &str = "/flotte/v1/events";
 /// flotted's Prometheus metrics, on every API listener.
 pub const METRICS: &str = "/metrics";
+
+/// flotte's drains: `PUT` a machine's item to drain it, `DELETE` it to undrain.
+pub const DRAINS: &str = "/flotte/v1/drains";
+
+/// One machine's drain: `/flotte/v1/drains/ID`.
+pub fn drain_path(machine: &str) -> String {
+    format!("{DRAINS}/{}", encode(machine, PATH_SAFE))
+}
+
+/// The server's route of a drain: the machine ID is captured as `{machine}`.
+pub fn drain_route() -> String {
+    format!("{DRAINS}/{{machine}}")
+}
 
 /// The query parameters the API reads.
 pub mod param {

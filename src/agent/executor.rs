@@ -177,7 +177,9 @@ impl<M: UnitManager> Agent<M> {
             match result {
                 Ok(()) => {
                     self.succeed(u);
-                    self.observed.entry(u.clone()).or_default().done = Some(Target::Launched);
+                    let observed = self.observed.entry(u.clone()).or_default();
+                    observed.done = Some(Target::Launched);
+                    observed.started = self.desired.get(u).map(|e| e.start);
                 }
                 Err(e) => self.fail(u, e.into()),
             }

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::{ActionError, retry_policy};
 pub use files::UnitsDir;
-pub use plan::{Action, Desired, Observed, adopted, plan, state_record};
+pub use plan::{Action, Desired, Observed, adopted, note_requests, plan, state_record};
 
 use crate::backoff::Backoff;
 use crate::machine::{MachineId, Metadata};
@@ -265,12 +265,14 @@ impl<M: UnitManager> Agent<M> {
                 (_, Some(s)) if s.load != LoadState::NotFound => Some(adopted(s)),
                 _ => None,
             };
+            let started = reported.get(&name).map(|r| r.started);
             self.observed.insert(
                 name,
                 Observed {
                     file: Some(hash),
                     done,
                     status,
+                    started,
                 },
             );
         }
@@ -339,10 +341,12 @@ impl<M: UnitManager> Agent<M> {
                     Desired {
                         hash: e.hash,
                         target: e.target,
+                        start: e.start,
                     },
                 )
             })
             .collect();
+        note_requests(&desired, &mut self.observed);
         let now = Instant::now();
         let actions: Vec<Action> = plan(&desired, &self.observed)
             .into_iter()

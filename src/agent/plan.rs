@@ -12,6 +12,8 @@ use crate::unit::{Target, UnitHash, UnitName};
 pub struct Desired {
     pub hash: UnitHash,
     pub target: Target,
+    /// Its start requests (`ScheduleEntry::start`).
+    pub start: u64,
 }
 
 /// What this machine has of a unit.
@@ -23,6 +25,24 @@ pub struct Observed {
     pub done: Option<Target>,
     /// systemd's view, if read.
     pub status: Option<UnitStatus>,
+    /// The start request the agent last acted on: set when it starts the unit, kept in the
+    /// published state across restarts. `None` until known; `note_requests` then takes the
+    /// first one seen as acted on.
+    pub started: Option<u64>,
+}
+
+/// Takes the start request of a unit whose last acted-on one is unknown (first seen after an
+/// agent restart that found no state of its own) as acted on: only requests made while this
+/// agent follows the unit start it again, so a unit that stopped by itself stays stopped.
+pub fn note_requests(
+    desired: &BTreeMap<UnitName, Desired>,
+    observed: &mut BTreeMap<UnitName, Observed>,
+) {
+    for (name, want) in desired {
+        if let Some(have) = observed.get_mut(name) {
+            have.started.get_or_insert(want.start);
+        }
+    }
 }
 
 /// One step. `Reload` comes at most once per plan, after every file change and before any
@@ -92,11 +112,16 @@ pub fn plan(
             reload |= !unknown_to_systemd;
         }
         let running = have.done == Some(Target::Launched);
+        // Started once, but systemd has it stopped (it exited, or went down with a unit it
+        // is bound to): started again only on a start request it has not acted on yet.
+        let asked_again = have.started.is_some_and(|s| s != want.start)
+            && have.status.as_ref().is_some_and(|s| !s.active.is_running());
         match (want.target, running) {
             (Target::Launched, false) => starts.push(Action::Start(name.clone())),
             (Target::Launched, true) if content_changed => {
                 starts.push(Action::Restart(name.clone()))
             }
+            (Target::Launched, true) if asked_again => starts.push(Action::Start(name.clone())),
             (Target::Loaded, true) => stops.push(Action::Stop(name.clone())),
             (Target::Launched, true) | (Target::Loaded, false) => {}
         }
@@ -140,6 +165,7 @@ pub fn state_record(
         },
         sub: status.sub,
         message: message.map(str::to_owned),
+        started: observed.started.unwrap_or(0),
     })
 }
 
@@ -169,6 +195,7 @@ mod tests {
         Desired {
             hash: hash(h),
             target,
+            start: 0,
         }
     }
 
@@ -177,6 +204,7 @@ mod tests {
             file: file.map(hash),
             done,
             status: None,
+            started: None,
         }
     }
 
@@ -361,6 +389,7 @@ mod tests {
                 active: ActiveState::Inactive,
                 sub: "dead".into(),
             }),
+            started: None,
         };
         let desired = BTreeMap::from([(u.clone(), want('a', Target::Loaded))]);
         assert_eq!(
@@ -409,6 +438,7 @@ mod tests {
             file: Some(hash('a')),
             done,
             status: s,
+            started: None,
         };
         let record = |current, load: &str, active: &str, sub: &str, message: Option<&str>| {
             Some(UnitStateRecord {
@@ -418,6 +448,7 @@ mod tests {
                 active: ActiveState::from(active),
                 sub: sub.into(),
                 message: message.map(str::to_owned),
+                started: 0,
             })
         };
         let refused = Some("Unit u.service has a bad unit file setting.");
@@ -480,6 +511,134 @@ mod tests {
                 "observed {observed:?}, wanted {wanted:?}, message {message:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_launched_unit_that_stopped_starts_again_only_on_a_start_request_not_yet_acted_on() {
+        use Target::*;
+        let u = || name("u.service");
+        let asked = |start: u64| Desired {
+            start,
+            ..want('a', Launched)
+        };
+        let seen = |active: &str, started: Option<u64>| Observed {
+            status: Some(UnitStatus {
+                load: LoadState::Loaded,
+                active: ActiveState::from(active),
+                sub: "x".into(),
+            }),
+            started,
+            ..have(Some('a'), Some(Launched))
+        };
+        let cases: Vec<(&str, Desired, Observed, Vec<Action>)> = vec![
+            (
+                "stopped by itself (or by a unit it is bound to): stays stopped",
+                asked(0),
+                seen("inactive", Some(0)),
+                vec![],
+            ),
+            (
+                "failed by itself: stays failed",
+                asked(2),
+                seen("failed", Some(2)),
+                vec![],
+            ),
+            (
+                "a new start request: started again",
+                asked(1),
+                seen("inactive", Some(0)),
+                vec![Action::Start(u())],
+            ),
+            (
+                "a failed unit too",
+                asked(3),
+                seen("failed", Some(2)),
+                vec![Action::Start(u())],
+            ),
+            (
+                "a request while it runs: nothing to do",
+                asked(1),
+                seen("active", Some(0)),
+                vec![],
+            ),
+            (
+                "activating counts as running",
+                asked(1),
+                seen("activating", Some(0)),
+                vec![],
+            ),
+            (
+                "the request last acted on not known yet: nothing",
+                asked(1),
+                seen("inactive", None),
+                vec![],
+            ),
+            (
+                "systemd's view not read: nothing",
+                asked(1),
+                Observed {
+                    status: None,
+                    ..seen("inactive", Some(0))
+                },
+                vec![],
+            ),
+            (
+                "only loaded is wanted: no start",
+                Desired {
+                    start: 1,
+                    ..want('a', Loaded)
+                },
+                Observed {
+                    done: Some(Loaded),
+                    ..seen("inactive", Some(0))
+                },
+                vec![],
+            ),
+            (
+                "new content: restarted as before",
+                Desired {
+                    start: 1,
+                    ..want('b', Launched)
+                },
+                seen("inactive", Some(0)),
+                vec![
+                    Action::Load(u(), hash('b')),
+                    Action::Reload,
+                    Action::Restart(u()),
+                ],
+            ),
+        ];
+        for (what, desired, observed, expected) in cases {
+            let desired = BTreeMap::from([(u(), desired)]);
+            let observed = BTreeMap::from([(u(), observed)]);
+            assert_eq!(plan(&desired, &observed), expected, "{what}");
+        }
+    }
+
+    #[test]
+    fn the_first_start_request_seen_counts_as_acted_on() {
+        let (a, b, c) = (name("a.service"), name("b.service"), name("c.service"));
+        let asked = |start| Desired {
+            start,
+            ..want('a', Target::Launched)
+        };
+        let desired = BTreeMap::from([(a.clone(), asked(4)), (b.clone(), asked(5))]);
+        let mut observed = BTreeMap::from([
+            (a.clone(), have(Some('a'), Some(Target::Launched))),
+            (
+                b.clone(),
+                Observed {
+                    started: Some(2),
+                    ..have(Some('a'), Some(Target::Launched))
+                },
+            ),
+            (c.clone(), have(Some('a'), Some(Target::Launched))),
+        ]);
+        note_requests(&desired, &mut observed);
+        let started: Vec<Option<u64>> = [&a, &b, &c].iter().map(|n| observed[*n].started).collect();
+        assert_eq!(started, [Some(4), Some(2), None]);
+        let record = state_record(&observed[&b], Some(Target::Launched), None).unwrap();
+        assert_eq!(record.started, 2, "the published state keeps it");
     }
 
     #[test]

@@ -17,7 +17,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `since` and `timeout` from the query: a revision (default 0) and whole seconds (default
 /// `DEFAULT_TIMEOUT`, at most `wire::CHANGES_MAX_WAIT`).
-fn parse(params: &Params) -> Result<(i64, Duration), ApiError> {
+pub(super) fn parse(params: &Params) -> Result<(i64, Duration), ApiError> {
     let since = params.revision(param::SINCE)?.unwrap_or(0);
     let timeout = match params.only(param::TIMEOUT)? {
         None => DEFAULT_TIMEOUT,

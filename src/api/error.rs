@@ -4,7 +4,7 @@ use axum::Json;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::machine::MachineError;
+use crate::machine::{MachineError, MachineId};
 use crate::registry::RegistryError;
 use crate::unit::{DesiredState, NameError, OptionError, StateError, UnitName};
 use crate::wire::{ErrorBody, ErrorDetail};
@@ -23,6 +23,8 @@ pub enum ApiError {
         path: String,
         allowed: &'static str,
     },
+    #[error("{0} (RFC 7230 §5.4)")]
+    BadHost(String),
     #[error("content type {} is not accepted: send application/json", shown_types(.0))]
     UnsupportedMediaType(Vec<String>),
     #[error("the request body is larger than {0} bytes")]
@@ -61,6 +63,12 @@ pub enum ApiError {
     InvalidPatch { index: usize, problem: PatchProblem },
     #[error("unit `{0}` does not exist")]
     UnitNotFound(UnitName),
+    #[error("invalid machine in the path: {0}")]
+    BadMachine(MachineError),
+    #[error("machine {0} is not registered in the cluster")]
+    MachineNotFound(MachineId),
+    #[error("machine {0} is not drained")]
+    NotDrained(MachineId),
     #[error("unit `{0}` has no state on any machine")]
     StateNotFound(UnitName),
     #[error("unit `{0}` does not exist and the request has no options to create it from")]
@@ -80,6 +88,10 @@ pub enum ApiError {
     Compacted(i64),
     #[error("revision {0} is ahead of etcd's current revision")]
     FutureRevision(i64),
+    /// etcd refused the write as too large (it runs with a lower `--max-request-bytes` than
+    /// its default, which every valid unit fits in).
+    #[error(transparent)]
+    TooLarge(RegistryError),
     #[error(transparent)]
     Registry(RegistryError),
 }
@@ -120,6 +132,7 @@ impl From<RegistryError> for ApiError {
             RegistryError::Conflict(what) => ApiError::Concurrent(what),
             RegistryError::Compacted { revision } => ApiError::Compacted(revision),
             RegistryError::FutureRevision { revision } => ApiError::FutureRevision(revision),
+            too_large @ RegistryError::TooLarge { .. } => ApiError::TooLarge(too_large),
             other => ApiError::Registry(other),
         }
     }
@@ -129,13 +142,16 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::NotRegistered => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::NoRoute(_) | ApiError::UnitNotFound(_) | ApiError::StateNotFound(_) => {
-                StatusCode::NOT_FOUND
-            }
+            ApiError::NoRoute(_)
+            | ApiError::UnitNotFound(_)
+            | ApiError::StateNotFound(_)
+            | ApiError::MachineNotFound(_)
+            | ApiError::NotDrained(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::BadBody(_)
+            ApiError::BadHost(_)
+            | ApiError::BadBody(_)
             | ApiError::BadQuery { .. }
             | ApiError::RepeatedParameter(_)
             | ApiError::BadParameter { .. }
@@ -146,11 +162,13 @@ impl ApiError {
             | ApiError::InvalidOptions { .. }
             | ApiError::InvalidRequirements { .. }
             | ApiError::InvalidPatch { .. }
-            | ApiError::FutureRevision(_) => StatusCode::BAD_REQUEST,
+            | ApiError::FutureRevision(_)
+            | ApiError::BadMachine(_) => StatusCode::BAD_REQUEST,
             ApiError::Compacted(_) => StatusCode::GONE,
             ApiError::NoOptions(_) | ApiError::NoDesiredState(_) | ApiError::Concurrent(_) => {
                 StatusCode::CONFLICT
             }
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::CorruptUnit { .. } | ApiError::Registry(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -188,6 +206,11 @@ mod tests {
             e.to_string(),
             "unit a.service changed concurrently; retry the request"
         );
+        let e = ApiError::from(RegistryError::TooLarge {
+            what: "storing unit a.service".into(),
+            cause: "etcdserver: request is too large".into(),
+        });
+        assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
         let e = ApiError::from(RegistryError::Watch("broken".into()));
         assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }

@@ -6,15 +6,16 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
 use crate::machine::{MachineId, Metadata, validate_key};
 use crate::registry::{MetadataOverride, effective_metadata};
 use crate::wire;
 
+use super::decode;
 use super::pagination;
-use super::request::{Params, read_json};
+use super::request::{Params, read_body};
 use super::routes::Api;
 use super::{ApiError, PatchProblem};
 
@@ -32,10 +33,12 @@ pub async fn list(
         .await?
         .into_iter()
         .collect();
+    let drains: BTreeMap<_, _> = api.registry.drains().await?.into_iter().collect();
     let machines = machines
         .into_iter()
         .map(|m| wire::Machine {
             metadata: effective_metadata(&m, &overrides).as_map().clone(),
+            drained: drains.contains_key(&m.id),
             id: m.id.to_string(),
             primary_ip: m.ip,
             version: m.version,
@@ -124,9 +127,12 @@ fn check(op: &PatchOp) -> Result<((MachineId, String), MetadataOverride), PatchP
     ))
 }
 
-pub async fn patch(State(api): State<Api>, body: Body) -> Result<StatusCode, ApiError> {
-    let ops: Vec<PatchOp> = read_json(body).await?;
-    let overrides = plan_patch(&ops)?;
+pub async fn patch(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, ApiError> {
+    let overrides = decode::machines_patch(&headers, &read_body(body).await?)?;
     api.registry.set_metadata_overrides(&overrides).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -191,6 +197,14 @@ mod tests {
             (
                 r#"{"op":"add","path":"/MID/metadata/di sk","value":"x"}"#,
                 "metadata operation 1: path `/MID/metadata/di sk`: metadata key `di sk` is invalid: use letters, digits, `_`, `.` and `-`",
+            ),
+            (
+                r#"{"op":"add","path":"/MID/metadata/..","value":"x"}"#,
+                "metadata operation 1: path `/MID/metadata/..`: metadata key `..` is invalid: a key of dots only reads as a path segment (`.`, `..`); include a letter, digit, `_` or `-`",
+            ),
+            (
+                r#"{"op":"remove","path":"/MID/metadata/."}"#,
+                "metadata operation 1: path `/MID/metadata/.`: metadata key `.` is invalid: a key of dots only reads as a path segment (`.`, `..`); include a letter, digit, `_` or `-`",
             ),
             (
                 r#"{"op":"add","path":"/MID/metadata/disk"}"#,

@@ -8,7 +8,8 @@
 //! - `routes`: the path table and the gate that answers 503 until the agent registered.
 //! - `machines`, `units`, `states`, `discovery_doc`: fleet v1's resources, one file each.
 //! - `changes`: flotte's change notification; `events`: its event stream.
-//! - `request`, `pagination`, `error`: what every handler shares.
+//! - `request`, `pagination`, `error`: what every handler shares; `decode`: everything checked
+//!   before etcd is read, as pure functions of a request's head and body (fuzzed in `fuzz/`).
 //!
 //! # fleet v1 (under `/fleet/v1` and its old alias `/v1-alpha`)
 //! `GET|PATCH /machines`, `GET /units`, `GET|PUT|DELETE /units/NAME`,
@@ -19,9 +20,19 @@
 //! # flotte's additions
 //! Extra fields that fleet clients ignore: a unit's `reason` (why it is placed nowhere),
 //! `machineIDs` (every machine it is placed on) and `global` (true for a global unit, left out
-//! otherwise); a machine's `version` (of its flotted) and
-//! `hostname`; a state's `message` (systemd's complaint). Every response carries
+//! otherwise); a machine's `version` (of its flotted), `hostname` and `drained` (left out
+//! when false); a state's `message` (systemd's complaint). Every response carries
 //! `Server: flotted/VERSION`.
+//!
+//! A `PUT` of `desiredState: launched` to a unit launched already that a machine it is placed
+//! on reports not running is a start request: the unit's `startRequest` (a flotte field,
+//! left out while 0) goes up by one, and its agents start it again; a state's `startRequest`
+//! is the one its machine last acted on. fleet answered 204 and changed nothing.
+//!
+//! `PUT /flotte/v1/drains/ID` drains a registered machine (201; 204 if it already was): the
+//! engine moves its normal units elsewhere, or leaves them placed nowhere with a reason, and
+//! places none there; its global units stay. `DELETE` undrains it (204; 404 if it was not
+//! drained). `GET /machines` shows a drained machine with `"drained": true`.
 //!
 //! `GET /flotte/v1/changes?since=REV&timeout=SECS` answers `{"revision":N}`: at once when a
 //! unit, placement, reason or unit state changed after etcd revision `REV` (always so for
@@ -32,7 +43,7 @@
 //!
 //! `GET /flotte/v1/events[?since=REV]` streams the cluster's events as newline-delimited JSON
 //! (`wire::Event`), one etcd watch per client: `started` (the revision the events follow),
-//! then `submitted`, `desired_state_changed`, `placed`, `unplaced`, `unplaceable` (with the
+//! then `submitted`, `desired_state_changed`, `start_requested`, `placed`, `unplaced`, `unplaceable` (with the
 //! engine's reason), `state_changed` (a unit's systemd state on a machine), `state_removed`,
 //! `destroyed`, `machine_joined`, `machine_changed`, `machine_lost` and `leader_changed`, each
 //! with the etcd revision of its change. Without `since` it follows from now; with it, every
@@ -48,7 +59,9 @@
 //! route, method and status.
 
 mod changes;
+pub mod decode;
 mod discovery_doc;
+mod drains;
 mod error;
 mod events;
 mod machines;

@@ -2,11 +2,11 @@
 //! with an `ApiError` so that every refusal is answered in fleet's error format.
 
 use axum::body::Body;
+use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Uri, Version, header, uri};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use serde::de::DeserializeOwned;
 
 use crate::wire;
 
@@ -102,6 +102,37 @@ impl<S: Send + Sync> FromRequestParts<S> for ItemName {
     }
 }
 
+/// RFC 7230 §5.4: an HTTP/1.1 request has exactly one `Host` header, an HTTP/1.0 one at most
+/// one, and its value is empty or `host[:port]`. HTTP/2 carries the authority in its own
+/// pseudo-header and may leave `Host` out.
+pub fn check_host(version: Version, headers: &HeaderMap) -> Result<(), ApiError> {
+    let hosts: Vec<&HeaderValue> = headers.get_all(header::HOST).iter().collect();
+    match hosts.as_slice() {
+        [] if version == Version::HTTP_11 => Err(ApiError::BadHost(
+            "an HTTP/1.1 request needs a Host header".to_owned(),
+        )),
+        [] => Ok(()),
+        [one] => {
+            let valid = one.is_empty()
+                || one.to_str().is_ok_and(|text| {
+                    !text.contains('@') && text.parse::<uri::Authority>().is_ok()
+                });
+            if valid {
+                Ok(())
+            } else {
+                Err(ApiError::BadHost(format!(
+                    "Host header `{}` is not of the form host[:port]",
+                    String::from_utf8_lossy(one.as_bytes())
+                )))
+            }
+        }
+        many => Err(ApiError::BadHost(format!(
+            "the request has {} Host headers; send one",
+            many.len()
+        ))),
+    }
+}
+
 /// fleet's rule: exactly one `Content-Type`, whose media type is `application/json`.
 pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     let types: Vec<String> = headers
@@ -120,9 +151,9 @@ pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// Reads the body (at most `MAX_BODY` bytes) and decodes it as JSON.
-pub async fn read_json<T: DeserializeOwned>(body: Body) -> Result<T, ApiError> {
-    let bytes = Limited::new(body, MAX_BODY)
+/// Reads the body, at most `MAX_BODY` bytes.
+pub async fn read_body(body: Body) -> Result<Bytes, ApiError> {
+    Ok(Limited::new(body, MAX_BODY)
         .collect()
         .await
         .map_err(|e| {
@@ -132,14 +163,12 @@ pub async fn read_json<T: DeserializeOwned>(body: Body) -> Result<T, ApiError> {
                 ApiError::BadBody(e.to_string())
             }
         })?
-        .to_bytes();
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::BadBody(e.to_string()))
+        .to_bytes())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
 
     #[test]
     fn parameters_keep_their_order_and_repeats_are_caught_where_they_matter() {
@@ -155,6 +184,60 @@ mod tests {
         let p = params("/?nextPageToken=ZAACAA%3D%3D");
         assert_eq!(p.only("nextPageToken").unwrap(), Some("ZAACAA=="));
         assert_eq!(params("/").first("alt"), None);
+    }
+
+    #[test]
+    fn http_1_1_requests_need_exactly_one_valid_host() {
+        type Case = (Version, &'static [&'static [u8]], Option<&'static str>);
+        let cases: &[Case] = &[
+            (Version::HTTP_11, &[b"flotte"], None),
+            (Version::HTTP_11, &[b"127.0.0.1:8080"], None),
+            (Version::HTTP_11, &[b"[::1]:49153"], None),
+            (Version::HTTP_11, &[b""], None),
+            (
+                Version::HTTP_11,
+                &[],
+                Some("an HTTP/1.1 request needs a Host header (RFC 7230 §5.4)"),
+            ),
+            (
+                Version::HTTP_11,
+                &[b"a", b"b"],
+                Some("the request has 2 Host headers; send one (RFC 7230 §5.4)"),
+            ),
+            (
+                Version::HTTP_10,
+                &[b"a", b"a"],
+                Some("the request has 2 Host headers; send one (RFC 7230 §5.4)"),
+            ),
+            (
+                Version::HTTP_11,
+                &[b"a b"],
+                Some("Host header `a b` is not of the form host[:port] (RFC 7230 §5.4)"),
+            ),
+            (
+                Version::HTTP_11,
+                &[b"user@host"],
+                Some("Host header `user@host` is not of the form host[:port] (RFC 7230 §5.4)"),
+            ),
+            (
+                Version::HTTP_11,
+                &[b"host/path"],
+                Some("Host header `host/path` is not of the form host[:port] (RFC 7230 §5.4)"),
+            ),
+            (Version::HTTP_10, &[], None),
+            (Version::HTTP_2, &[], None),
+        ];
+        for (version, hosts, refused) in cases {
+            let mut headers = HeaderMap::new();
+            for h in *hosts {
+                headers.append(header::HOST, HeaderValue::from_bytes(h).unwrap());
+            }
+            let got = check_host(*version, &headers).map_err(|e| {
+                assert_eq!(e.status(), axum::http::StatusCode::BAD_REQUEST);
+                e.to_string()
+            });
+            assert_eq!(got.err().as_deref(), *refused, "{version:?} {hosts:?}");
+        }
     }
 
     #[test]

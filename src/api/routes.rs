@@ -7,14 +7,15 @@ use axum::http::header::{ACCEPT, CONTENT_TYPE, SERVER};
 use axum::http::{HeaderMap, HeaderValue, Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, put};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::registry::Registry;
 use crate::wire::{self, FLEET_PREFIXES, Resource};
 
-use super::{ApiError, changes, discovery_doc, events, machines, states, units};
+use super::request::check_host;
+use super::{ApiError, changes, discovery_doc, drains, events, machines, states, units};
 
 /// What handlers share. Cheap to clone.
 #[derive(Clone)]
@@ -69,6 +70,12 @@ pub fn router(api: Api, registered: watch::Receiver<bool>) -> Router {
     router
         .route(wire::CHANGES, get(changes::wait).fallback(refuse(ONLY_GET)))
         .route(wire::EVENTS, get(events::stream).fallback(refuse(ONLY_GET)))
+        .route(
+            &wire::drain_route(),
+            put(drains::put)
+                .delete(drains::delete)
+                .fallback(refuse("only PUT and DELETE are supported on this resource")),
+        )
         .route("/", any(refuse(NO_METHOD)))
         .fallback(|uri: Uri| async move { ApiError::NoRoute(uri.path().to_owned()) })
         .with_state(api)
@@ -110,8 +117,9 @@ fn refuse(
     }
 }
 
-/// Answers 503 until this machine's agent registered: before that, the machine is not part
-/// of the cluster its API would speak for. Marks every answer with flotted's version.
+/// Refuses a request with a missing or bad `Host` (400), then answers 503 until this
+/// machine's agent registered: before that, the machine is not part of the cluster its API
+/// would speak for. Marks every answer with flotted's version.
 async fn gate(
     State(registered): State<watch::Receiver<bool>>,
     request: Request,
@@ -124,7 +132,9 @@ async fn gate(
         .map_or("unmatched", |p| p.as_str())
         .to_owned();
     let method = request.method().to_string();
-    let mut response = if registered {
+    let mut response = if let Err(e) = check_host(request.version(), request.headers()) {
+        e.into_response()
+    } else if registered {
         next.run(request).await
     } else {
         ApiError::NotRegistered.into_response()

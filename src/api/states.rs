@@ -64,5 +64,6 @@ fn to_wire(((unit, machine), s): ((UnitName, MachineId), UnitStateRecord)) -> wi
         systemd_active_state: s.active.to_string(),
         systemd_sub_state: s.sub,
         message: s.message.unwrap_or_default(),
+        start_request: s.started,
     }
 }

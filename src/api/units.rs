@@ -16,8 +16,9 @@ use crate::unit::{DesiredState, Requirements, Target, UnitFile, UnitHash, UnitNa
 use crate::wire;
 
 use super::ApiError;
+use super::decode;
 use super::pagination;
-use super::request::{ItemName, Params, read_json, require_json};
+use super::request::{ItemName, Params, read_body};
 use super::routes::Api;
 
 /// A PUT's body, checked on its own: everything that can be wrong without looking at etcd.
@@ -109,10 +110,23 @@ pub fn parse_put(path: &str, body: wire::Unit) -> Result<PutRequest, ApiError> {
     })
 }
 
-/// What `request` does to `existing`, the unit as stored (if any) and its revision.
+/// Whether a stored unit runs where it is placed, as its machines report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Running {
+    /// Running on every machine it is placed on that reports it (or no machine asked).
+    AsPlaced,
+    /// A machine it is placed on reports it not running: it exited, failed, or went down
+    /// with a unit it is bound to.
+    Stopped,
+}
+
+/// What `request` does to `existing`, the unit as stored (if any) and its revision. A start
+/// (`launched`) of a unit already launched that `running` says stopped somewhere is a start
+/// request: its agents start it again (fleet kept it as it was, so that `start` did not start).
 pub fn plan_put(
     request: PutRequest,
     existing: Option<(UnitRecord, i64)>,
+    running: Running,
 ) -> Result<PutPlan, ApiError> {
     let PutRequest {
         name,
@@ -136,6 +150,17 @@ pub fn plan_put(
         }
         (Some((record, revision)), _) => match desired {
             None => Err(ApiError::NoDesiredState(name)),
+            Some(DesiredState::Launched)
+                if record.desired == DesiredState::Launched && running == Running::Stopped =>
+            {
+                Ok(PutPlan::SetDesired {
+                    record: UnitRecord {
+                        start: record.start + 1,
+                        ..record
+                    },
+                    revision,
+                })
+            }
             Some(d) if d == record.desired => Ok(PutPlan::Keep),
             Some(desired) => Ok(PutPlan::SetDesired {
                 record: UnitRecord { desired, ..record },
@@ -151,12 +176,11 @@ pub async fn put(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
-    require_json(&headers)?;
-    let request = parse_put(&path, read_json(body).await?)?;
+    let request = decode::unit_put(&path, &headers, &read_body(body).await?)?;
     let name = request.name.clone();
     // Most PUTs with options create their unit: that is tried in one request, which reads
     // the unit in the same transaction when there is one.
-    let existing = match plan_put(request.clone(), None) {
+    let existing = match plan_put(request.clone(), None, Running::AsPlaced) {
         Ok(PutPlan::Create { file, desired }) => {
             match api.registry.create_unit(&name, &file, desired).await? {
                 None => return Ok(StatusCode::CREATED),
@@ -165,7 +189,15 @@ pub async fn put(
         }
         _ => api.registry.unit(&name).await?,
     };
-    let plan = plan_put(request, existing)?;
+    let running = match (&request.desired, &existing) {
+        (Some(DesiredState::Launched), Some((record, _)))
+            if record.desired == DesiredState::Launched =>
+        {
+            running(&api, &name).await?
+        }
+        _ => Running::AsPlaced,
+    };
+    let plan = plan_put(request, existing, running)?;
     let status = plan.status();
     match plan {
         PutPlan::Create { file, desired } => {
@@ -188,6 +220,20 @@ pub async fn put(
         PutPlan::Keep => {}
     }
     Ok(status)
+}
+
+/// Whether `name` runs on the machines it is placed on, as they report it.
+async fn running(api: &Api, name: &UnitName) -> Result<Running, ApiError> {
+    let placed = api.registry.placement(name).await?.map(|p| p.machines);
+    let states = api.registry.states_of(name).await?;
+    let stopped = states.iter().any(|((_, machine), state)| {
+        placed.as_ref().is_some_and(|p| p.contains(machine)) && !state.active.is_running()
+    });
+    Ok(if stopped {
+        Running::Stopped
+    } else {
+        Running::AsPlaced
+    })
 }
 
 pub async fn get(
@@ -348,6 +394,7 @@ fn to_wire(
         reason: facts.reason.unwrap_or_default(),
         machine_ids: machines.iter().map(ToString::to_string).collect(),
         global,
+        start_request: record.start,
     }
 }
 

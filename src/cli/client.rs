@@ -196,6 +196,30 @@ impl Client {
         }
     }
 
+    /// Drains a machine (flotte's `PUT /flotte/v1/drains/ID`); `false` when it already was.
+    pub async fn drain(&self, machine: &str) -> Result<bool, ClientError> {
+        let path = wire::drain_path(machine);
+        let answer = self.call(Method::PUT, &path, None, Duration::ZERO).await?;
+        match answer.status {
+            StatusCode::CREATED => Ok(true),
+            StatusCode::NO_CONTENT => Ok(false),
+            _ => Err(api_error(Method::PUT, &path, &answer)),
+        }
+    }
+
+    /// Undrains a machine; `false` when it was not drained.
+    pub async fn undrain(&self, machine: &str) -> Result<bool, ClientError> {
+        let path = wire::drain_path(machine);
+        let answer = self
+            .call(Method::DELETE, &path, None, Duration::ZERO)
+            .await?;
+        match answer.status {
+            StatusCode::NO_CONTENT => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(api_error(Method::DELETE, &path, &answer)),
+        }
+    }
+
     /// Unit states, one per unit and machine; only `unit`'s when given.
     pub async fn unit_states(
         &self,

@@ -146,6 +146,7 @@ pub fn text(event: &Event, detail: Detail) -> Option<String> {
             format!("{unit}{again} (desired {desired})")
         }
         EventKind::DesiredStateChanged { unit, from, to } => format!("{unit} {from} -> {to}"),
+        EventKind::StartRequested { unit, .. } => format!("{unit} asked to start again"),
         EventKind::Placed { unit, machines } => format!(
             "{unit} on {}",
             machines.iter().map(m).collect::<Vec<_>>().join(", ")
@@ -206,6 +207,8 @@ pub fn concerns(topic: Topic, kind: &EventKind) -> bool {
         Unknown => true,
         MachineJoined { .. } | MachineChanged { .. } | MachineLost { .. } => true,
         StateChanged { .. } | StateRemoved { .. } => topic != Topic::Machines,
+        // The listings show no start request; the start itself is a state change.
+        StartRequested { .. } => false,
         Submitted { .. }
         | DesiredStateChanged { .. }
         | Placed { .. }

@@ -97,6 +97,7 @@ fields!(
         Machine => "machine",
         Ip => "ip",
         Metadata => "metadata",
+        Drained => "drained",
         Hostname => "hostname",
         Version => "version",
     }
@@ -117,7 +118,8 @@ fields!(
 pub const DEFAULT_SERVICE_FIELDS: &str = "key,value,ttl,machine,unit";
 pub const DEFAULT_UNIT_FIELDS: &str = "unit,machine,active,sub";
 pub const DEFAULT_UNIT_FILE_FIELDS: &str = "unit,hash,dstate,state,target";
-pub const DEFAULT_MACHINE_FIELDS: &str = "machine,ip,metadata";
+/// fleetctl's columns, then whether the machine is drained (`flottectl drain`).
+pub const DEFAULT_MACHINE_FIELDS: &str = "machine,ip,metadata,drained";
 
 /// `--full`: whole machine IDs and hashes instead of fleetctl's abbreviations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -385,6 +387,7 @@ pub fn machines(
         MachineField::Metadata => Cell::Map(m.metadata.clone()),
         MachineField::Hostname => Cell::text_or_missing(&m.hostname),
         MachineField::Version => Cell::text_or_missing(&m.version),
+        MachineField::Drained => Cell::Flag(m.drained),
     })
 }
 

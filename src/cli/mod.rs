@@ -10,6 +10,7 @@ mod check;
 // `pub(crate)`: the quick start uses these.
 pub(crate) mod client;
 mod destroy;
+mod drain;
 pub(crate) mod endpoint;
 mod etcd;
 mod events;
@@ -144,6 +145,10 @@ pub enum Command {
     ListMachines(ListMachinesArgs),
     /// Follow the cluster's events (units submitted, placed, started..., machines, leader)
     Events(EventsArgs),
+    /// Move every non-global unit off a machine and keep new ones away until `undrain`
+    Drain(MachineArgs),
+    /// Let units be placed on a drained machine again
+    Undrain(MachineArgs),
     /// Print flottectl's version
     Version,
     /// Check unit files and their [X-Fleet] requirements, without a cluster
@@ -211,6 +216,16 @@ impl BlockArgs {
             Blocking::Wait(Budget::from_attempts(self.block_attempts))
         }
     }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MachineArgs {
+    /// The machine: its ID, a unique prefix of it (as list-machines shows) or its hostname
+    #[arg(value_name = "MACHINE")]
+    pub machine: String,
+    /// `drain` waits until the engine moved the machine's units (`undrain` never waits)
+    #[command(flatten)]
+    pub block: BlockArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -283,7 +298,7 @@ pub struct ListMachinesArgs {
     /// Print the list again whenever it changes, until interrupted
     #[arg(long)]
     pub watch: bool,
-    /// Columns to print: machine, ip, metadata, hostname, version
+    /// Columns to print: machine, ip, metadata, drained, hostname, version
     #[arg(long, default_value = fields::DEFAULT_MACHINE_FIELDS, value_parser = fields::parse_fields::<MachineField>)]
     pub fields: Fields<MachineField>,
 }
@@ -328,6 +343,20 @@ pub enum CliError {
     Wait(#[from] WaitError),
     #[error("unit {0} not found")]
     NotFound(UnitName),
+    #[error("no machine `{0}` in the cluster (give its ID, an ID prefix or its hostname)")]
+    MachineNotFound(String),
+    #[error("machine `{arg}` is ambiguous: it names {}", .ids.join(", "))]
+    AmbiguousMachine { arg: String, ids: Vec<String> },
+    #[error("machine {0} is not drained")]
+    NotDrained(String),
+    #[error(
+        "timed out waiting for machine {machine} to be drained: still on it: {}",
+        .units.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    DrainTimedOut {
+        machine: String,
+        units: Vec<UnitName>,
+    },
     #[error("cannot {action} unit {unit} in state {state}")]
     State {
         action: &'static str,
@@ -411,6 +440,8 @@ pub async fn run_async(cli: Cli, console: &mut Console<'_>) -> Result<ExitCode, 
         Command::Restart(args) => transition::restart(&client()?, console, args).await?,
         Command::Destroy(args) => destroy::run(&client()?, console, args).await?,
         Command::Cat(args) => cat::run(&client()?, console, args).await?,
+        Command::Drain(args) => drain::drain(&client()?, console, args).await?,
+        Command::Undrain(args) => drain::undrain(&client()?, console, args).await?,
         Command::ListUnits(args) => list::units(&client()?, console, args).await?,
         Command::ListUnitFiles(args) => list::unit_files(&client()?, console, args).await?,
         Command::ListMachines(args) => list::machines(&client()?, console, args).await?,

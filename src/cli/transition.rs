@@ -3,6 +3,7 @@
 //! the first change, so an unknown unit or a refused transition changes nothing.
 
 use super::client::Client;
+use super::fields::{Detail, Machines};
 use super::resolve::Replace;
 use super::view;
 use super::wait::{self, Goal};
@@ -171,7 +172,9 @@ pub(super) async fn restart(
 }
 
 /// Sets each unit's desired state where it differs, then waits for the units fleetctl waits
-/// for (global ones are only triggered) or prints that they were triggered.
+/// for (global ones are only triggered) or prints that they were triggered. A start of a unit
+/// launched already but stopped on a machine (it exited, or went down with a unit it is
+/// bound to) asks for it to be started again, and says so.
 async fn apply(
     client: &Client,
     console: &mut Console<'_>,
@@ -179,7 +182,35 @@ async fn apply(
     transition: Transition,
     blocking: Blocking,
 ) -> Result<(), CliError> {
-    let changing = units.iter().filter(|u| u.desired != transition.desired);
+    let again = match transition.desired {
+        DesiredState::Launched => {
+            let launched: Vec<&view::Unit> = units
+                .iter()
+                .filter(|u| u.desired == DesiredState::Launched)
+                .collect();
+            let states =
+                many::in_order(&launched, |unit| client.unit_states(Some(&unit.name))).await?;
+            let machines = client.machines().await?;
+            let directory = Machines::new(&machines);
+            let mut again = Vec::new();
+            for (unit, states) in launched.into_iter().zip(states) {
+                if let Some(on) = stopped_on(unit, &states) {
+                    writeln!(
+                        console.out,
+                        "Unit {} is launched but not running on {}: starting it again",
+                        unit.name,
+                        directory.legend(on, Detail::Short)
+                    )?;
+                    again.push(unit.name.clone());
+                }
+            }
+            again
+        }
+        _ => Vec::new(),
+    };
+    let changing = units
+        .iter()
+        .filter(|u| u.desired != transition.desired || again.contains(&u.name));
     many::in_order(changing, |unit| {
         client.set_desired(&unit.name, transition.desired)
     })
@@ -208,6 +239,16 @@ async fn apply(
         }
     }
     Ok(())
+}
+
+/// The first machine where `unit`, launched, is placed and reported not running (a global
+/// unit's: any that reports it), or `None` when it runs wherever it is reported.
+fn stopped_on<'s>(unit: &view::Unit, states: &'s [view::UnitState]) -> Option<&'s str> {
+    states
+        .iter()
+        .filter(|s| unit.global || unit.machine_ids.contains(&s.machine_id))
+        .find(|s| !s.active.is_running())
+        .map(|s| s.machine_id.as_str())
 }
 
 /// The registry's units of these names; an unknown one is an error before anything changes.
@@ -269,6 +310,66 @@ mod tests {
         }
         .try_into()
         .unwrap()
+    }
+
+    #[test]
+    fn a_launched_unit_is_stopped_where_a_machine_it_is_placed_on_reports_it_not_running() {
+        let state = |machine: &str, active: &str| view::UnitState {
+            name: UnitName::new("a.service").unwrap(),
+            hash: String::new(),
+            machine_id: machine.into(),
+            load: "loaded".into(),
+            active: active.into(),
+            sub: String::new(),
+            message: String::new(),
+            start_request: 0,
+        };
+        let placed = |on: &[&str], x_fleet: &str| view::Unit {
+            machine_ids: on.iter().map(|m| m.to_string()).collect(),
+            ..unit("a.service", "launched", "launched", x_fleet, "")
+        };
+        let cases: Vec<(&str, view::Unit, Vec<view::UnitState>, Option<&str>)> = vec![
+            (
+                "running",
+                placed(&["m1"], ""),
+                vec![state("m1", "active")],
+                None,
+            ),
+            (
+                "activating counts as running",
+                placed(&["m1"], ""),
+                vec![state("m1", "activating")],
+                None,
+            ),
+            (
+                "exited",
+                placed(&["m1"], ""),
+                vec![state("m1", "inactive")],
+                Some("m1"),
+            ),
+            (
+                "failed",
+                placed(&["m1"], ""),
+                vec![state("m1", "failed")],
+                Some("m1"),
+            ),
+            ("no state yet", placed(&["m1"], ""), vec![], None),
+            (
+                "a stale state of a machine it left",
+                placed(&["m2"], ""),
+                vec![state("m1", "inactive"), state("m2", "active")],
+                None,
+            ),
+            (
+                "a global unit stopped on one machine",
+                placed(&["m1", "m2"], "Global=true"),
+                vec![state("m1", "active"), state("m2", "inactive")],
+                Some("m2"),
+            ),
+        ];
+        for (what, unit, states, expected) in cases {
+            assert_eq!(stopped_on(&unit, &states), expected, "{what}");
+        }
     }
 
     fn refused(units: &[view::Unit]) -> Option<String> {

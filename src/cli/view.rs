@@ -25,6 +25,8 @@ pub struct Unit {
     pub reason: String,
     /// It runs on every machine, and has no current state of its own.
     pub global: bool,
+    /// Its start requests (`wire::Unit::start_request`).
+    pub start_request: u64,
 }
 
 /// A unit's state on one machine, as that machine's agent reports it.
@@ -39,6 +41,8 @@ pub struct UnitState {
     pub sub: String,
     /// systemd's message when it refused the unit or an action on it; empty when none.
     pub message: String,
+    /// The unit's start request its machine last acted on.
+    pub start_request: u64,
 }
 
 /// Why an answer is not one fleet's API sends.
@@ -81,6 +85,7 @@ impl TryFrom<wire::Unit> for Unit {
             machine_ids: unit.machine_ids,
             reason: unit.reason,
             global: unit.global,
+            start_request: unit.start_request,
         })
     }
 }
@@ -97,6 +102,7 @@ impl TryFrom<wire::UnitState> for UnitState {
             active: ActiveState::from(state.systemd_active_state),
             sub: state.systemd_sub_state,
             message: state.message,
+            start_request: state.start_request,
         })
     }
 }

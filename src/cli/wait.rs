@@ -145,6 +145,9 @@ pub fn progress(
             if state.hash != hash {
                 return waiting(", its machine still runs other content".into());
             }
+            if goal == Goal::Launched && state.start_request < unit.start_request {
+                return waiting(", its machine has not started it again yet".into());
+            }
             if goal == Goal::Loaded && state.active.is_running() {
                 return waiting(format!(", systemd still {}", state.active));
             }
@@ -179,7 +182,7 @@ impl Budget {
         }
     }
 
-    fn deadline(self, start: Instant) -> Option<Instant> {
+    pub(super) fn deadline(self, start: Instant) -> Option<Instant> {
         match self {
             Budget::Unlimited => None,
             Budget::Attempts(n) => Some(start + ATTEMPT * n),

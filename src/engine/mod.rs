@@ -2,7 +2,7 @@
 //! machines into placements with the pure scheduler and writes them in fenced transactions.
 //!
 //! While leading, the engine keeps a `View` fed by watches (machines, metadata overrides,
-//! units). It owns the schedule, placements and reasons (it is their only writer), so it reads
+//! drains, units). It owns the schedule, placements and reasons (it is their only writer), so it reads
 //! them once when it takes office and then follows its own writes. A burst of changes is
 //! coalesced into one reconcile; a slow periodic re-read is only a safety net.
 
@@ -80,12 +80,13 @@ pub async fn run(registry: Registry, config: EngineConfig, shutdown: Cancellatio
 struct Listed {
     machines: bool,
     overrides: bool,
+    drains: bool,
     units: bool,
 }
 
 impl Listed {
     fn all(&self) -> bool {
-        self.machines && self.overrides && self.units
+        self.machines && self.overrides && self.drains && self.units
     }
 }
 
@@ -98,6 +99,7 @@ async fn lead(
 ) -> Result<(), RegistryError> {
     let mut machines = registry.watch_machines().spawn("machines");
     let mut overrides = registry.watch_metadata_overrides().spawn("metadata");
+    let mut drains = registry.watch_drains().spawn("drains");
     let mut units = registry.watch_units().spawn("units");
     let mut view = View::default();
     read_own_output(registry, &mut view).await?;
@@ -121,6 +123,10 @@ async fn lead(
             Some(update) = overrides.recv() => {
                 listed.overrides |= matches!(update, Update::Reset(_));
                 update.apply_to(&mut view.overrides);
+            }
+            Some(update) = drains.recv() => {
+                listed.drains |= matches!(update, Update::Reset(_));
+                update.apply_to(&mut view.drained);
             }
             Some(update) = units.recv() => {
                 listed.units |= matches!(update, Update::Reset(_));

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use crate::machine::MachineId;
 use crate::registry::{
-    EngineWrite, MachineRecord, MetadataOverride, PlacementRecord, ReasonRecord, ScheduleEntry,
-    UnitRecord, effective_metadata,
+    DrainRecord, EngineWrite, MachineRecord, MetadataOverride, PlacementRecord, ReasonRecord,
+    ScheduleEntry, UnitRecord, effective_metadata,
 };
 use crate::schedule::{self, ClusterView};
 use crate::unit::{Requirements, Target, UnitHash, UnitName};
@@ -26,6 +26,8 @@ pub struct View {
     pub schedule: BTreeMap<(MachineId, UnitName), ScheduleEntry>,
     pub placements: BTreeMap<UnitName, Vec<MachineId>>,
     pub reasons: BTreeMap<UnitName, String>,
+    /// Machines drained through the API (`flottectl drain`), registered or not.
+    pub drained: BTreeMap<MachineId, DrainRecord>,
 }
 
 impl View {
@@ -72,6 +74,7 @@ pub fn reconcile(view: &View) -> Vec<Vec<EngineWrite>> {
             .map(|m| schedule::Machine {
                 id: m.id.clone(),
                 metadata: effective_metadata(m, &view.overrides),
+                drained: view.drained.contains_key(&m.id),
             })
             .collect(),
         units: Vec::with_capacity(view.units.len()),
@@ -143,6 +146,7 @@ pub fn reconcile(view: &View) -> Vec<Vec<EngineWrite>> {
                     hash: record.hash,
                     target,
                     global: global.contains(name),
+                    start: record.start,
                 },
                 // Not read yet: leave the entry exactly as it is.
                 _ => match view.schedule.get(&(m.clone(), name.clone())) {

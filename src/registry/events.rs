@@ -123,9 +123,15 @@ pub fn events_of(
                 }
                 if before.desired != after.desired {
                     events.push(EventKind::DesiredStateChanged {
-                        unit,
+                        unit: unit.clone(),
                         from: before.desired,
                         to: after.desired,
+                    });
+                }
+                if before.start != after.start {
+                    events.push(EventKind::StartRequested {
+                        unit,
+                        request: after.start,
                     });
                 }
                 events
@@ -439,6 +445,7 @@ mod tests {
         json(&UnitRecord {
             hash: hash(h),
             desired,
+            start: 0,
         })
     }
 
@@ -450,6 +457,7 @@ mod tests {
             active: ActiveState::from(active),
             sub: sub.into(),
             message: message.map(str::to_owned),
+            started: 0,
         })
     }
 
@@ -506,6 +514,20 @@ mod tests {
                     unit: web.clone(),
                     from: Loaded,
                     to: Launched,
+                }],
+            ),
+            (
+                "a start request for a launched unit",
+                k.unit(&web),
+                Some(unit('a', Launched)),
+                Some(json(&UnitRecord {
+                    hash: hash('a'),
+                    desired: Launched,
+                    start: 3,
+                })),
+                vec![EventKind::StartRequested {
+                    unit: web.clone(),
+                    request: 3,
                 }],
             ),
             (
@@ -710,6 +732,7 @@ mod tests {
                     hash: hash('a'),
                     target: Target::Launched,
                     global: false,
+                    start: 0,
                 })),
                 vec![],
             ),

@@ -3,8 +3,9 @@
 //! ```text
 //! <prefix>machines/<machine>            machine record           agent, under its lease
 //! <prefix>metadata/<machine>/<key>      metadata override        API
+//! <prefix>drains/<machine>              drain mark               API (no lease: outlives agents)
 //! <prefix>units/<unit>                  content hash + desired   API
-//! <prefix>content/<hash>                options list             API; engine collects garbage
+//! <prefix>content/<hash>                options list or text     API; engine collects garbage
 //! <prefix>schedule/<machine>/<unit>     hash + target + global   engine, fenced
 //! <prefix>placement/<unit>              machines                 engine, same transaction
 //! <prefix>reasons/<unit>                why it is not placed     engine
@@ -55,6 +56,14 @@ impl Keys {
 
     pub fn metadata_key(&self, id: &MachineId, key: &str) -> String {
         format!("{}{id}/{key}", self.metadata())
+    }
+
+    pub fn drains(&self) -> String {
+        format!("{}drains/", self.prefix)
+    }
+
+    pub fn drain(&self, id: &MachineId) -> String {
+        format!("{}{id}", self.drains())
     }
 
     pub fn units(&self) -> String {
@@ -141,6 +150,10 @@ impl Keys {
         MachineId::new(Self::rest(key, &self.machines())?).ok()
     }
 
+    pub fn parse_drain(&self, key: &[u8]) -> Option<MachineId> {
+        MachineId::new(Self::rest(key, &self.drains())?).ok()
+    }
+
     pub fn parse_metadata(&self, key: &[u8]) -> Option<(MachineId, String)> {
         let (id, k) = Self::rest(key, &self.metadata())?.split_once('/')?;
         crate::machine::validate_key(k).ok()?;
@@ -211,6 +224,9 @@ mod tests {
             k.parse_metadata(k.metadata_key(&m, "disk").as_bytes()),
             Some((m.clone(), "disk".to_owned()))
         );
+        assert_eq!(k.drain(&m), format!("/flotte/drains/{m}"));
+        assert_eq!(k.parse_drain(k.drain(&m).as_bytes()), Some(m.clone()));
+        assert_eq!(k.parse_drain(b"/flotte/drains/nope"), None);
         let h: UnitHash = "0123456789abcdef0123456789abcdef01234567".parse().unwrap();
         assert_eq!(k.parse_content(k.content(&h).as_bytes()), Some(h));
         assert!(k.is_election_candidate(b"/flotte/election/engine/694d7a2b1c3e4f05"));

@@ -2,10 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use etcd_client::{Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 
 use super::kv::{MAX_TXN_OPS, json};
-use super::{Keys, Lease, MachineRecord, MetadataOverride, Registry, RegistryError, TypedWatch};
+use super::{
+    DrainRecord, Keys, Lease, MachineRecord, MetadataOverride, Registry, RegistryError, TypedWatch,
+};
 use crate::machine::MachineId;
 
 impl Registry {
@@ -24,6 +26,14 @@ impl Registry {
             .list::<MachineId, MachineRecord>(self.keys.machines(), Keys::parse_machine)
             .await?;
         Ok(items.into_iter().map(|(_, m)| m).collect())
+    }
+
+    /// One machine, if it is registered.
+    pub async fn machine(&self, id: &MachineId) -> Result<Option<MachineRecord>, RegistryError> {
+        Ok(self
+            .get_json::<MachineRecord>(self.keys.machine(id))
+            .await?
+            .map(|(m, _)| m))
     }
 
     pub fn watch_machines(&self) -> TypedWatch<MachineId, MachineRecord> {
@@ -70,5 +80,27 @@ impl Registry {
             self.txn("writing metadata overrides", txn).await?;
         }
         Ok(())
+    }
+
+    /// Marks a machine drained; false when it already was (the first mark is kept).
+    pub async fn drain(&self, id: &MachineId, record: &DrainRecord) -> Result<bool, RegistryError> {
+        let key = self.keys.drain(id);
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key.as_str(), json(record), None)]);
+        self.txn(&format!("draining machine {id}"), txn).await
+    }
+
+    /// Lifts a drain; false when the machine was not drained.
+    pub async fn undrain(&self, id: &MachineId) -> Result<bool, RegistryError> {
+        self.delete(self.keys.drain(id)).await
+    }
+
+    pub async fn drains(&self) -> Result<Vec<(MachineId, DrainRecord)>, RegistryError> {
+        Ok(self.list(self.keys.drains(), Keys::parse_drain).await?.0)
+    }
+
+    pub fn watch_drains(&self) -> TypedWatch<MachineId, DrainRecord> {
+        self.watch(self.keys.drains(), Keys::parse_drain)
     }
 }

@@ -21,8 +21,6 @@ use std::time::Duration;
 
 use etcd_client::Client;
 
-use crate::unit::OptionError;
-
 pub use announce::{AnnouncerRecord, ServiceEntry, ServiceKey, ServiceKeyError};
 pub use connect::EtcdSettings;
 pub use election::{Fence, Leadership};
@@ -31,10 +29,11 @@ pub use keys::{Keys, PrefixError};
 pub use kv::MAX_TXN_OPS;
 pub use lease::{KeepAlive, Lease, LossPolicy};
 pub use model::{
-    ContentRecord, MachineRecord, MetadataOverride, PlacementRecord, ReasonRecord, ScheduleEntry,
-    UnitRecord, UnitStateRecord, effective_metadata,
+    ContentRecord, DrainRecord, MachineRecord, MetadataOverride, PlacementRecord, ReasonRecord,
+    ScheduleEntry, UnitRecord, UnitStateRecord, effective_metadata,
 };
 pub use schedule::EngineWrite;
+pub use units::ETCD_MAX_REQUEST_BYTES;
 pub use watch::{Phase, TypedWatch, Update};
 
 #[derive(Debug, thiserror::Error)]
@@ -67,8 +66,8 @@ pub enum RegistryError {
     #[error("{0}")]
     Watch(String),
     /// Stored unit content that is no valid unit file (written to etcd by something else).
-    #[error("the unit content at {key} is invalid: {source}")]
-    InvalidContent { key: String, source: OptionError },
+    #[error("the unit content at {key} is invalid: {why}")]
+    InvalidContent { key: String, why: String },
     #[error("etcd answered the campaign for engine without a leader key")]
     NoLeaderKey,
     #[error("the value at {key} cannot be read: {source}")]
@@ -91,14 +90,37 @@ pub enum RegistryError {
     Compacted { revision: i64 },
     #[error("etcd revision {revision} is ahead of etcd's current revision")]
     FutureRevision { revision: i64 },
+    /// etcd refused a request as larger than it takes (its `--max-request-bytes`).
+    #[error(
+        "etcd refused {what} as too large ({cause}); it takes requests up to its \
+         --max-request-bytes, {} KiB by default", ETCD_MAX_REQUEST_BYTES / 1024
+    )]
+    TooLarge { what: String, cause: String },
 }
 
 impl RegistryError {
     fn etcd(what: impl Into<String>, source: etcd_client::Error) -> Self {
-        RegistryError::Etcd {
-            what: what.into(),
-            source,
+        let what = what.into();
+        match &source {
+            etcd_client::Error::GRpcStatus(status) if is_too_large(status) => {
+                RegistryError::TooLarge {
+                    what,
+                    cause: status.message().to_owned(),
+                }
+            }
+            _ => RegistryError::Etcd { what, source },
         }
+    }
+}
+
+/// etcd's two answers to a request over its size limit: "etcdserver: request is too large"
+/// past `--max-request-bytes`, and gRPC's "received message larger than max" past that plus
+/// its 512 KiB allowance.
+fn is_too_large(status: &tonic::Status) -> bool {
+    match status.code() {
+        tonic::Code::InvalidArgument => status.message().contains("request is too large"),
+        tonic::Code::ResourceExhausted => status.message().contains("larger than max"),
+        _ => false,
     }
 }
 
@@ -112,5 +134,59 @@ pub struct Registry {
 impl Registry {
     pub fn keys(&self) -> &Keys {
         &self.keys
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_etcds_size_refusals_read_as_too_large() {
+        let cases = [
+            (
+                tonic::Code::InvalidArgument,
+                "etcdserver: request is too large",
+                true,
+            ),
+            (
+                tonic::Code::ResourceExhausted,
+                "grpc: received message larger than max (2926234 vs. 2097152)",
+                true,
+            ),
+            (
+                tonic::Code::InvalidArgument,
+                "etcdserver: key is not provided",
+                false,
+            ),
+            (
+                tonic::Code::ResourceExhausted,
+                "etcdserver: too many requests",
+                false,
+            ),
+            (tonic::Code::Unavailable, "request is too large", false),
+        ];
+        for (code, message, too_large) in cases {
+            let e = RegistryError::etcd(
+                "storing unit a.service",
+                etcd_client::Error::GRpcStatus(tonic::Status::new(code, message)),
+            );
+            assert_eq!(
+                matches!(e, RegistryError::TooLarge { .. }),
+                too_large,
+                "{code:?} {message}"
+            );
+        }
+        let e = RegistryError::etcd(
+            "storing unit a.service",
+            etcd_client::Error::GRpcStatus(tonic::Status::invalid_argument(
+                "etcdserver: request is too large",
+            )),
+        );
+        assert_eq!(
+            e.to_string(),
+            "etcd refused storing unit a.service as too large (etcdserver: request is too \
+             large); it takes requests up to its --max-request-bytes, 1536 KiB by default"
+        );
     }
 }

@@ -58,17 +58,43 @@ pub fn effective_metadata(
     metadata
 }
 
+/// A machine drained through the API: no normal unit is placed on it until it is undrained.
+/// Kept apart from the machine's record (under no lease), so that it outlives agent restarts
+/// and may be set before the machine registers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainRecord {
+    /// When, in seconds since the Unix epoch, as the API's clock read it.
+    pub since: u64,
+}
+
 /// A submitted unit: which content, and what the user wants of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnitRecord {
     pub hash: UnitHash,
     pub desired: DesiredState,
+    /// Start requests: bumped when `start` is asked of a unit already launched that is not
+    /// running on its machine (stopped through a dependency, say), so that its agent starts
+    /// it again. 0, and left out, until the first.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub start: u64,
 }
 
-/// A unit's content, stored once per hash.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// A unit's content, stored once per hash: its options list (`{"options":[...]}`), or, for a
+/// unit whose options list would not fit in one etcd request, the unit file's canonical text
+/// (`{"text":"..."}`), which `UnitFile::from_options` keeps under `MAX_FILE_SIZE`. A list of
+/// many tiny options is several times larger than its text (`{"section":"Service","name":"A",
+/// "value":""}` against `A=`), so the text is the form every accepted unit fits in; the list
+/// stays the usual form so that flotted versions that know only it read every unit they could
+/// have stored themselves.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContentRecord {
-    pub options: Vec<UnitOption>,
+#[serde(untagged)]
+pub enum ContentRecord {
+    Options { options: Vec<UnitOption> },
+    Text { text: String },
 }
 
 /// One unit assigned to one machine: everything its agent needs to act.
@@ -78,6 +104,10 @@ pub struct ScheduleEntry {
     pub target: Target,
     /// Global units keep running when the agent loses its lease (they are not moved).
     pub global: bool,
+    /// The unit's start requests (`UnitRecord::start`): the agent starts a launched unit that
+    /// is not running when this differs from the one it last acted on.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub start: u64,
 }
 
 /// Where a unit is placed: one machine, or every machine of a global unit.
@@ -105,6 +135,9 @@ pub struct UnitStateRecord {
     /// systemd's message when it refused the unit or an action on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The start request (`ScheduleEntry::start`) the agent last acted on.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub started: u64,
 }
 
 #[cfg(test)]
@@ -155,6 +188,7 @@ mod tests {
             hash,
             target: Target::Launched,
             global: false,
+            start: 0,
         };
         assert_eq!(
             serde_json::to_string(&entry).unwrap(),
@@ -173,6 +207,7 @@ mod tests {
             active: ActiveState::Inactive,
             sub: "dead".into(),
             message: None,
+            started: 0,
         };
         let back: UnitStateRecord =
             serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();

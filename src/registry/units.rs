@@ -95,12 +95,13 @@ impl Registry {
         desired: DesiredState,
     ) -> (UnitHash, [TxnOp; 2]) {
         let hash = file.hash();
-        let content = ContentRecord {
-            options: file.options().to_vec(),
+        let record = UnitRecord {
+            hash,
+            desired,
+            start: 0,
         };
-        let record = UnitRecord { hash, desired };
         let ops = [
-            TxnOp::put(self.keys.content(&hash), json(&content), None),
+            TxnOp::put(self.keys.content(&hash), content_value(file), None),
             TxnOp::put(self.keys.unit(name), json(&record), None),
         ];
         (hash, ops)
@@ -161,10 +162,18 @@ impl Registry {
         hash: &UnitHash,
         record: ContentRecord,
     ) -> Result<UnitFile, RegistryError> {
-        UnitFile::from_options(record.options).map_err(|source| RegistryError::InvalidContent {
+        let invalid = |why: String| RegistryError::InvalidContent {
             key: self.keys.content(hash),
-            source,
-        })
+            why,
+        };
+        match record {
+            ContentRecord::Options { options } => {
+                UnitFile::from_options(options).map_err(|e| invalid(e.to_string()))
+            }
+            ContentRecord::Text { text } => UnitFile::parse(text.as_bytes())
+                .map(|parsed| parsed.file)
+                .map_err(|e| invalid(e.to_string())),
+        }
     }
 
     /// The contents of many hashes, each `content` would give, read in transactions of
@@ -274,5 +283,112 @@ impl Registry {
             ])
             .and_then([TxnOp::delete(key.as_str(), None)]);
         self.txn(&format!("collecting {key}"), txn).await
+    }
+}
+
+/// etcd's default `--max-request-bytes`: a larger request is refused ("request is too large"),
+/// and one larger than that plus 512 KiB of gRPC allowance is not even read.
+pub const ETCD_MAX_REQUEST_BYTES: usize = 1536 * 1024;
+
+/// The largest options-list record written as such: a larger one is written as the unit's
+/// text, at most twice `MAX_FILE_SIZE` once JSON-escaped (only `"`, backslashes and tabs are escaped
+/// in a valid unit, each to two bytes). Either way a unit's transaction stays under
+/// `ETCD_MAX_REQUEST_BYTES` with room for its keys and record.
+const MAX_OPTIONS_RECORD: usize = 1024 * 1024;
+
+/// How a unit's content is stored: as its options list while that is small enough, else as
+/// its canonical text, which every valid unit fits in.
+fn content_value(file: &UnitFile) -> Vec<u8> {
+    let options = json(&ContentRecord::Options {
+        options: file.options().to_vec(),
+    });
+    if options.len() <= MAX_OPTIONS_RECORD {
+        options
+    } else {
+        json(&ContentRecord::Text {
+            text: file.serialize(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::unit::{MAX_FILE_SIZE, UnitOption};
+
+    fn file(options: impl IntoIterator<Item = (String, String)>) -> UnitFile {
+        UnitFile::from_options(
+            options
+                .into_iter()
+                .map(|(name, value)| UnitOption::new("Service", &name, &value))
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    /// Lines of `A=` up to the size limit: the options list is many times the text.
+    fn tiny_options(count: usize) -> UnitFile {
+        file((0..count).map(|_| ("A".to_owned(), String::new())))
+    }
+
+    #[test]
+    fn every_valid_unit_is_stored_in_a_form_that_fits_one_etcd_request_and_reads_back() {
+        // The unit's text (at most `MAX_FILE_SIZE`) with its header line.
+        let room = MAX_FILE_SIZE - "[Service]\n".len();
+        let cases = [
+            (
+                "one small option",
+                file([("ExecStart".into(), "/bin/true".into())]),
+                "options",
+            ),
+            ("42,000 tiny options", tiny_options(42_000), "text"),
+            (
+                "tiny options up to the size limit",
+                tiny_options(room / 3),
+                "text",
+            ),
+            (
+                "one option of quotes up to the size limit",
+                file([("X".into(), "\"".repeat(room - "X=\n".len()))]),
+                "text",
+            ),
+            (
+                "backslash-quote pairs and tabs",
+                file([("X".into(), "a\\\"\tb".repeat((room - 4) / 5))]),
+                "options",
+            ),
+        ];
+        for (what, unit, form) in cases {
+            let value = content_value(&unit);
+            assert!(
+                value.len() + 4096 < ETCD_MAX_REQUEST_BYTES,
+                "{what}: {} bytes leave too little room under etcd's limit",
+                value.len()
+            );
+            let record: ContentRecord = serde_json::from_slice(&value).unwrap();
+            let (got, back) = match record {
+                ContentRecord::Options { options } => {
+                    ("options", UnitFile::from_options(options).unwrap())
+                }
+                ContentRecord::Text { text } => {
+                    ("text", UnitFile::parse(text.as_bytes()).unwrap().file)
+                }
+            };
+            assert_eq!(got, form, "{what}");
+            assert_eq!(back, unit, "{what}: reads back unchanged");
+        }
+    }
+
+    #[test]
+    fn contents_in_either_form_decode() {
+        let options: ContentRecord = serde_json::from_str(
+            r#"{"options":[{"section":"Service","name":"ExecStart","value":"/bin/true"}]}"#,
+        )
+        .unwrap();
+        assert!(matches!(options, ContentRecord::Options { options } if options.len() == 1));
+        let text: ContentRecord =
+            serde_json::from_str(r#"{"text":"[Service]\nExecStart=/bin/true\n"}"#).unwrap();
+        assert!(matches!(text, ContentRecord::Text { .. }));
+        assert!(serde_json::from_str::<ContentRecord>(r#"{"other":1}"#).is_err());
     }
 }

@@ -77,7 +77,9 @@ impl<'v> Index<'v> {
     pub(super) fn new(view: &'v ClusterView) -> Self {
         let mut machines: Vec<&Machine> = view.machines.iter().collect();
         // Metadata breaks ties so that duplicate IDs resolve the same way in any input order.
-        machines.sort_by(|a, b| (&a.id, a.metadata.as_map()).cmp(&(&b.id, b.metadata.as_map())));
+        machines.sort_by(|a, b| {
+            (&a.id, a.metadata.as_map(), a.drained).cmp(&(&b.id, b.metadata.as_map(), b.drained))
+        });
         machines.dedup_by(|b, a| a.id == b.id);
         let mut units: Vec<(usize, &Unit)> = view.units.iter().enumerate().collect();
         // Names are keys; if one repeats anyway, the first in input order wins.
@@ -141,9 +143,20 @@ impl<'v> Index<'v> {
         }
     }
 
-    /// `allows_machine`, from the precomputed bits.
+    /// Whether `u` may be on `m`: its MachineID and metadata allow it, and `m` is not drained
+    /// unless `u` is global.
     pub(super) fn allows(&self, u: UnitIx, m: MachineIx) -> bool {
+        self.meets_constraints(u, m) && !self.drained_for(u, m)
+    }
+
+    /// `allows_machine`, from the precomputed bits.
+    pub(super) fn meets_constraints(&self, u: UnitIx, m: MachineIx) -> bool {
         self.classes[self.info[u].class][m / 64] & (1 << (m % 64)) != 0
+    }
+
+    /// `m` is drained and `u` is a normal unit, which a drain keeps away.
+    pub(super) fn drained_for(&self, u: UnitIx, m: MachineIx) -> bool {
+        self.machines[m].drained && self.info[u].kind == Kind::Normal
     }
 
     pub(super) fn name(&self, u: UnitIx) -> &'v UnitName {

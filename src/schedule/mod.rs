@@ -5,7 +5,8 @@
 //!
 //! 1. Units desired `inactive` are placed nowhere; templates are never placed (with a reason).
 //! 2. Current placements that are still valid stay (no rebalancing). A placement goes when its
-//!    machine left or no longer satisfies MachineID/metadata, when a unit on that machine
+//!    machine left, was drained (normal units only) or no longer satisfies MachineID/metadata,
+//!    when a unit on that machine
 //!    replaces it, when it conflicts with a unit that stays there (a normal unit stays over a
 //!    global one, then the first name over later ones), or when a MachineOf target is not on
 //!    that machine any more. A MachineOf cycle is never placed.
@@ -13,7 +14,7 @@
 //!    they never push a placed normal unit away. (A global unit with MachineOf, which the
 //!    parser rejects, waits for its targets like a follower.)
 //! 4. Pending normal units, in name order but MachineOf targets before their followers, go to
-//!    the eligible machine with the fewest units (placements of this plan counted), ties by ID.
+//!    the eligible (and not drained) machine with the fewest units (placements of this plan counted), ties by ID.
 //!    A follower goes only to the machine of its targets.
 //! 5. A unit with `Replaces=Y` ignores Y when choosing; if it lands where Y is, Y (and Y's
 //!    followers there) are taken off and placed again by Y's own rules, never next to a unit
@@ -48,6 +49,9 @@ use index::{Index, Role};
 pub struct Machine {
     pub id: MachineId,
     pub metadata: Metadata,
+    /// Drained (`flottectl drain`): no normal unit may be placed or stay there; global units
+    /// are not affected.
+    pub drained: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

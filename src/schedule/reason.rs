@@ -71,13 +71,21 @@ fn unplaced(state: &State, u: UnitIx) -> String {
     if let (Some(pattern), true) = (&req.machine_id, id_machines.is_empty()) {
         return format!("machine {} is not in the cluster", short(pattern));
     }
-    let allowed: Vec<MachineIx> = id_machines
+    let eligible: Vec<MachineIx> = id_machines
+        .iter()
+        .copied()
+        .filter(|&m| ix.meets_constraints(u, m))
+        .collect();
+    if eligible.is_empty() {
+        return missing_metadata(ix, req, &id_machines);
+    }
+    let allowed: Vec<MachineIx> = eligible
         .iter()
         .copied()
         .filter(|&m| ix.allows(u, m))
         .collect();
     if allowed.is_empty() {
-        return missing_metadata(ix, req, &id_machines);
+        return drained(ix, &eligible);
     }
     if req.machine_of.is_empty() {
         return blocked(state, u, &allowed, Scope::Eligible);
@@ -113,7 +121,7 @@ fn unplaced(state: &State, u: UnitIx) -> String {
             join(&names),
             if names.len() == 1 { "is" } else { "are" },
             ix.machines[*m].id.short(),
-            unmet_on(req, ix, *m)
+            unmet_on(req, ix, u, *m)
         ),
         (_, true) => format!(
             "no machine holding MachineOf {} {} meets its MachineID and metadata",
@@ -146,13 +154,32 @@ fn missing_metadata(ix: &Index, req: &Requirements, machines: &[MachineIx]) -> S
     }
 }
 
-/// What machine `m` lacks for `req`, as the end of "which ...".
-fn unmet_on(req: &Requirements, ix: &Index, m: MachineIx) -> String {
+/// Every machine a unit's MachineID and metadata allow is drained.
+fn drained(ix: &Index, eligible: &[MachineIx]) -> String {
+    let ids: Vec<&str> = eligible
+        .iter()
+        .take(LISTED)
+        .map(|&m| ix.machines[m].id.short())
+        .collect();
+    match eligible.len() {
+        1 => format!("the only machine it may run on, {}, is drained", ids[0]),
+        n if n > LISTED => format!(
+            "every machine it may run on is drained: {} and {} more",
+            ids.join(", "),
+            n - LISTED
+        ),
+        _ => format!("every machine it may run on is drained: {}", ids.join(", ")),
+    }
+}
+
+/// What machine `m` lacks for `u`, as the end of "which ...".
+fn unmet_on(req: &Requirements, ix: &Index, u: UnitIx, m: MachineIx) -> String {
     let machine = ix.machines[m];
     match &req.machine_id {
         Some(pattern) if !pattern.matches(&machine.id) => {
             format!("is not machine {}", short(pattern))
         }
+        _ if ix.meets_constraints(u, m) && ix.drained_for(u, m) => "is drained".to_owned(),
         _ => {
             let failing = failing(req, &machine.metadata);
             format!("does not have {}", join_with(&failing, " and "))

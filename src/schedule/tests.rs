@@ -136,9 +136,17 @@ fn view(machines: &[(&str, &str)], units: &[Spec]) -> ClusterView {
     ClusterView {
         machines: machines
             .iter()
-            .map(|(id, metadata)| Machine {
-                id: machine_id(id),
-                metadata: Metadata::parse_list(metadata).expect("test metadata is valid"),
+            .map(|(id, metadata)| {
+                // `m1!` is machine m1, drained.
+                let (id, drained) = match id.strip_suffix('!') {
+                    Some(id) => (id, true),
+                    None => (*id, false),
+                };
+                Machine {
+                    id: machine_id(id),
+                    metadata: Metadata::parse_list(metadata).expect("test metadata is valid"),
+                    drained,
+                }
             })
             .collect(),
         units: units.iter().map(Spec::build).collect(),

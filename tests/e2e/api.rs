@@ -263,6 +263,7 @@ fn state(file: &UnitFile, current: Target, active: &str) -> UnitStateRecord {
         }
         .into(),
         message: None,
+        started: 0,
     }
 }
 
@@ -1243,4 +1244,240 @@ async fn a_unit_put_over_the_socket_is_launched_and_reported_active() {
     {
         panic!("hello.service was not launched and active within 30 s; last seen: {last:#?}");
     }
+}
+
+// ---- the bad inputs of issue 12 ----
+
+/// A unit of `count` options `A=` in section `X`: a file of 3 bytes a line, whose options
+/// list is several times larger (issue 12's units).
+fn tiny_options(count: usize) -> Value {
+    Value::Array(vec![json!({"section": "X", "name": "A"}); count])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn units_of_tens_of_thousands_of_tiny_options_are_stored_and_read_back() {
+    let api = start().await;
+    // 42,000 options made etcd answer "request is too large", 77,000 gRPC's "received message
+    // larger than max", both as a 500, when contents were stored as options lists only.
+    for count in [42_000, 77_000] {
+        let name = format!("tiny-{count}.service");
+        let body = json!({"desiredState": "loaded", "options": tiny_options(count)});
+        let size = body.to_string().len();
+        assert!(
+            size < 2 << 20,
+            "{count} options: the body of {size} bytes is within the API's limit"
+        );
+        let reply = api.put(&format!("/fleet/v1/units/{name}"), body).await;
+        assert_eq!(reply.status, 201, "{count} options: {}", reply.text());
+        let got = api.get(&format!("/fleet/v1/units/{name}")).await;
+        assert_eq!(got.status, 200, "{}", got.text());
+        let got = got.json();
+        assert_eq!(got["options"], tiny_options(count), "{count} options");
+        assert_eq!(got["desiredState"], "loaded");
+        let (record, _) = api.registry.unit(&unit(&name)).await.unwrap().unwrap();
+        let file = api.registry.content(&record.hash).await.unwrap().unwrap();
+        assert_eq!(file.options().len(), count);
+        assert_eq!(file.hash(), record.hash, "the content is the hashed one");
+    }
+    let list = api.get("/fleet/v1/units").await;
+    assert_eq!(list.status, 200);
+    assert_eq!(list.json()["units"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metadata_patches_need_json_and_keys_that_are_no_path_segments() {
+    let api = start().await;
+    let lease = api.lease().await;
+    register(&api, &machine('a'), "region=us", &lease).await;
+    let a = machine('a').to_string();
+    let good = json!([{"op": "add", "path": format!("/{a}/metadata/disk"), "value": "ssd"}]);
+    let dots = |key: &str| {
+        json!([{"op": "add", "path": format!("/{a}/metadata/{key}"), "value": "x"}]).to_string()
+    };
+    let cases: Vec<(Headers, String, u16, String)> = vec![
+        (
+            &[("content-type", "text/plain")],
+            good.to_string(),
+            415,
+            "content type `text/plain` is not accepted: send application/json".into(),
+        ),
+        (
+            &[],
+            good.to_string(),
+            415,
+            "content type none is not accepted: send application/json".into(),
+        ),
+        (
+            JSON,
+            dots(".."),
+            400,
+            format!(
+                "metadata operation 0: path `/{a}/metadata/..`: metadata key `..` is invalid: \
+                 a key of dots only reads as a path segment (`.`, `..`); include a letter, \
+                 digit, `_` or `-`"
+            ),
+        ),
+        (
+            JSON,
+            dots("."),
+            400,
+            format!(
+                "metadata operation 0: path `/{a}/metadata/.`: metadata key `.` is invalid: \
+                 a key of dots only reads as a path segment (`.`, `..`); include a letter, \
+                 digit, `_` or `-`"
+            ),
+        ),
+    ];
+    for (headers, body, status, message) in cases {
+        let before = api.revision().await;
+        let reply = api
+            .send("PATCH", "/fleet/v1/machines", headers, &body)
+            .await;
+        assert_eq!(reply.status, status, "{headers:?} {body}: {}", reply.text());
+        assert_eq!(reply.error(), message);
+        assert_eq!(api.revision().await, before, "{body}: nothing is written");
+    }
+    assert!(api.registry.metadata_overrides().await.unwrap().is_empty());
+    let reply = api.patch(good).await;
+    assert_eq!(reply.status, 204, "{}", reply.text());
+    let page = api.get("/fleet/v1/machines").await.json();
+    assert_eq!(
+        page["machines"][0]["metadata"],
+        json!({"disk": "ssd", "region": "us"})
+    );
+}
+
+/// Sends `request` as it is on a fresh socket connection and returns the status line and
+/// the rest of what came back.
+async fn raw_exchange(api: &TestApi, request: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = UnixStream::connect(&api.socket).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    within(
+        &format!("an answer to {request:?}"),
+        Duration::from_secs(20),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (status, rest) = answer.split_once("\r\n").unwrap_or((&answer, ""));
+    (status.to_owned(), rest.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http_1_1_request_without_one_valid_host_is_refused_with_400() {
+    let api = start().await;
+    let refused = [
+        (
+            "GET /fleet/v1/units HTTP/1.1\r\nConnection: close\r\n\r\n",
+            "an HTTP/1.1 request needs a Host header (RFC 7230 §5.4)",
+        ),
+        (
+            "GET /fleet/v1/units HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",
+            "the request has 2 Host headers; send one (RFC 7230 §5.4)",
+        ),
+        (
+            "GET /fleet/v1/units HTTP/1.1\r\nHost: a b\r\nConnection: close\r\n\r\n",
+            "Host header `a b` is not of the form host[:port] (RFC 7230 §5.4)",
+        ),
+    ];
+    for (request, message) in refused {
+        let (status, rest) = raw_exchange(&api, request).await;
+        assert_eq!(status, "HTTP/1.1 400 Bad Request", "{request:?}: {rest}");
+        assert!(
+            rest.contains(&format!(r#""message":"{message}""#)),
+            "{request:?}: {rest}"
+        );
+    }
+    // A PUT without Host changes nothing.
+    let before = api.revision().await;
+    let body = json!({"desiredState": "loaded", "options": sleeper(1)}).to_string();
+    let put = format!(
+        "PUT /fleet/v1/units/a.service HTTP/1.1\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let (status, rest) = raw_exchange(&api, &put).await;
+    assert_eq!(status, "HTTP/1.1 400 Bad Request", "{rest}");
+    assert_eq!(api.revision().await, before, "nothing is written");
+    for request in [
+        "GET /fleet/v1/units HTTP/1.1\r\nHost: flotte\r\nConnection: close\r\n\r\n",
+        "GET /fleet/v1/units HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n",
+        // HTTP/1.0 has no Host requirement.
+        "GET /fleet/v1/units HTTP/1.0\r\n\r\n",
+    ] {
+        let (status, rest) = raw_exchange(&api, request).await;
+        assert!(status.ends_with(" 200 OK"), "{request:?}: {status} {rest}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drains_are_set_and_lifted_for_registered_machines_and_shown_with_them() {
+    let api = start().await;
+    let lease = api.lease().await;
+    register(&api, &machine('a'), "", &lease).await;
+    let a = machine('a').to_string();
+    let path = format!("/flotte/v1/drains/{a}");
+    assert_eq!(api.send("PUT", &path, &[], "").await.status, 201);
+    assert_eq!(
+        api.send("PUT", &path, &[], "").await.status,
+        204,
+        "already drained"
+    );
+    let page = api.get("/fleet/v1/machines").await.json();
+    assert_eq!(page["machines"][0]["drained"], true);
+    assert_eq!(api.delete(&path).await.status, 204);
+    let page = api.get("/fleet/v1/machines").await.json();
+    assert_eq!(
+        page["machines"][0].get("drained"),
+        None,
+        "left out when false"
+    );
+
+    let before = api.revision().await;
+    let cases = [
+        (
+            "DELETE",
+            a.clone(),
+            404,
+            format!("machine {a} is not drained"),
+        ),
+        (
+            "PUT",
+            machine('b').to_string(),
+            404,
+            format!("machine {} is not registered in the cluster", machine('b')),
+        ),
+        (
+            "PUT",
+            "..".to_owned(),
+            400,
+            "invalid machine in the path: machine ID `..` is not 32 lowercase hexadecimal \
+             characters"
+                .to_owned(),
+        ),
+        (
+            "GET",
+            a.clone(),
+            405,
+            format!(
+                "method GET is not allowed on `/flotte/v1/drains/{a}`: only PUT and DELETE \
+                 are supported on this resource"
+            ),
+        ),
+    ];
+    for (method, id, status, message) in cases {
+        let reply = api
+            .send(method, &format!("/flotte/v1/drains/{id}"), &[], "")
+            .await;
+        assert_eq!(reply.status, status, "{method} {id}: {}", reply.text());
+        assert_eq!(reply.error(), message);
+    }
+    assert_eq!(
+        api.revision().await,
+        before,
+        "refused requests write nothing"
+    );
 }

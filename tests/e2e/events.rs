@@ -402,6 +402,7 @@ async fn a_client_that_stops_reading_is_ended_with_where_to_resume_and_misses_no
     let record = serde_json::to_vec(&UnitRecord {
         hash: "0123456789abcdef0123456789abcdef01234567".parse().unwrap(),
         desired: DesiredState::Inactive,
+        start: 0,
     })
     .unwrap();
     let mut etcd_client = etcd_client::Client::connect([etcd.client_url()], None)

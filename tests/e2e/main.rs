@@ -4,11 +4,13 @@
 mod api;
 mod cli_check;
 mod discovery;
+mod drain;
 mod events;
 mod metrics;
 mod quickstart;
 mod registry;
 mod runtime;
+mod start_again;
 mod support;
 mod system_containers;
 mod systemd_adapter;

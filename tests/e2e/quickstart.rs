@@ -584,7 +584,7 @@ async fn flottectl_reaches_an_https_endpoint_with_its_ca_and_client_certificate(
     assert_eq!(
         listed,
         format!(
-            "{}\t{}\tregion=eu\n",
+            "{}\t{}\tregion=eu\tfalse\n",
             t.cluster.machine_id(0),
             t.cluster.host_ip(0)
         )

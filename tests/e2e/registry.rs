@@ -341,6 +341,7 @@ async fn a_schedule_change_for_one_machine_reaches_only_that_machines_watch() {
         hash: "0123456789abcdef0123456789abcdef01234567".parse().unwrap(),
         target: Target::Launched,
         global: false,
+        start: 0,
     };
     // First a write for machine a, then one for b: b's watch must see b's write first.
     for (m, u) in [('a', "for-a.service"), ('b', "for-b.service")] {

@@ -29,12 +29,13 @@ fn check(path: &str, json: &str, existing: Existing) -> Result<PutPlan, (u16, St
             UnitRecord {
                 hash: file(options).hash(),
                 desired,
+                start: 0,
             },
             7,
         )
     });
     parse_put(path, body(json))
-        .and_then(|request| plan_put(request, existing))
+        .and_then(|request| plan_put(request, existing, Running::AsPlaced))
         .map_err(|e| (e.status().as_u16(), e.to_string()))
 }
 
@@ -72,7 +73,8 @@ fn an_existing_unit_changes_state_or_is_replaced_by_different_options() {
         Ok(PutPlan::SetDesired {
             record: UnitRecord {
                 hash: file(SLEEP).hash(),
-                desired: DesiredState::Launched
+                desired: DesiredState::Launched,
+                start: 0,
             },
             revision: 7
         })
@@ -216,6 +218,7 @@ fn a_global_unit_says_so_and_other_units_leave_the_field_out() {
         let record = UnitRecord {
             hash: file.hash(),
             desired: DesiredState::Launched,
+            start: 0,
         };
         let facts = Facts {
             placement: None,
@@ -226,4 +229,75 @@ fn a_global_unit_says_so_and_other_units_leave_the_field_out() {
     };
     assert_eq!(json(GLOBAL)["global"], true);
     assert!(json(SLEEP).get("global").is_none(), "{}", json(SLEEP));
+}
+
+#[test]
+fn a_start_of_a_launched_unit_stopped_on_its_machine_is_a_start_request() {
+    let record = |desired, start| UnitRecord {
+        hash: file(SLEEP).hash(),
+        desired,
+        start,
+    };
+    let put = |json: &str, stored: UnitRecord, running| {
+        plan_put(
+            parse_put("a.service", body(json)).unwrap(),
+            Some((stored, 7)),
+            running,
+        )
+        .unwrap()
+    };
+    use DesiredState::{Launched, Loaded};
+    let launch = r#"{"desiredState":"launched"}"#;
+    let cases = [
+        (
+            "stopped: asked to start again",
+            launch,
+            record(Launched, 0),
+            Running::Stopped,
+            PutPlan::SetDesired {
+                record: record(Launched, 1),
+                revision: 7,
+            },
+        ),
+        (
+            "each start asks again",
+            launch,
+            record(Launched, 4),
+            Running::Stopped,
+            PutPlan::SetDesired {
+                record: record(Launched, 5),
+                revision: 7,
+            },
+        ),
+        (
+            "running: nothing to do, as fleet",
+            launch,
+            record(Launched, 4),
+            Running::AsPlaced,
+            PutPlan::Keep,
+        ),
+        (
+            "loaded: launched as any start",
+            launch,
+            record(Loaded, 2),
+            Running::Stopped,
+            PutPlan::SetDesired {
+                record: record(Launched, 2),
+                revision: 7,
+            },
+        ),
+        (
+            "a stop of a stopped unit is no start request",
+            r#"{"desiredState":"loaded"}"#,
+            record(Launched, 2),
+            Running::Stopped,
+            PutPlan::SetDesired {
+                record: record(Loaded, 2),
+                revision: 7,
+            },
+        ),
+    ];
+    for (what, json, stored, running, expected) in cases {
+        assert_eq!(put(json, stored, running), expected, "{what}");
+    }
 }

@@ -22,6 +22,7 @@ fn machine(id: &str, ip: &str, metadata: &[(&str, &str)], hostname: &str) -> wir
             .collect::<BTreeMap<_, _>>(),
         version: "0.1.0".into(),
         hostname: hostname.into(),
+        drained: false,
     }
 }
 
@@ -33,12 +34,16 @@ fn sample_machines() -> Vec<wire::Machine> {
             &[("region", "eu"), ("disk", "ssd")],
             "host-1",
         ),
-        machine(
-            M2,
-            "127.0.1.2",
-            &[("region", "eu"), ("disk", "hdd")],
-            "host-2",
-        ),
+        // Drained (`flottectl drain`).
+        wire::Machine {
+            drained: true,
+            ..machine(
+                M2,
+                "127.0.1.2",
+                &[("region", "eu"), ("disk", "hdd")],
+                "host-2",
+            )
+        },
         // A machine without metadata nor IP shows `-` for both.
         wire::Machine {
             id: M3.into(),
@@ -238,7 +243,7 @@ fn list_machines_renders_every_flag_as_the_golden_files_show() {
     );
     check(
         "list-machines.json",
-        &listing("machine,ip,metadata,hostname,version", Detail::Full).to_json(),
+        &listing("machine,ip,metadata,hostname,version,drained", Detail::Full).to_json(),
     );
 }
 
@@ -262,7 +267,7 @@ fn unknown_or_missing_fields_are_refused_with_the_valid_ones() {
     );
     assert_eq!(
         parse_fields::<MachineField>("").unwrap_err(),
-        "no fields given: choose from machine,ip,metadata,hostname,version"
+        "no fields given: choose from machine,ip,metadata,drained,hostname,version"
     );
     assert_eq!(
         parse_fields::<UnitFileField>("unit, reason").unwrap(),

@@ -268,3 +268,27 @@ fn block_attempts_are_fleetctls_half_seconds() {
         Some(start + Duration::from_secs(5))
     );
 }
+
+#[test]
+fn launched_waits_until_the_machine_acted_on_the_latest_start_request() {
+    let asked = view::Unit {
+        start_request: 2,
+        ..unit(HELLO, "launched", "launched", M2)
+    };
+    let acted = |n| view::UnitState {
+        start_request: n,
+        ..state(M2, HELLO, "active")
+    };
+    check(
+        Goal::Launched,
+        Some(asked.clone()),
+        &[acted(1)],
+        waiting("current state launched, its machine has not started it again yet"),
+    );
+    check(
+        Goal::Launched,
+        Some(asked),
+        &[acted(2)],
+        reached("Unit hello.service launched on 2b3c4d5e.../127.0.1.2"),
+    );
+}

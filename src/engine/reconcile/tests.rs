@@ -41,6 +41,7 @@ impl V {
             UnitRecord {
                 hash: hash(h),
                 desired,
+                start: 0,
             },
         );
         let text = format!("[Service]\nExecStart=/bin/true\n[X-Fleet]\n{x_fleet}\n");
@@ -58,6 +59,7 @@ impl V {
             UnitRecord {
                 hash: hash(h),
                 desired,
+                start: 0,
             },
         );
         self
@@ -69,6 +71,7 @@ impl V {
             UnitRecord {
                 hash: hash(h),
                 desired: DesiredState::Launched,
+                start: 0,
             },
         );
         self.0
@@ -82,6 +85,7 @@ impl V {
             hash: hash(h),
             target,
             global: false,
+            start: 0,
         };
         self.0.schedule.insert((id(machine), name(unit)), entry);
         self.0
@@ -94,6 +98,11 @@ impl V {
 
     fn reason(mut self, unit: &str, reason: &str) -> Self {
         self.0.reasons.insert(name(unit), reason.into());
+        self
+    }
+
+    fn drained(mut self, machine: u8) -> Self {
+        self.0.drained.insert(id(machine), DrainRecord { since: 1 });
         self
     }
 
@@ -111,6 +120,7 @@ fn put(unit: &str, machine: u8, h: char, target: Target) -> EngineWrite {
             hash: hash(h),
             target,
             global: false,
+            start: 0,
         },
     )
 }
@@ -123,6 +133,7 @@ fn put_global(unit: &str, machine: u8, h: char) -> EngineWrite {
             hash: hash(h),
             target: Target::Launched,
             global: true,
+            start: 0,
         },
     )
 }
@@ -233,6 +244,41 @@ fn units_on_a_machine_that_left_move_elsewhere() {
             del("web.service", 1),
             placement("web.service", &[2]),
         ]],
+    );
+}
+
+#[test]
+fn a_drained_machine_loses_its_normal_units_and_a_pinned_one_says_why() {
+    let view = V::default()
+        .machine(1, "")
+        .machine(2, "")
+        .drained(1)
+        .unit("web.service", 'a', Launched, "")
+        .placed("web.service", 1, 'a', L)
+        .unit(
+            "pinned.service",
+            'b',
+            Launched,
+            &format!("MachineID={}", id(1)),
+        )
+        .placed("pinned.service", 1, 'b', L);
+    check(
+        view,
+        vec![
+            vec![
+                del("pinned.service", 1),
+                EngineWrite::DeletePlacement(name("pinned.service")),
+                reason(
+                    "pinned.service",
+                    "the only machine it may run on, 01010101, is drained",
+                ),
+            ],
+            vec![
+                put("web.service", 2, 'a', L),
+                del("web.service", 1),
+                placement("web.service", &[2]),
+            ],
+        ],
     );
 }
 

@@ -674,3 +674,83 @@ fn followers_of_a_global_unit_pick_among_its_machines() {
         ],
     );
 }
+
+#[test]
+fn a_drained_machine_loses_its_normal_units_keeps_its_global_ones_and_gets_no_new_ones() {
+    // `m1!` is m1, drained.
+    let drained_m1 = &[("m1!", ""), ("m2", ""), ("m3", "")];
+    check(
+        drained_m1,
+        &[
+            unit("a.service").on("m1"),
+            unit("b.service").on("m2"),
+            unit("g.service").global().on("m1").on("m2").on("m3"),
+            unit("new.service"),
+        ],
+        &["-a.service m1", "+a.service m3", "+new.service m2"],
+    );
+    // A global unit not yet on the drained machine still goes there.
+    check(
+        drained_m1,
+        &[unit("g.service").global()],
+        &["+g.service m1", "+g.service m2", "+g.service m3"],
+    );
+    // Followers move with their MachineOf target.
+    check(
+        drained_m1,
+        &[
+            unit("app.service").on("m1"),
+            unit("side.service").machine_of("app.service").on("m1"),
+            unit("b.service").on("m2"),
+        ],
+        &[
+            "-app.service m1",
+            "-side.service m1",
+            "+app.service m3",
+            "+side.service m3",
+        ],
+    );
+}
+
+#[test]
+fn a_unit_that_may_run_only_on_drained_machines_is_unplaced_and_says_so() {
+    check(
+        &[("m1!", ""), ("m2", "")],
+        &[
+            unit("pinned.service").machine_id("m1").on("m1"),
+            unit("fullid.service").full_machine_id("m1"),
+        ],
+        &[
+            "-pinned.service m1",
+            "pinned.service: the only machine it may run on, 00000001, is drained",
+            "fullid.service: the only machine it may run on, 00000001, is drained",
+        ],
+    );
+    check(
+        &[("m1!", "disk=ssd"), ("m2!", "disk=ssd"), ("m3", "disk=hdd")],
+        &[unit("ssd.service").metadata("disk=ssd")],
+        &["ssd.service: every machine it may run on is drained: 00000001, 00000002"],
+    );
+    check(
+        &[("m1!", ""), ("m2!", ""), ("m3!", ""), ("m4!", "")],
+        &[unit("a.service")],
+        &[
+            "a.service: every machine it may run on is drained: 00000001, 00000002, 00000003 and 1 more",
+        ],
+    );
+    // Metadata no machine has is still the reason when it is one.
+    check(
+        &[("m1!", "disk=ssd"), ("m2", "")],
+        &[unit("hdd.service").metadata("disk=hdd")],
+        &["hdd.service: no machine has disk=hdd"],
+    );
+    // A follower whose target is global on a drained machine only.
+    check(
+        &[("m1!", "role=edge"), ("m2", "")],
+        &[
+            unit("edge.service").global().metadata("role=edge").on("m1"),
+            unit("side.service").machine_of("edge.service"),
+        ],
+        &["side.service: MachineOf target edge.service is on machine 00000001, which is drained"],
+    );
+}

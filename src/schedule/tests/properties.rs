@@ -23,6 +23,8 @@ const NAMES: [&str; 8] = [
 ];
 /// `m5` is never in the cluster: placements on it are stale.
 const MACHINES: [&str; 5] = ["m1", "m2", "m3", "m4", "m5"];
+/// The same machines, drained (see `view`).
+const DRAINED: [&str; 5] = ["m1!", "m2!", "m3!", "m4!", "m5!"];
 const REGIONS: [&str; 3] = ["", "region=eu", "region=us"];
 const DISKS: [&str; 3] = ["", "disk=ssd", "disk=hdd"];
 
@@ -67,7 +69,7 @@ fn spec(name: &'static str, draw: UnitDraw) -> Spec {
 }
 
 fn cluster() -> impl Strategy<Value = (Vec<(&'static str, String)>, Vec<Spec>)> {
-    let machine = proptest::option::of((0..3usize, 0..3usize));
+    let machine = proptest::option::of((0..3usize, 0..3usize, 0..4u8));
     let draw = (0..3u8, 0..6u8, 0..5u8, 0..20u8, 0..8u8, 0..24u8, 0..32u8);
     (
         proptest::collection::vec(machine, 4),
@@ -76,9 +78,11 @@ fn cluster() -> impl Strategy<Value = (Vec<(&'static str, String)>, Vec<Spec>)> 
         .prop_map(|(machines, units)| {
             let machines = machines
                 .into_iter()
-                .zip(MACHINES)
-                .filter_map(|(m, id)| {
-                    let (region, disk) = m?;
+                .zip(MACHINES.iter().zip(DRAINED))
+                .filter_map(|(m, (id, drained_id))| {
+                    let (region, disk, drain) = m?;
+                    // One machine in four is drained.
+                    let id = if drain == 0 { drained_id } else { *id };
                     let metadata = [REGIONS[region], DISKS[disk]]
                         .into_iter()
                         .filter(|s| !s.is_empty())
@@ -119,6 +123,11 @@ fn assert_valid(view: &ClusterView, plan: &Plan) {
             let machine = view.machines.iter().find(|m| m.id == *id);
             let machine = machine.unwrap_or_else(|| panic!("{} on a gone machine", unit.name));
             assert!(req.allows_machine(&machine.id, &machine.metadata));
+            assert!(
+                req.global || !machine.drained,
+                "{} on a drained machine",
+                unit.name
+            );
             let neighbours = view
                 .units
                 .iter()
