@@ -204,36 +204,9 @@ impl Bench {
         for i in 0..cluster.len() {
             cluster.stop_flotted(i, Signal::SIGTERM);
         }
-        let mut starts = Vec::new();
-        let mut stops = Vec::new();
-        for round in 0..3 {
-            let names = names(&format!("floor{round}-"), 1000);
-            let shares: Vec<Vec<UnitName>> = (0..cluster.len())
-                .map(|i| {
-                    let mine = names.iter().skip(i).step_by(cluster.len());
-                    mine.cloned().collect()
-                })
-                .collect();
-            let runs = (0..cluster.len()).map(|i| direct(cluster.host(i).record(), &shares[i]));
-            let (start, stop) = join_all(runs)
-                .await
-                .into_iter()
-                .fold((Duration::ZERO, Duration::ZERO), |(a, b), (c, d)| {
-                    (a.max(c), b.max(d))
-                });
-            starts.push(start);
-            stops.push(stop);
+        for subscribed in [true, false] {
+            self.floor_rounds(cluster, subscribed).await;
         }
-        self.report.seconds(
-            "floor: start-1000 on the 3 systemds directly, no flotte (median of 3)",
-            median(&mut starts),
-            None,
-        );
-        self.report.seconds(
-            "floor: stop-1000 on the 3 systemds directly, no flotte (median of 3)",
-            median(&mut stops),
-            None,
-        );
         let ids: Vec<MachineId> = (0..cluster.len())
             .map(|i| cluster.machine_id(i).clone())
             .collect();
@@ -244,6 +217,47 @@ impl Bench {
         for i in 0..cluster.len() {
             Api::new(cluster.socket(i)).await_ready(DEADLINE).await;
         }
+    }
+
+    /// Three rounds of the floor, with systemd's signals subscribed (as an agent is) or not
+    /// (completion then read every 50 ms, for this measurement only).
+    async fn floor_rounds(&mut self, cluster: &Cluster, subscribed: bool) {
+        let mut starts = Vec::new();
+        let mut stops = Vec::new();
+        for round in 0..3 {
+            let names = names(&format!("floor{round}{subscribed}-"), 1000);
+            let shares: Vec<Vec<UnitName>> = (0..cluster.len())
+                .map(|i| {
+                    let mine = names.iter().skip(i).step_by(cluster.len());
+                    mine.cloned().collect()
+                })
+                .collect();
+            let runs = (0..cluster.len())
+                .map(|i| direct(cluster.host(i).record(), &shares[i], subscribed));
+            let (start, stop) = join_all(runs)
+                .await
+                .into_iter()
+                .fold((Duration::ZERO, Duration::ZERO), |(a, b), (c, d)| {
+                    (a.max(c), b.max(d))
+                });
+            starts.push(start);
+            stops.push(stop);
+        }
+        let how = if subscribed {
+            "signals subscribed"
+        } else {
+            "nobody subscribed"
+        };
+        self.report.seconds(
+            format!("floor: start-1000 on the 3 systemds directly, {how} (median of 3)"),
+            median(&mut starts),
+            None,
+        );
+        self.report.seconds(
+            format!("floor: stop-1000 on the 3 systemds directly, {how} (median of 3)"),
+            median(&mut stops),
+            None,
+        );
     }
 
     /// One unit at a time, 100 times: PUT as launched until systemd reports it active.
@@ -558,9 +572,13 @@ impl Bench {
 
 /// Starts `names` on one host's systemd directly (see `Bench::floor`) until all are active,
 /// then stops them until none is; how long each took. The files are removed afterwards.
-async fn direct(host: &HostRecord, names: &[UnitName]) -> (Duration, Duration) {
+async fn direct(host: &HostRecord, names: &[UnitName], subscribed: bool) -> (Duration, Duration) {
     let systemd = Systemd::connect(&host.bus()).await.unwrap();
-    let mut changes = systemd.changes().await.unwrap();
+    let mut changes = if subscribed {
+        Some(systemd.changes().await.unwrap())
+    } else {
+        None
+    };
     let dir = "/run/flotte/floor";
     std::fs::create_dir_all(host.path(dir)).unwrap();
     let body = format!("[Service]\nExecStart={SLEEP}\n");
@@ -573,12 +591,19 @@ async fn direct(host: &HostRecord, names: &[UnitName]) -> (Duration, Duration) {
         .collect();
     let until = |want_active: bool| {
         let systemd = systemd.clone();
-        async move |changes: &mut UnitChanges| {
+        async move |changes: &mut Option<UnitChanges>| {
             let mut pending: BTreeSet<UnitName> = names.iter().cloned().collect();
             while !pending.is_empty() {
-                let batch = changes.next_batch(Duration::from_millis(10)).await.unwrap();
-                let asked: Vec<UnitName> =
-                    batch.into_iter().filter(|n| pending.contains(n)).collect();
+                let asked: Vec<UnitName> = match changes {
+                    Some(changes) => {
+                        let batch = changes.next_batch(Duration::from_millis(10)).await.unwrap();
+                        batch.into_iter().filter(|n| pending.contains(n)).collect()
+                    }
+                    None => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        pending.iter().cloned().collect()
+                    }
+                };
                 for (name, status) in systemd.list_by_names(&asked).await.unwrap() {
                     let done = if want_active {
                         status.active == ActiveState::Active
