@@ -255,7 +255,8 @@ pub enum EventKind {
         ip: String,
         hostname: String,
     },
-    /// A machine's address, hostname or metadata (configured or overridden) changed.
+    /// A machine's address, hostname or metadata (configured or overridden) changed, or it
+    /// was drained or undrained.
     MachineChanged {
         machine: MachineId,
     },
@@ -411,6 +412,45 @@ pub const EVENTS: &str = "/flotte/v1/events";
 /// flotted's Prometheus metrics, on every API listener.
 pub const METRICS: &str = "/metrics";
 
+/// flotte: which machine's engine leads (`GET /flotte/v1/leader`).
+pub const LEADER: &str = "/flotte/v1/leader";
+/// flotte: the service keys announced under a prefix (`GET /flotte/v1/services[?prefix=]`).
+pub const SERVICES: &str = "/flotte/v1/services";
+/// The prefix `SERVICES` lists without `prefix`, as `flottectl services` does.
+pub const DEFAULT_SERVICE_PREFIX: &str = "/services/";
+/// flotte's web page of the cluster (`src/api/ui/`), on every API listener.
+pub const UI: &str = "/ui";
+
+/// The answer of `GET /flotte/v1/leader`: `leader` is left out while no engine leads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leader {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<MachineId>,
+}
+
+/// The answer of `GET /flotte/v1/services`, sorted by key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServicePage {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<Service>,
+}
+
+/// One announced key and who announced it (`flottectl announce`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    pub key: String,
+    pub value: String,
+    /// Seconds left of its lease; left out for a key under no lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<MachineId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<UnitName>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub hostname: String,
+}
+
 /// flotte's drains: `PUT` a machine's item to drain it, `DELETE` it to undrain.
 pub const DRAINS: &str = "/flotte/v1/drains";
 
@@ -435,6 +475,8 @@ pub mod param {
     /// `/flotte/v1/events`: the revision to resume after.
     pub const SINCE: &str = "since";
     pub const TIMEOUT: &str = "timeout";
+    /// `/flotte/v1/services`: the key prefix to list.
+    pub const PREFIX: &str = "prefix";
 }
 
 /// `GET /flotte/v1/changes?since=REV&timeout=SECS`.

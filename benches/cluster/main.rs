@@ -79,6 +79,7 @@ async fn main() {
             .map(|i| HostSpec {
                 name: format!("host-{i}"),
                 metadata: String::new(),
+                api_port: None,
             })
             .collect(),
         flotted: env!("CARGO_BIN_EXE_flotted").into(),

@@ -7,7 +7,9 @@
 //! - `server`: the listeners (unix socket, TCP, optional TLS) and the connection loop.
 //! - `routes`: the path table and the gate that answers 503 until the agent registered.
 //! - `machines`, `units`, `states`, `discovery_doc`: fleet v1's resources, one file each.
-//! - `changes`: flotte's change notification; `events`: its event stream.
+//! - `changes`: flotte's change notification; `events`: its event stream; `leader`,
+//!   `services`, `drains`: the engine's leader, announced services, drained machines.
+//! - `ui`: the web page, its assets under `ui/`.
 //! - `request`, `pagination`, `error`: what every handler shares; `decode`: everything checked
 //!   before etcd is read, as pure functions of a request's head and body (fuzzed in `fuzz/`).
 //!
@@ -53,6 +55,15 @@
 //! that leaves 1024 events unread for 5 s is `lagged`, so no client makes the server buffer
 //! more.
 //!
+//! `GET /flotte/v1/leader` answers `{"leader":"ID"}`, the machine whose engine leads (`{}`
+//! while none does). `GET /flotte/v1/services[?prefix=/services/]` lists the service keys
+//! announced under a prefix (`flottectl announce`): `{"services":[{"key","value","ttl"
+//! (seconds left of its lease),"machine","unit","hostname" (who announced it)}]}`.
+//!
+//! `GET /ui/` (and `/ui/machines`, `/ui/units`, `/ui/units/NAME`, `/ui/services`,
+//! `/ui/events`) is the web page of the live cluster (`ui`): assets compiled into flotted,
+//! behind the same gate and listeners as the API.
+//!
 //! `GET /metrics` serves flotted's Prometheus metrics (`crate::metrics`; OpenMetrics when the
 //! `Accept` header asks for it, Prometheus's text format otherwise), before the agent
 //! registered too. Every other answer is counted in `flotte_api_requests_total` by its declared
@@ -64,13 +75,16 @@ mod discovery_doc;
 mod drains;
 mod error;
 mod events;
+mod leader;
 mod machines;
 mod pagination;
 mod request;
 mod routes;
 mod server;
+mod services;
 mod states;
 mod tls;
+mod ui;
 mod units;
 
 pub use error::{ApiError, PatchProblem};

@@ -15,7 +15,9 @@ use crate::registry::Registry;
 use crate::wire::{self, FLEET_PREFIXES, Resource};
 
 use super::request::check_host;
-use super::{ApiError, changes, discovery_doc, drains, events, machines, states, units};
+use super::{
+    ApiError, changes, discovery_doc, drains, events, leader, machines, services, states, ui, units,
+};
 
 /// What handlers share. Cheap to clone.
 #[derive(Clone)]
@@ -76,6 +78,12 @@ pub fn router(api: Api, registered: watch::Receiver<bool>) -> Router {
                 .delete(drains::delete)
                 .fallback(refuse("only PUT and DELETE are supported on this resource")),
         )
+        .route(wire::LEADER, get(leader::get).fallback(refuse(ONLY_GET)))
+        .route(
+            wire::SERVICES,
+            get(services::list).fallback(refuse(ONLY_GET)),
+        )
+        .merge(ui::routes())
         .route("/", any(refuse(NO_METHOD)))
         .fallback(|uri: Uri| async move { ApiError::NoRoute(uri.path().to_owned()) })
         .with_state(api)

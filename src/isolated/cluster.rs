@@ -22,6 +22,9 @@ pub struct HostSpec {
     pub name: String,
     /// `key=value,...`, as flotted's `metadata` setting.
     pub metadata: String,
+    /// A TCP port to serve the API on as well (`listen_tcp`), on the host's own address: the
+    /// web page (`/ui/`) for a browser, which reaches no unix socket.
+    pub api_port: Option<u16>,
 }
 
 #[derive(Debug, Clone)]
@@ -64,6 +67,9 @@ pub struct MemberRecord {
     pub config: PathBuf,
     /// The API socket of this host's flotted.
     pub socket: PathBuf,
+    /// Its TCP listener, if it has one (`HostSpec::api_port`); absent in older state files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<std::net::SocketAddr>,
 }
 
 /// Everything a running cluster is made of; `packaging/local-cluster` keeps it as JSON.
@@ -88,6 +94,7 @@ struct Member {
     flotted: Option<std::process::Child>,
     config: PathBuf,
     socket: PathBuf,
+    tcp: Option<std::net::SocketAddr>,
 }
 
 impl Cluster {
@@ -148,6 +155,10 @@ impl Cluster {
                 "units_directory=/run/flotte/units".to_owned(),
                 format!("listen={}", socket.display()),
             ];
+            let tcp = h
+                .api_port
+                .map(|port| std::net::SocketAddr::from((spec.host_ip(i), port)));
+            lines.extend(tcp.map(|addr| format!("listen_tcp={addr}")));
             lines.extend(spec.settings.iter().map(|(k, v)| format!("{k}={v}")));
             fs::write(&config, lines.join("\n") + "\n")
                 .map_err(|e| IsolatedError::io("writing flotted.conf", e))?;
@@ -157,6 +168,7 @@ impl Cluster {
                 flotted: None,
                 config,
                 socket,
+                tcp,
             });
         }
         for i in 0..cluster.members.len() {
@@ -222,6 +234,11 @@ impl Cluster {
 
     pub fn socket(&self, i: usize) -> &Path {
         &self.members[i].socket
+    }
+
+    /// Host `i`'s TCP API listener, if its spec gave it one.
+    pub fn tcp(&self, i: usize) -> Option<std::net::SocketAddr> {
+        self.members[i].tcp
     }
 
     /// The PID of host `i`'s flotted, while it runs.
@@ -324,6 +341,7 @@ impl Cluster {
                 host: m.host.detach(),
                 config: m.config,
                 socket: m.socket,
+                tcp: m.tcp,
             })
             .collect();
         ClusterRecord {

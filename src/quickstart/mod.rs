@@ -40,6 +40,11 @@ pub const HOSTS: &[(&str, &str)] = &[
 /// host-1's address in the quick start: 127.0.1.1, then 127.0.1.2 and 127.0.1.3.
 pub const FIRST_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 1, 1);
 
+/// The TCP port host-1's API listens on as well, on host-1's own address (the cluster's own
+/// loopback address, so no other cluster's listener is in the way): the web page for a
+/// browser, `FLOTTE_UI` in `env`.
+pub const UI_PORT: u16 = 8470;
+
 /// What `up` needs to know.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -109,9 +114,11 @@ pub fn spec(settings: &Settings) -> ClusterSpec {
         group_prefix: settings.group_prefix.clone(),
         hosts: HOSTS
             .iter()
-            .map(|(name, metadata)| HostSpec {
+            .enumerate()
+            .map(|(i, (name, metadata))| HostSpec {
                 name: name.to_string(),
                 metadata: metadata.to_string(),
+                api_port: (i == 0).then_some(UI_PORT),
             })
             .collect(),
         flotted: settings.flotted.clone(),
@@ -128,7 +135,9 @@ pub fn endpoint(cluster: &ClusterRecord) -> Endpoint {
 
 /// The shell lines of `env`: flottectl and etcdctl pointed at the cluster, the first through
 /// host-1 (its API, and its flotted's configuration for the commands that read etcd); with
-/// `bin_dir`, also a PATH that finds flottectl there.
+/// `bin_dir`, also a PATH that finds flottectl there. `FLOTTE_UI`, the web page's address on
+/// host-1's TCP listener, is a shell variable, not exported: flotted and `flottectl announce`
+/// read every exported `FLOTTE_*` variable as a setting.
 pub fn env(cluster: &ClusterRecord, bin_dir: Option<&Path>) -> String {
     let quote = flottectl::quoted;
     let mut lines = vec![
@@ -147,6 +156,9 @@ pub fn env(cluster: &ClusterRecord, bin_dir: Option<&Path>) -> String {
             quote(&cluster.members[0].config.display().to_string())
         ),
     ];
+    if let Some(tcp) = cluster.members[0].tcp {
+        lines.push(format!("FLOTTE_UI={}", quote(&ui_url(tcp))));
+    }
     if let Some(dir) = bin_dir {
         lines.push(format!(
             "export PATH={}:\"$PATH\"",
@@ -154,6 +166,11 @@ pub fn env(cluster: &ClusterRecord, bin_dir: Option<&Path>) -> String {
         ));
     }
     lines.join("\n") + "\n"
+}
+
+/// The web page on a TCP listener.
+pub fn ui_url(tcp: std::net::SocketAddr) -> String {
+    format!("http://{tcp}{}/", crate::wire::UI)
 }
 
 /// Starts the cluster and the example units, unless it is up already; a stale one is cleaned

@@ -35,6 +35,7 @@ fn record() -> ClusterRecord {
                     flotted_pid: Some(300 + i as i32),
                     config: dir.join("flotted.conf"),
                     socket: dir.join("flotte.sock"),
+                    tcp: (i == 0).then(|| ([127, 0, 1, 1], UI_PORT).into()),
                 }
             })
             .collect(),
@@ -49,6 +50,7 @@ fn env_points_flottectl_at_host_1_and_etcdctl_at_etcd() {
          export ETCDCTL_API=3\n\
          export ETCDCTL_ENDPOINTS='http://127.0.0.1:40123'\n\
          export FLOTTE_CONFIG='/var/lib/flotte-local-cluster/run/host-1/flotted.conf'\n\
+         FLOTTE_UI='http://127.0.1.1:8470/ui/'\n\
          export PATH='/src/flotte/target/release':\"$PATH\"\n"
     );
 }

@@ -182,6 +182,10 @@ pub fn events_of(
     if let Some((machine, _)) = keys.parse_metadata(key) {
         return vec![EventKind::MachineChanged { machine }];
     }
+    // Drained or undrained: a client showing machines reads them again.
+    if let Some(machine) = keys.parse_drain(key) {
+        return vec![EventKind::MachineChanged { machine }];
+    }
     if let Some(machine) = keys.parse_machine(key) {
         return match (prev, value) {
             (_, None) => vec![EventKind::MachineLost {
@@ -712,6 +716,20 @@ mod tests {
                 k.metadata_key(&m, "disk"),
                 None,
                 Some(b"{\"set\":\"ssd\"}".to_vec()),
+                vec![EventKind::MachineChanged { machine: m.clone() }],
+            ),
+            (
+                "a machine drained",
+                k.drain(&m),
+                None,
+                Some(b"{}".to_vec()),
+                vec![EventKind::MachineChanged { machine: m.clone() }],
+            ),
+            (
+                "a machine undrained",
+                k.drain(&m),
+                Some(b"{}".to_vec()),
+                None,
                 vec![EventKind::MachineChanged { machine: m.clone() }],
             ),
             (

@@ -14,3 +14,4 @@ mod start_again;
 mod support;
 mod system_containers;
 mod systemd_adapter;
+mod ui;

@@ -494,6 +494,19 @@ async fn the_local_cluster_script_brings_a_cluster_up_and_down_again() {
         env.contains("export ETCDCTL_ENDPOINTS='http://127.0.0.1:"),
         "{env}"
     );
+    // FLOTTE_UI is the web page, on host-1's own address.
+    let ui = env
+        .lines()
+        .find_map(|l| l.strip_prefix("FLOTTE_UI="))
+        .unwrap_or_else(|| panic!("no FLOTTE_UI in:\n{env}"))
+        .trim_matches('\'');
+    let addr = ui
+        .strip_prefix("http://")
+        .and_then(|a| a.strip_suffix("/ui/"))
+        .unwrap_or_else(|| panic!("FLOTTE_UI `{ui}` is no http://ADDRESS:PORT/ui/"));
+    let page = page_at(addr).await;
+    assert!(page.starts_with("HTTP/1.1 200"), "GET {ui}: {page}");
+    assert!(page.contains("/ui/assets/app.js"), "GET {ui}: {page}");
     let listed = ok(
         &["list-machines"],
         flottectl(endpoint, &["list-machines", "--no-legend"]).await,
@@ -506,6 +519,21 @@ async fn the_local_cluster_script_brings_a_cluster_up_and_down_again() {
     let status = script(&state_dir, "status").await;
     assert_eq!(status.status.code(), Some(1), "status of no cluster");
     assert!(text(&status.stdout).starts_with("No local cluster runs"));
+}
+
+/// The answer to `GET /ui/` at `addr`, as text.
+async fn page_at(addr: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            format!("GET /ui/ HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    answer
 }
 
 /// A CA and what it signs, made for one test.

@@ -52,6 +52,24 @@ async fn cluster_with(
     settings: &[(&str, &str)],
     etcd_access: EtcdAccess,
 ) -> TestCluster {
+    let hosts = hosts
+        .iter()
+        .map(|(n, m)| HostSpec {
+            name: n.to_string(),
+            metadata: m.to_string(),
+            api_port: None,
+        })
+        .collect();
+    cluster_of(test, hosts, settings, etcd_access).await
+}
+
+/// Starts a cluster of these hosts.
+pub async fn cluster_of(
+    test: &str,
+    hosts: Vec<HostSpec>,
+    settings: &[(&str, &str)],
+    etcd_access: EtcdAccess,
+) -> TestCluster {
     let dir = tempfile::Builder::new()
         .prefix(&format!("flotte-{test}-"))
         .tempdir()
@@ -59,13 +77,7 @@ async fn cluster_with(
     let spec = ClusterSpec {
         root: dir.path().to_owned(),
         group_prefix: format!("flotte-test-{}-{test}", std::process::id()),
-        hosts: hosts
-            .iter()
-            .map(|(n, m)| HostSpec {
-                name: n.to_string(),
-                metadata: m.to_string(),
-            })
-            .collect(),
+        hosts,
         flotted: env!("CARGO_BIN_EXE_flotted").into(),
         settings: settings
             .iter()
