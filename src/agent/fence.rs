@@ -267,6 +267,7 @@ async fn guard(
         let renewed = seen.borrow_and_update().renewed;
         let deadline = renewed + after;
         if Instant::now() < deadline {
+            kept = None;
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => {}
                 changed = seen.changed() => if changed.is_err() { return },
