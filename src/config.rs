@@ -9,6 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::agent::FencePolicy;
 use crate::api::TlsFiles;
 use crate::machine::{MachineId, Metadata};
 use crate::registry::{EtcdSettings, Keys};
@@ -82,6 +83,8 @@ settings! {
         "this machine's ID, 32 lowercase hex digits [default: the first line of /etc/machine-id]";
     AgentTtl = "agent_ttl", "10s",
         "how long this machine stays registered after flotted stops renewing its lease; a dead machine's units move elsewhere after this, a flotted restarted within it changes nothing (at least 2s)";
+    FencePolicy = "fence_policy", "peers",
+        "what an agent that cannot reach etcd does with its non-global units before its lease can expire (agent_ttl): peers (stop them, unless every other machine's flotted answers that it cannot reach etcd either, so that an etcd outage stops nothing), always (stop them) or never (keep them running, even while the engine may start them elsewhere)";
     EngineLeaseTtl = "engine_lease_ttl", "5s",
         "lease TTL of the elected engine: how long a dead leader blocks its successor (at least 2s)";
     UnitsDirectory = "units_directory", "/run/flotte/units",
@@ -491,6 +494,7 @@ pub struct Config {
     pub metadata: Metadata,
     pub machine_id: MachineId,
     pub agent_ttl: Duration,
+    pub fence_policy: FencePolicy,
     pub engine_lease_ttl: Duration,
     pub units_directory: PathBuf,
     pub disable_engine: bool,
@@ -532,6 +536,9 @@ impl Config {
         };
         let agent_ttl = ttl(Key::AgentTtl)?;
         let engine_lease_ttl = ttl(Key::EngineLeaseTtl)?;
+        let fence_policy = text(Key::FencePolicy)
+            .parse::<FencePolicy>()
+            .map_err(|why| invalid(Key::FencePolicy, why))?;
         let resync_interval = parse_duration(&text(Key::ResyncInterval))
             .map_err(|why| invalid(Key::ResyncInterval, why))?;
         if resync_interval < Duration::from_secs(1) {
@@ -616,6 +623,7 @@ impl Config {
             metadata,
             machine_id,
             agent_ttl,
+            fence_policy,
             engine_lease_ttl,
             units_directory,
             disable_engine,
@@ -678,6 +686,7 @@ mod tests {
         assert_eq!(c.units_directory, PathBuf::from("/run/flotte/units"));
         assert_eq!(c.systemd_bus, Bus::System);
         assert!(!c.disable_engine);
+        assert_eq!(c.fence_policy, FencePolicy::Peers);
         assert!(c.listen_tcp.is_empty());
         assert_eq!(c.api_tls, None);
     }
@@ -713,6 +722,7 @@ mod tests {
         assert_eq!(c.metadata.to_string(), "disk=ssd,region=eu");
         assert_eq!(c.agent_ttl, Duration::from_secs(30));
         assert!(c.disable_engine);
+        assert_eq!(c.fence_policy, FencePolicy::Peers);
         assert_eq!(c.systemd_bus, Bus::Address("unix:path=/tmp/h/bus".into()));
         assert_eq!(
             c.listen_tcp,
@@ -763,6 +773,10 @@ mod tests {
             (
                 "\n\nmetadata=region",
                 "/etc/flotte/flotted.conf:3: invalid metadata `region`: metadata item `region` is not of the form key=value",
+            ),
+            (
+                "fence_policy=sometimes",
+                "/etc/flotte/flotted.conf:1: invalid fence_policy `sometimes`: not one of peers, always, never",
             ),
             (
                 "disable_engine=maybe",

@@ -136,6 +136,10 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Da
     let leading = Arc::new(leading);
     let (running, running_rx) = tokio::sync::watch::channel(0);
     let running = Arc::new(running);
+    // The agent's contact with etcd: the API answers 503 while its renewals fail, and tells
+    // the other machines' agents (`GET /flotte/v1/etcd-contact`).
+    let (contact, contact_rx) = tokio::sync::watch::channel(crate::registry::Contact::now());
+    let contact = Arc::new(contact);
     let notifier = tokio::spawn(notify::run(
         config.machine_id.clone(),
         ready.clone(),
@@ -147,7 +151,10 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Da
     let api = tokio::spawn(api::serve(
         listeners,
         async { registry_for_api.await.ok() },
-        ready,
+        api::Gate {
+            registered: ready.clone(),
+            contact: Some(contact_rx),
+        },
         shutdown.clone(),
     ));
     let connected = async {
@@ -197,6 +204,8 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Da
         etcd_endpoints: config.etcd.endpoints.clone(),
         resync: config.resync_interval,
         running: running.clone(),
+        fence_policy: config.fence_policy,
+        contact: contact.clone(),
     };
     let result = agent::run(
         registry,

@@ -411,6 +411,19 @@ pub const CHANGES: &str = "/flotte/v1/changes";
 pub const EVENTS: &str = "/flotte/v1/events";
 /// flotted's Prometheus metrics, on every API listener.
 pub const METRICS: &str = "/metrics";
+/// Whether this flotted reaches etcd (`EtcdContact`), asked by the other machines' agents
+/// before they fence themselves (`agent::fence`); answered without the registration gate.
+pub const ETCD_CONTACT: &str = "/flotte/v1/etcd-contact";
+
+/// The answer of `GET /flotte/v1/etcd-contact`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdContact {
+    /// Its agent's latest lease renewal was answered.
+    pub reaches_etcd: bool,
+    /// Milliseconds since the last answered renewal was sent.
+    pub silent_ms: u64,
+}
 
 /// flotte: which machine's engine leads (`GET /flotte/v1/leader`).
 pub const LEADER: &str = "/flotte/v1/leader";

@@ -228,6 +228,10 @@ async fn bench(machines: usize, units: usize, idle: Duration) {
             etcd_endpoints: vec![url.clone()],
             resync: Duration::from_secs(300),
             running: Arc::new(tokio::sync::watch::channel(0).0),
+            // Not `peers`: a thousand agents each following every machine record would
+            // measure that fan-out at start-up, not the agents' work.
+            fence_policy: agent::FencePolicy::Always,
+            contact: Arc::new(tokio::sync::watch::channel(flotte::registry::Contact::now()).0),
         };
         let registry = connections[i / AGENTS_PER_CONNECTION].clone();
         let (registered, _) = tokio::sync::watch::channel(false);

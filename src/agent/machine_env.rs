@@ -70,6 +70,10 @@ mod tests {
             etcd_endpoints: vec!["http://10.0.0.1:2379".into(), "http://10.0.0.3:2379".into()],
             resync: Duration::from_secs(300),
             running: Default::default(),
+            fence_policy: super::super::FencePolicy::Peers,
+            contact: std::sync::Arc::new(
+                tokio::sync::watch::channel(crate::registry::Contact::now()).0,
+            ),
         };
         assert_eq!(
             machine_env(&config),

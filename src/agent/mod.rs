@@ -4,6 +4,7 @@
 
 mod error;
 mod executor;
+mod fence;
 mod files;
 mod machine_env;
 mod plan;
@@ -12,6 +13,7 @@ mod report;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -19,15 +21,16 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use error::{ActionError, retry_policy};
+pub use fence::{FencePolicy, PeerAnswer, Verdict, ask_peer, decide, fence_after, renew_interval};
 pub use files::UnitsDir;
 pub use plan::{Action, Desired, Observed, adopted, note_requests, plan, state_record};
 
 use crate::backoff::Backoff;
 use crate::machine::{MachineId, Metadata};
 use crate::registry::{
-    KeepAlive, Lease, Registry, RegistryError, ScheduleEntry, UnitStateRecord, Update,
+    Contact, KeepAlive, Lease, Registry, RegistryError, ScheduleEntry, UnitStateRecord, Update,
 };
-use crate::systemd::{LoadState, SystemdError, UnitManager, UnitStatus};
+use crate::systemd::{LoadState, SystemdError, UnitChanges, UnitManager, UnitStatus};
 use crate::unit::{UnitFile, UnitHash, UnitName};
 
 /// How this machine presents itself and where it keeps its files.
@@ -47,7 +50,12 @@ pub struct AgentConfig {
     /// The period of the full state re-read: a safety net, not how changes are noticed.
     pub resync: Duration,
     /// How many units run here (systemd's view), for flotted's status line.
-    pub running: std::sync::Arc<watch::Sender<usize>>,
+    pub running: Arc<watch::Sender<usize>>,
+    /// What it does with its units when cut off from etcd (`fence`).
+    pub fence_policy: FencePolicy,
+    /// The agent's contact with etcd, as its lease keep-alive sees it (for the API and
+    /// `fence`); one sender across registrations.
+    pub contact: Arc<watch::Sender<Contact>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,66 +117,147 @@ pub async fn run<M: UnitManager>(
         return Ok(());
     };
     registered.send_replace(true);
+    // Only `peers` asks the other machines (one watch of the machine records, which change
+    // only when a machine registers or leaves).
+    let peers = match config.fence_policy {
+        FencePolicy::Peers => fence::follow_peers(&registry, &config.machine_id),
+        FencePolicy::Always | FencePolicy::Never => watch::channel(fence::Peers::new()).1,
+    };
     let mut agent = Agent::new(registry, systemd, config, units, lease, keep);
     agent.adopt().await?;
+    let mut guard = agent.guard(&peers);
     let mut schedule = agent.watch_schedule();
     let mut phase = Phase::Listing;
     let mut resync = tokio::time::interval(agent.config.resync);
     resync.tick().await;
     loop {
-        let retry_at = agent.next_retry();
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            update = schedule.recv() => {
-                let Some(update) = update else { return Ok(()) };
-                update.apply_to(&mut agent.desired);
-                // A burst of schedule changes (a batch the engine placed) is one pass.
-                while let Ok(update) = schedule.try_recv() {
-                    update.apply_to(&mut agent.desired);
-                }
-                // The watch's first update is its full list.
-                phase = Phase::Following;
+        let fenced = guard.token();
+        let lost = agent.keep.lost_token();
+        // The pass in progress is raced against the fence and the lease's loss: neither waits
+        // behind a D-Bus call or an etcd request (a pass cut short is safe to drop, see
+        // `fence_stop`).
+        let step = {
+            let pass = step(
+                &mut agent,
+                &mut schedule,
+                &mut changes,
+                &mut phase,
+                &mut resync,
+                &shutdown,
+            );
+            tokio::select! {
+                biased;
+                _ = fenced.cancelled() => Step::Fence,
+                _ = lost.cancelled() => Step::LeaseLost,
+                step = pass => step?,
             }
-            batch = changes.next_batch(SIGNAL_WINDOW) => {
-                let Some(batch) = batch else {
-                    return Err(AgentError::Systemd(SystemdError::Call {
-                        call: "signal subscription".into(),
-                        message: "the connection to systemd was closed".into(),
-                    }));
-                };
-                agent.refresh(batch.into_iter().collect()).await;
-            }
-            _ = crate::backoff::sleep_until(retry_at) => {}
-            _ = resync.tick() => {
-                let managed = agent.managed();
-                agent.refresh(managed).await;
-            }
-            _ = agent.keep.lost() => {
+        };
+        match step {
+            Step::Continue => continue,
+            Step::Shutdown => return Ok(()),
+            Step::Fence => {
                 registered.send_replace(false);
-                agent.self_fence().await;
-                let Some((lease, keep)) =
-                    register::register(&agent.registry, &agent.config, &shutdown).await?
-                else {
-                    return Ok(());
-                };
-                registered.send_replace(true);
-                agent.lease = lease;
-                agent.keep = keep;
-                agent.published.clear();
-                // Start over from a fresh list of what is placed here now.
-                schedule = agent.watch_schedule();
-                phase = Phase::Listing;
+                let at = Instant::now();
+                agent.fence_stop().await;
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = lost.cancelled() => {}
+                    _ = agent.contact_back(at) => {
+                        // Back in touch before etcd expired the lease: nothing moved, and the
+                        // units placed here start again.
+                        tracing::info!("etcd reachable again with the lease alive: resuming");
+                        registered.send_replace(true);
+                        agent.published.clear();
+                        schedule = agent.watch_schedule();
+                        phase = Phase::Listing;
+                        guard = agent.guard(&peers);
+                        continue;
+                    }
+                }
+            }
+            Step::LeaseLost => {
+                registered.send_replace(false);
+                // etcd deleted this machine: the engine may be moving its units. Unless told
+                // never to, stop them now; those still placed here start again below.
+                if agent.config.fence_policy != FencePolicy::Never {
+                    tracing::warn!("lease lost: stopping this machine's non-global units");
+                    agent.fence_stop().await;
+                }
             }
         }
-        if phase == Phase::Following {
-            agent.reconcile().await;
-        }
-        let running = agent.running();
-        agent
-            .config
-            .running
-            .send_if_modified(|n| std::mem::replace(n, running) != running);
+        let Some((lease, keep)) =
+            register::register(&agent.registry, &agent.config, &shutdown).await?
+        else {
+            return Ok(());
+        };
+        registered.send_replace(true);
+        agent.lease = lease;
+        agent.keep = keep;
+        agent.published.clear();
+        // Start over from a fresh list of what is placed here now.
+        schedule = agent.watch_schedule();
+        phase = Phase::Listing;
+        guard = agent.guard(&peers);
     }
+}
+
+/// How a step of the agent's loop ended.
+enum Step {
+    Continue,
+    Shutdown,
+    /// The guard says: fence now.
+    Fence,
+    /// etcd says the lease is gone.
+    LeaseLost,
+}
+
+/// One wake-up of the agent: a schedule change, systemd's signals, a retry or the resync, then
+/// a pass once the schedule is listed.
+async fn step<M: UnitManager>(
+    agent: &mut Agent<M>,
+    schedule: &mut mpsc::Receiver<Update<UnitName, ScheduleEntry>>,
+    changes: &mut UnitChanges,
+    phase: &mut Phase,
+    resync: &mut tokio::time::Interval,
+    shutdown: &CancellationToken,
+) -> Result<Step, AgentError> {
+    let retry_at = agent.next_retry();
+    tokio::select! {
+        _ = shutdown.cancelled() => return Ok(Step::Shutdown),
+        update = schedule.recv() => {
+            let Some(update) = update else { return Ok(Step::Shutdown) };
+            update.apply_to(&mut agent.desired);
+            // A burst of schedule changes (a batch the engine placed) is one pass.
+            while let Ok(update) = schedule.try_recv() {
+                update.apply_to(&mut agent.desired);
+            }
+            // The watch's first update is its full list.
+            *phase = Phase::Following;
+        }
+        batch = changes.next_batch(SIGNAL_WINDOW) => {
+            let Some(batch) = batch else {
+                return Err(AgentError::Systemd(SystemdError::Call {
+                    call: "signal subscription".into(),
+                    message: "the connection to systemd was closed".into(),
+                }));
+            };
+            agent.refresh(batch.into_iter().collect()).await;
+        }
+        _ = crate::backoff::sleep_until(retry_at) => {}
+        _ = resync.tick() => {
+            let managed = agent.managed();
+            agent.refresh(managed).await;
+        }
+    }
+    if *phase == Phase::Following {
+        agent.reconcile().await;
+    }
+    let running = agent.running();
+    agent
+        .config
+        .running
+        .send_if_modified(|n| std::mem::replace(n, running) != running);
+    Ok(Step::Continue)
 }
 
 /// Retry state of a unit whose last action failed.
@@ -227,6 +316,16 @@ impl<M: UnitManager> Agent<M> {
             .values()
             .filter(|o| o.status.as_ref().is_some_and(|s| s.active.is_running()))
             .count()
+    }
+
+    fn guard(&self, peers: &watch::Receiver<fence::Peers>) -> fence::Guard {
+        fence::Guard::spawn(
+            self.registry.clone(),
+            self.lease,
+            self.config.contact.clone(),
+            peers.clone(),
+            self.config.fence_policy,
+        )
     }
 
     fn watch_schedule(&self) -> mpsc::Receiver<Update<UnitName, ScheduleEntry>> {
@@ -410,10 +509,9 @@ impl<M: UnitManager> Agent<M> {
         self.messages.remove(unit);
     }
 
-    /// The lease is gone: etcd deleted this machine and the engine may already be moving its
-    /// units elsewhere. Non-global units stop here, so that no unit runs twice.
+    /// Converges on the global units alone (after `fence_stop`'s stops): the others are
+    /// unloaded.
     async fn self_fence(&mut self) {
-        tracing::warn!("lease lost: stopping this machine's non-global units");
         self.desired.retain(|_, e| e.global);
         self.retries.clear();
         // No publishing: the lease the states lived under is gone, and so are they.

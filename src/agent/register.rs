@@ -8,7 +8,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::{AgentConfig, AgentError};
 use crate::backoff::Backoff;
-use crate::registry::{KeepAlive, Lease, LossPolicy, MachineRecord, Registry, RegistryError};
+use crate::registry::{
+    KeepAlive, KeepAliveOptions, Lease, LossPolicy, MachineRecord, Registry, RegistryError,
+};
 
 /// Finds the lease of a previous run (still alive if it restarted within the TTL) or grants a
 /// new one, remembers it on disk, registers the machine under it and keeps it alive. Retries
@@ -39,7 +41,15 @@ pub(super) async fn register(
                 }
                 None => registry.grant_lease(config.ttl).await?,
             };
-            let keep = registry.keep_alive(&lease, LossPolicy::AfterTtl);
+            // Only etcd's word ends the lease; the fence judges silences (`fence`).
+            let keep = registry.keep_alive_with(
+                &lease,
+                KeepAliveOptions {
+                    policy: LossPolicy::WhenGone,
+                    interval: super::renew_interval(lease.ttl()),
+                    contact: config.contact.clone(),
+                },
+            );
             registry
                 .register_machine(&machine_record(config), &lease)
                 .await?;

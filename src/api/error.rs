@@ -15,6 +15,11 @@ use crate::wire::{ErrorBody, ErrorDetail};
 pub enum ApiError {
     #[error("this machine has not registered in the cluster yet; retry in a moment")]
     NotRegistered,
+    #[error(
+        "this machine cannot reach etcd (no lease renewal answered for {:.1} s): etcd is down, without quorum or cut off from here; retry in a moment or through another machine's API",
+        .0.as_secs_f64()
+    )]
+    EtcdUnreachable(std::time::Duration),
     #[error("no resource at `{0}`")]
     NoRoute(String),
     #[error("method {method} is not allowed on `{path}`: {allowed}")]
@@ -141,7 +146,9 @@ impl From<RegistryError> for ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::NotRegistered => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotRegistered | ApiError::EtcdUnreachable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::NoRoute(_)
             | ApiError::UnitNotFound(_)
             | ApiError::StateNotFound(_)

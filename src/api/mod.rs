@@ -68,6 +68,11 @@
 //! `Accept` header asks for it, Prometheus's text format otherwise), before the agent
 //! registered too. Every other answer is counted in `flotte_api_requests_total` by its declared
 //! route, method and status.
+//!
+//! `GET /flotte/v1/etcd-contact` says whether this flotted's agent reaches etcd
+//! (`wire::EtcdContact`), also while it does not: the other machines' agents ask it before they
+//! fence themselves (`agent::fence`). While the agent's renewals fail, every gated request is a
+//! 503 saying that etcd is unreachable from here.
 
 mod changes;
 pub mod decode;
@@ -88,5 +93,6 @@ mod ui;
 mod units;
 
 pub use error::{ApiError, PatchProblem};
+pub use routes::Gate;
 pub use server::{ApiSettings, Listeners, ServeError, serve};
 pub use tls::TlsFiles;

@@ -11,7 +11,7 @@ use axum::routing::{any, get, put};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::registry::Registry;
+use crate::registry::{Contact, Registry};
 use crate::wire::{self, FLEET_PREFIXES, Resource};
 
 use super::request::check_host;
@@ -31,7 +31,49 @@ pub struct Api {
     pub state_list: super::pagination::ListCache<crate::wire::UnitState>,
 }
 
-pub fn router(api: Api, registered: watch::Receiver<bool>) -> Router {
+/// What the gate knows of this machine: whether its agent is registered and, in flotted,
+/// whether its lease renewals reach etcd (an API without an agent, in tests and benchmarks,
+/// has no contact to report).
+#[derive(Clone)]
+pub struct Gate {
+    pub registered: watch::Receiver<bool>,
+    pub contact: Option<watch::Receiver<Contact>>,
+}
+
+impl From<watch::Receiver<bool>> for Gate {
+    fn from(registered: watch::Receiver<bool>) -> Gate {
+        Gate {
+            registered,
+            contact: None,
+        }
+    }
+}
+
+impl Gate {
+    /// Why requests cannot be served now, if they cannot.
+    fn refusal(&self) -> Option<ApiError> {
+        if let Some(contact) = &self.contact {
+            let c = *contact.borrow();
+            if c.failing {
+                return Some(ApiError::EtcdUnreachable(c.renewed.elapsed()));
+            }
+        }
+        (!*self.registered.borrow()).then_some(ApiError::NotRegistered)
+    }
+
+    /// The answer of `GET /flotte/v1/etcd-contact`.
+    fn contact(&self) -> wire::EtcdContact {
+        let c = self.contact.as_ref().map(|c| *c.borrow());
+        wire::EtcdContact {
+            reaches_etcd: c.is_some_and(|c| !c.failing) && *self.registered.borrow(),
+            silent_ms: c.map_or(0, |c| c.renewed.elapsed().as_millis() as u64),
+        }
+    }
+}
+
+pub fn router(api: Api, registered: impl Into<Gate>) -> Router {
+    let gate_state: Gate = registered.into();
+    let contact_gate = gate_state.clone();
     let mut router = Router::new();
     for prefix in FLEET_PREFIXES {
         router = router
@@ -87,8 +129,16 @@ pub fn router(api: Api, registered: watch::Receiver<bool>) -> Router {
         .route("/", any(refuse(NO_METHOD)))
         .fallback(|uri: Uri| async move { ApiError::NoRoute(uri.path().to_owned()) })
         .with_state(api)
-        .layer(middleware::from_fn_with_state(registered, gate))
+        .layer(middleware::from_fn_with_state(gate_state, gate))
         .route(wire::METRICS, get(metrics).fallback(refuse(ONLY_GET)))
+        .route(
+            wire::ETCD_CONTACT,
+            get(move || {
+                let body = contact_gate.contact();
+                async move { axum::Json(body) }
+            })
+            .fallback(refuse(ONLY_GET)),
+        )
 }
 
 /// The routes before flotted reached etcd: a 503 for every request.
@@ -96,7 +146,10 @@ pub fn unavailable() -> Router {
     let (_, never_registered) = watch::channel(false);
     Router::new()
         .fallback(|| async { ApiError::NotRegistered })
-        .layer(middleware::from_fn_with_state(never_registered, gate))
+        .layer(middleware::from_fn_with_state(
+            Gate::from(never_registered),
+            gate,
+        ))
         .route(wire::METRICS, get(metrics).fallback(refuse(ONLY_GET)))
 }
 
@@ -128,12 +181,8 @@ fn refuse(
 /// Refuses a request with a missing or bad `Host` (400), then answers 503 until this
 /// machine's agent registered: before that, the machine is not part of the cluster its API
 /// would speak for. Marks every answer with flotted's version.
-async fn gate(
-    State(registered): State<watch::Receiver<bool>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let registered = *registered.borrow();
+async fn gate(State(state): State<Gate>, request: Request, next: Next) -> Response {
+    let refusal = state.refusal();
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -142,10 +191,10 @@ async fn gate(
     let method = request.method().to_string();
     let mut response = if let Err(e) = check_host(request.version(), request.headers()) {
         e.into_response()
-    } else if registered {
-        next.run(request).await
+    } else if let Some(refusal) = refusal {
+        refusal.into_response()
     } else {
-        ApiError::NotRegistered.into_response()
+        next.run(request).await
     };
     response
         .headers_mut()

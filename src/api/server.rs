@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::registry::Registry;
 
 use super::TlsFiles;
-use super::routes::{Api, router, unavailable};
+use super::routes::{Api, Gate, router, unavailable};
 use super::tls;
 
 /// Where the API listens.
@@ -135,9 +135,10 @@ fn bind_socket(path: &Path) -> Result<UnixListener, ServeError> {
 pub async fn serve(
     listeners: Listeners,
     registry: impl Future<Output = Option<Registry>>,
-    registered: watch::Receiver<bool>,
+    registered: impl Into<Gate>,
     shutdown: CancellationToken,
 ) {
+    let registered: Gate = registered.into();
     let (current, routes) = watch::channel(unavailable());
     // Requests arriving while etcd is still out of reach get a 503 at once, rather than
     // waiting in the listen backlog; each new connection takes the routes current then.

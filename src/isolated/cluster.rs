@@ -12,7 +12,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use super::{Etcd, EtcdRecord, Host, HostRecord, IsolatedError, Link};
+use super::{Etcd, EtcdCluster, EtcdRecord, Host, HostRecord, IsolatedError, Link};
 use crate::machine::MachineId;
 use crate::registry::{EtcdSettings, Registry};
 
@@ -57,6 +57,9 @@ pub enum EtcdAccess {
     Direct,
     /// Through a `Link` per host, which a test can cut to partition that host from etcd.
     ThroughLinks,
+    /// An etcd cluster of this many members (`EtcdCluster`), every flotted given all of their
+    /// endpoints.
+    Members(usize),
 }
 
 /// What is needed to reach and stop a host's flotted.
@@ -83,6 +86,8 @@ pub struct ClusterRecord {
 
 pub struct Cluster {
     etcd: Option<Etcd>,
+    /// With `EtcdAccess::Members`, instead of `etcd`.
+    etcd_members: Option<EtcdCluster>,
     members: Vec<Member>,
     spec: ClusterSpec,
     prefix: String,
@@ -103,10 +108,16 @@ impl Cluster {
         super::sweep_stale_test_hosts();
         fs::create_dir_all(&spec.root)
             .map_err(|e| IsolatedError::io(format!("creating {}", spec.root.display()), e))?;
-        let etcd = Etcd::start(&spec.root.join("etcd")).await?;
+        let (etcd, etcd_members) = match spec.etcd_access {
+            EtcdAccess::Members(n) => (None, Some(EtcdCluster::start(&spec.root, n).await?)),
+            EtcdAccess::Direct | EtcdAccess::ThroughLinks => {
+                (Some(Etcd::start(&spec.root.join("etcd")).await?), None)
+            }
+        };
         let prefix = "/flotte/".to_owned();
         let mut cluster = Cluster {
-            etcd: Some(etcd),
+            etcd,
+            etcd_members,
             members: Vec::new(),
             spec: spec.clone(),
             prefix,
@@ -118,7 +129,7 @@ impl Cluster {
             let config = dir.join("flotted.conf");
             let socket = dir.join("flotte.sock");
             let link = match spec.etcd_access {
-                EtcdAccess::Direct => None,
+                EtcdAccess::Direct | EtcdAccess::Members(_) => None,
                 EtcdAccess::ThroughLinks => {
                     let upstream = cluster
                         .etcd
@@ -130,7 +141,7 @@ impl Cluster {
             };
             let etcd_url = match &link {
                 Some(l) => format!("http://{}", l.addr()),
-                None => cluster.etcd_url().to_owned(),
+                None => cluster.etcd_endpoints().join(","),
             };
             // Units on the host (a sidekick's `flottectl announce`) find this flotted's
             // configuration, as they would find /etc/flotte/flotted.conf on a real machine.
@@ -190,16 +201,33 @@ impl Cluster {
         self.spec.host_ip(i)
     }
 
-    pub fn etcd_url(&self) -> &str {
-        self.etcd
-            .as_ref()
-            .expect("etcd runs while the cluster does")
-            .client_url()
+    /// etcd's client URL (the first member's, with `EtcdAccess::Members`).
+    pub fn etcd_url(&self) -> String {
+        self.etcd_endpoints().remove(0)
+    }
+
+    /// Every etcd member's client URL.
+    pub fn etcd_endpoints(&self) -> Vec<String> {
+        match (&self.etcd, &self.etcd_members) {
+            (Some(etcd), _) => vec![etcd.client_url().to_owned()],
+            (None, Some(members)) => members.endpoints(),
+            (None, None) => unreachable!("etcd runs while the cluster does"),
+        }
+    }
+
+    /// The single etcd's PID (not with `EtcdAccess::Members`).
+    pub fn etcd_pid(&self) -> Option<i32> {
+        self.etcd.as_ref().map(|e| e.record().pid)
+    }
+
+    /// The etcd members, with `EtcdAccess::Members`.
+    pub fn etcd_members(&mut self) -> Option<&mut EtcdCluster> {
+        self.etcd_members.as_mut()
     }
 
     pub fn etcd_settings(&self) -> EtcdSettings {
         EtcdSettings {
-            endpoints: vec![self.etcd_url().to_owned()],
+            endpoints: self.etcd_endpoints(),
             prefix: self.prefix.clone(),
             ..EtcdSettings::default()
         }
@@ -332,7 +360,8 @@ impl Cluster {
             })
     }
 
-    /// Leaves everything running and returns what is needed to stop it later.
+    /// Leaves everything running and returns what is needed to stop it later (a cluster with
+    /// a single etcd only).
     pub fn detach(mut self) -> ClusterRecord {
         let members = std::mem::take(&mut self.members)
             .into_iter()

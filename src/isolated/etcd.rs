@@ -225,3 +225,212 @@ fn free_port() -> Result<u16, IsolatedError> {
         .map(|a| a.port())
         .map_err(|e| IsolatedError::io("finding a free port", e))
 }
+
+/// A cluster of etcd members on loopback ports, each of which a test can stop (SIGKILL),
+/// freeze (SIGSTOP) and start again with its data, as machines of a real etcd cluster fail.
+/// Every member is killed and its data removed when dropped.
+pub struct EtcdCluster {
+    members: Vec<EtcdMember>,
+    token: String,
+}
+
+struct EtcdMember {
+    name: String,
+    client_url: String,
+    peer_url: String,
+    data_dir: PathBuf,
+    log: PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl EtcdCluster {
+    /// Starts `n` members under `dir` and waits until they elected a leader.
+    pub async fn start(dir: &Path, n: usize) -> Result<EtcdCluster, IsolatedError> {
+        if super::which("etcd").is_none() {
+            return Err(IsolatedError::Missing(
+                "`etcd` (Debian package etcd-server)".into(),
+            ));
+        }
+        let mut members = Vec::new();
+        for i in 0..n {
+            let member_dir = dir.join(format!("etcd-{i}"));
+            fs::create_dir_all(&member_dir)
+                .map_err(|e| IsolatedError::io(format!("creating {}", member_dir.display()), e))?;
+            let data_dir = member_dir.join("data");
+            let _ = fs::remove_dir_all(&data_dir);
+            members.push(EtcdMember {
+                name: format!("member-{i}"),
+                client_url: format!("http://127.0.0.1:{}", free_port()?),
+                peer_url: format!("http://127.0.0.1:{}", free_port()?),
+                data_dir,
+                log: member_dir.join("etcd.log"),
+                child: None,
+            });
+        }
+        let mut cluster = EtcdCluster {
+            members,
+            token: format!("flotte-{}-{}", std::process::id(), free_port()?),
+        };
+        for i in 0..n {
+            cluster.spawn(i)?;
+        }
+        cluster.wait_for_leader(Duration::from_secs(30)).await?;
+        Ok(cluster)
+    }
+
+    fn spawn(&mut self, i: usize) -> Result<(), IsolatedError> {
+        let initial: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url))
+            .collect();
+        let m = &mut self.members[i];
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&m.log)
+            .map_err(|e| IsolatedError::io("opening etcd.log", e))?;
+        let child = std::process::Command::new("etcd")
+            .args(["--name", &m.name])
+            .arg("--data-dir")
+            .arg(&m.data_dir)
+            .args(["--listen-client-urls", &m.client_url])
+            .args(["--advertise-client-urls", &m.client_url])
+            .args(["--listen-peer-urls", &m.peer_url])
+            .args(["--initial-advertise-peer-urls", &m.peer_url])
+            .args(["--initial-cluster", &initial.join(",")])
+            .args(["--initial-cluster-token", &self.token])
+            .args(["--initial-cluster-state", "new"])
+            .args(["--log-level", "warn"])
+            .stdin(Stdio::null())
+            .stdout(
+                log.try_clone()
+                    .map_err(|e| IsolatedError::io("etcd.log", e))?,
+            )
+            .stderr(log)
+            .spawn()
+            .map_err(|e| IsolatedError::io("spawning etcd", e))?;
+        m.child = Some(child);
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Every member's client URL.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.client_url.clone()).collect()
+    }
+
+    /// Kills member `i` (its data stays, for `restart`).
+    pub fn stop(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGCONT);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts member `i` again on its data; it rejoins the cluster.
+    pub async fn restart(&mut self, i: usize) -> Result<(), IsolatedError> {
+        self.stop(i);
+        self.spawn(i)?;
+        let url = self.members[i].client_url.clone();
+        let log = self.members[i].log.clone();
+        wait_for(
+            Duration::from_secs(20),
+            || {
+                format!(
+                    "etcd member {i} did not serve again on {url} (log: {})",
+                    log.display()
+                )
+            },
+            || async {
+                let mut c = etcd_client::Client::connect([url.as_str()], None)
+                    .await
+                    .ok()?;
+                c.status().await.ok().map(|_| ())
+            },
+        )
+        .await
+    }
+
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) member `i`.
+    pub fn freeze(&self, i: usize, frozen: bool) {
+        if let Some(child) = &self.members[i].child {
+            let signal = if frozen {
+                Signal::SIGSTOP
+            } else {
+                Signal::SIGCONT
+            };
+            let _ = kill(Pid::from_raw(child.id() as i32), signal);
+        }
+    }
+
+    /// The index of the member that leads, as the running members see it.
+    pub async fn leader(&self) -> Option<usize> {
+        let mut ids = Vec::new();
+        let mut leader = None;
+        for m in &self.members {
+            let status = async {
+                let mut c = etcd_client::Client::connect([m.client_url.as_str()], None)
+                    .await
+                    .ok()?;
+                c.status().await.ok()
+            };
+            let status = match m.child {
+                Some(_) => tokio::time::timeout(Duration::from_secs(2), status)
+                    .await
+                    .ok()
+                    .flatten(),
+                None => None,
+            };
+            ids.push(
+                status
+                    .as_ref()
+                    .and_then(|s| s.header())
+                    .map(|h| h.member_id()),
+            );
+            if let Some(s) = status
+                && s.leader() != 0
+            {
+                leader = Some(s.leader());
+            }
+        }
+        let leader = leader?;
+        ids.iter().position(|id| *id == Some(leader))
+    }
+
+    /// Waits until the running members agree on a leader.
+    pub async fn wait_for_leader(&self, deadline: Duration) -> Result<usize, IsolatedError> {
+        wait_for(
+            deadline,
+            || {
+                format!(
+                    "etcd members elected no leader (logs: {})",
+                    self.members
+                        .iter()
+                        .map(|m| m.log.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            },
+            || self.leader(),
+        )
+        .await
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.stop(i);
+            let _ = fs::remove_dir_all(&self.members[i].data_dir);
+        }
+    }
+}

@@ -17,7 +17,7 @@ use std::time::Duration;
 pub use cgroup::{Layout, Subtree};
 pub use cluster::{Cluster, ClusterRecord, ClusterSpec, EtcdAccess, HostSpec, MemberRecord};
 pub use container::{Container, SHARE, sweep_stale_mounts};
-pub use etcd::{Etcd, EtcdRecord, EtcdTls};
+pub use etcd::{Etcd, EtcdCluster, EtcdRecord, EtcdTls};
 pub use host::{Host, HostRecord};
 pub use link::{Link, LinkState};
 pub use simulated::{SimulatedCalls, SimulatedSystemd};

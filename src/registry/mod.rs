@@ -27,7 +27,7 @@ pub use election::{Fence, Leadership};
 pub use events::{Change, Deriver, EventBatch, EventStream, events_of};
 pub use keys::{Keys, PrefixError};
 pub use kv::MAX_TXN_OPS;
-pub use lease::{KeepAlive, Lease, LossPolicy};
+pub use lease::{Contact, KeepAlive, KeepAliveOptions, Lease, LossPolicy};
 pub use model::{
     ContentRecord, DrainRecord, MachineRecord, MetadataOverride, PlacementRecord, ReasonRecord,
     ScheduleEntry, UnitRecord, UnitStateRecord, effective_metadata,

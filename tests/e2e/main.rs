@@ -6,6 +6,7 @@ mod cli_check;
 mod discovery;
 mod drain;
 mod events;
+mod faults;
 mod metrics;
 mod quickstart;
 mod registry;

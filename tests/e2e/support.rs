@@ -46,7 +46,7 @@ pub async fn partitionable_cluster(
     cluster_with(test, hosts, settings, EtcdAccess::ThroughLinks).await
 }
 
-async fn cluster_with(
+pub async fn cluster_with(
     test: &str,
     hosts: &[(&str, &str)],
     settings: &[(&str, &str)],
