@@ -58,21 +58,25 @@
 //! registered too. Every other answer is counted in `flotte_api_requests_total` by its declared
 //! route, method and status.
 
+mod backend;
 mod changes;
 pub mod decode;
 mod discovery_doc;
 mod drains;
 mod error;
 mod events;
+mod journal;
 mod machines;
 mod pagination;
 mod request;
 mod routes;
 mod server;
 mod states;
+mod status;
 mod tls;
 mod units;
 
+pub use backend::{Backend, LocalMachine};
 pub use error::{ApiError, PatchProblem};
 pub use server::{ApiSettings, Listeners, ServeError, serve};
 pub use tls::TlsFiles;

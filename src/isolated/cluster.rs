@@ -148,6 +148,11 @@ impl Cluster {
                 "units_directory=/run/flotte/units".to_owned(),
                 format!("listen={}", socket.display()),
             ];
+            // Each API on its host's own address too, published in the machine record, so
+            // that one flotted reaches another's (status and journal of a unit running there).
+            if !spec.settings.iter().any(|(k, _)| k == "listen_tcp") {
+                lines.push(format!("listen_tcp={}:0", spec.host_ip(i)));
+            }
             lines.extend(spec.settings.iter().map(|(k, v)| format!("{k}={v}")));
             fs::write(&config, lines.join("\n") + "\n")
                 .map_err(|e| IsolatedError::io("writing flotted.conf", e))?;
