@@ -18,7 +18,7 @@ use tokio::process::Child;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::client::Journal;
+use crate::cli::client::{ClientError, Journal};
 use crate::journal::{self, JournalError, Read};
 use crate::machine::MachineId;
 use crate::registry::{PlacementRecord, ReasonRecord, Registry};
@@ -352,10 +352,14 @@ async fn relay(mut journal: Journal, mut sink: Sink, from: Relayed, shutdown: Ca
                 }
             }
             Err(e) => {
+                let why = match e {
+                    ClientError::Http { source, .. } => source.to_string(),
+                    other => other.to_string(),
+                };
                 let _ = sink
                     .note(
                         NoteKind::Ended,
-                        format!("flotted on {hostname} went away ({e}); the journal ends here"),
+                        format!("flotted on {hostname} went away ({why}); the journal ends here"),
                     )
                     .await;
                 return;
