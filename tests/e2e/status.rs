@@ -362,3 +362,51 @@ async fn journal_follow_sees_new_lines_and_ends_when_the_machine_goes_away() {
         .unwrap();
     assert!(status.success(), "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn machines_forward_to_each_other_over_tls_with_client_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let first_ip = unique_first_ip();
+    let ips: Vec<String> = (0..2)
+        .map(|i| std::net::Ipv4Addr::from(u32::from(first_ip) + i).to_string())
+        .collect();
+    // One certificate for every host, as server and as client; peers must present one.
+    let pki = Pki::new();
+    let (cert, key) = pki.issue(&ips.iter().map(String::as_str).collect::<Vec<_>>());
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let (ca, cert, key) = (
+        write("ca.pem", &pki.ca.pem()),
+        write("api.pem", &cert),
+        write("api.key", &key),
+    );
+    let t = cluster_at(
+        "status-tls",
+        &[("host-1", ""), ("host-2", "role=three")],
+        &[
+            ("api_certfile", &cert),
+            ("api_keyfile", &key),
+            ("api_client_cafile", &ca),
+        ],
+        flotte::isolated::EtcdAccess::Direct,
+        first_ip,
+    )
+    .await;
+    submit(&t.registry, "tick.service", TICK, Launched).await;
+    let host2 = t.cluster.machine_id(1).clone();
+    await_states(&t.registry, DEADLINE, "tick on host-2", |s| {
+        (active_on(s, "tick.service") == [host2.clone()]).then_some(())
+    })
+    .await;
+    let status = until_output(&t, &["status", "tick"], "tick's status from host-2", |o| {
+        o.contains(" host-2 sh[") && o.contains("hello")
+    })
+    .await;
+    assert!(status.contains("/host-2\n     Loaded: loaded"), "{status}");
+    assert!(!status.contains("Warning"), "{status}");
+    let args = ["journal", "tick", "-o", "cat"];
+    assert_eq!(ok(&args, flottectl(&t, &args).await), "hello\n");
+}
