@@ -8,6 +8,8 @@
 //! - `routes`: the path table and the gate that answers 503 until the agent registered.
 //! - `machines`, `units`, `states`, `discovery_doc`: fleet v1's resources, one file each.
 //! - `changes`: flotte's change notification; `events`: its event stream.
+//! - `status`, `journal`: a unit's status and journal, from this machine or forwarded to the
+//!   unit's (`backend`: what the API answers from, and how it reaches the other machines).
 //! - `request`, `pagination`, `error`: what every handler shares; `decode`: everything checked
 //!   before etcd is read, as pure functions of a request's head and body (fuzzed in `fuzz/`).
 //!
@@ -52,6 +54,17 @@
 //! `lagged`, `shutdown`, `compacted` or `failed`, and the revision to resume from); a client
 //! that leaves 1024 events unread for 5 s is `lagged`, so no client makes the server buffer
 //! more.
+//!
+//! `GET /flotte/v1/units/NAME/status[?machine=ID]` answers `wire::UnitStatus`: the unit, and
+//! per machine it is placed on (or the one named) what `systemctl status` shows, from that
+//! machine's systemd and journal; a machine that cannot be asked has an entry saying why.
+//! `GET /flotte/v1/units/NAME/journal?machine=ID&lines=N&follow=true&output=short|cat|json`
+//! streams the unit's journal on one machine (its only one when `machine` is left out: a
+//! global unit's needs it, 400; an unplaced unit's is a 409 with the reason) as text lines or
+//! NDJSON, with `wire::JournalNote` lines for journalctl's complaints and for why a followed
+//! journal ended; a machine without a journal is a 503 saying so. The API answers for its own
+//! machine and forwards to the others' flotted (`backend`), marking the request with
+//! `x-flotte-forwarded`; a forwarded request naming another machine is a 421.
 //!
 //! `GET /metrics` serves flotted's Prometheus metrics (`crate::metrics`; OpenMetrics when the
 //! `Accept` header asks for it, Prometheus's text format otherwise), before the agent

@@ -1,5 +1,6 @@
-//! flottectl's HTTP client of flotted's API: fleet v1 under `/fleet/v1` and flotte's
-//! long-poll under `/flotte/v1`, over a unix socket, TCP or TLS, with the paths and query
+//! flottectl's HTTP client of flotted's API (also flotted's, forwarding a status or journal
+//! request to another machine): fleet v1 under `/fleet/v1` and flotte's additions under
+//! `/flotte/v1`, over a unix socket, TCP or TLS, with the paths and query
 //! parameters `wire` builds. Answers about units come back as `view`'s typed values. Every
 //! request opens its own connection: a CLI makes few requests, and a fresh connection never
 //! meets one the server closed meanwhile.
