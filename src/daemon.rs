@@ -171,11 +171,19 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Da
         let _ = notifier.await;
         return Ok(());
     };
-    let _ = give_registry.send(registry.clone());
     let public_ip = config.public_ip.unwrap_or_else(|| route_ip(&config.etcd));
     let hostname = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let _ = give_registry.send(api::Backend {
+        registry: registry.clone(),
+        local: Some(api::LocalMachine {
+            id: config.machine_id.clone(),
+            hostname: hostname.clone(),
+            systemd: systemd.clone(),
+            journal: crate::journal::Scope::of(&config.systemd_bus),
+        }),
+    });
     tracing::info!(machine = %config.machine_id, ip = %public_ip, %hostname, bus = %bus_name(&config.systemd_bus), "flotted starting");
 
     let engine = (!config.disable_engine).then(|| {

@@ -10,6 +10,7 @@ pub mod discovery;
 pub mod engine;
 #[cfg(feature = "isolated")]
 pub mod isolated;
+pub mod journal;
 pub mod machine;
 pub mod metrics;
 #[cfg(feature = "isolated")]

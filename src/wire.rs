@@ -295,6 +295,197 @@ pub enum EndReason {
     Failed,
 }
 
+/// flotte: what `GET /flotte/v1/units/NAME/status[?machine=ID]` answers: the unit as the
+/// cluster has it, and one entry per machine it is placed on (only `machine` when given), in
+/// machine ID order. A unit placed nowhere has no entries, and `reason` says why when the
+/// engine found nowhere to run it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnitStatus {
+    pub name: String,
+    /// The unit file's `Description=`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub desired_state: String,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub global: bool,
+    /// Why the unit is placed nowhere (the engine's reason); empty while it is placed, or
+    /// while nothing asks it to run.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub machines: Vec<MachineStatus>,
+}
+
+/// One machine's view of a unit, from its own systemd and journal. When the machine could
+/// not be asked, `unreachable` says why and the states are its agent's last report (from
+/// etcd), the other fields left out. Timestamps are microseconds since the Unix epoch, left
+/// out when 0 (never); counters are left out when systemd does not know them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MachineStatus {
+    #[serde(rename = "machineID")]
+    pub machine_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub hostname: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub load_state: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub active_state: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sub_state: String,
+    /// systemd's `Description` (the unit's name when its file has none).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// The unit file systemd loaded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub fragment_path: String,
+    /// Since when the unit is in its active state, as `systemctl status` shows it (one of
+    /// the four timestamps below, chosen by the state).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub since: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub active_enter_timestamp: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub active_exit_timestamp: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub inactive_enter_timestamp: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub inactive_exit_timestamp: u64,
+    /// A service's `Result` (`success`, `exit-code`, `signal`, ...).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub result: String,
+    #[serde(rename = "mainPID", default, skip_serializing_if = "is_zero_u32")]
+    pub main_pid: u32,
+    /// The main process's command name (`/proc/PID/comm`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub main_process: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks_max: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_nsec: Option<u64>,
+    /// The unit's last journal lines (`JOURNAL_STATUS_LINES`, `short` output), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub journal: Vec<String>,
+    /// Why `journal` is missing: the machine has no journal, or it could not be read.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub journal_error: String,
+    /// Why the machine could not be asked (its flotted is unreachable, say).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub unreachable: String,
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
+}
+
+/// How many journal lines a status shows, as `systemctl status` does.
+pub const JOURNAL_STATUS_LINES: u32 = 10;
+/// `lines` of a journal request when it gives none.
+pub const JOURNAL_DEFAULT_LINES: u32 = 10;
+/// The most `lines` a journal request may ask for.
+pub const JOURNAL_MAX_LINES: u32 = 1_000_000;
+
+/// journalctl's output formats the journal route offers (`output=`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JournalOutput {
+    /// A syslog-style line per entry: date, host, process, message.
+    #[default]
+    Short,
+    /// The messages alone.
+    Cat,
+    /// One JSON object per entry (journalctl's fields), one a line.
+    Json,
+}
+
+impl JournalOutput {
+    pub const ALL: [JournalOutput; 3] = [
+        JournalOutput::Short,
+        JournalOutput::Cat,
+        JournalOutput::Json,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JournalOutput::Short => "short",
+            JournalOutput::Cat => "cat",
+            JournalOutput::Json => "json",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JournalOutput> {
+        Self::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+
+    /// The body's content type: text lines, or newline-delimited JSON.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            JournalOutput::Short | JournalOutput::Cat => "text/plain; charset=utf-8",
+            JournalOutput::Json => "application/x-ndjson",
+        }
+    }
+}
+
+/// What `GET /flotte/v1/units/NAME/journal` is asked: which machine's journal (the unit's only
+/// machine when `None`), how many past lines, whether to follow new ones, in which format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalQuery {
+    pub machine: Option<String>,
+    pub lines: u32,
+    pub follow: bool,
+    pub output: JournalOutput,
+}
+
+impl Default for JournalQuery {
+    fn default() -> Self {
+        JournalQuery {
+            machine: None,
+            lines: JOURNAL_DEFAULT_LINES,
+            follow: false,
+            output: JournalOutput::Short,
+        }
+    }
+}
+
+/// A line the API adds to a journal's body, beside journalctl's own: a note (what journalctl
+/// said on its standard error, such as that there are no journal files), or, last, why a
+/// followed journal ended (its machine went away, flotted shut down). In `short` and `cat`
+/// output it is the text line `-- MESSAGE --`, as journalctl writes its own notes
+/// (`-- No entries --`); in `json` output the object `{"flotte":"note"|"ended","message":...}`,
+/// which no journal entry has (their fields are upper case).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalNote {
+    pub flotte: NoteKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoteKind {
+    Note,
+    Ended,
+}
+
+impl JournalNote {
+    /// The note as a line of `output`, newline included.
+    pub fn line(&self, output: JournalOutput) -> String {
+        match output {
+            JournalOutput::Short | JournalOutput::Cat => format!("-- {} --\n", self.message),
+            JournalOutput::Json => {
+                let mut json = serde_json::to_string(self).expect("notes always serialize");
+                json.push('\n');
+                json
+            }
+        }
+    }
+}
+
 /// `{"error":{"code":N,"message":"..."}}`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
@@ -477,6 +668,50 @@ pub fn drain_route() -> String {
     format!("{DRAINS}/{{machine}}")
 }
 
+/// flotte's per-unit routes: `/flotte/v1/units/NAME/status` and `/flotte/v1/units/NAME/journal`.
+pub const FLOTTE_UNITS: &str = "/flotte/v1/units";
+
+/// `GET /flotte/v1/units/NAME/status[?machine=ID]`.
+pub fn unit_status_path(name: &str, machine: Option<&str>) -> String {
+    let path = format!("{FLOTTE_UNITS}/{}/status", encode(name, PATH_SAFE));
+    let params: Vec<(&str, String)> = machine
+        .map(|m| (param::MACHINE, m.to_owned()))
+        .into_iter()
+        .collect();
+    with_query(&path, &params)
+}
+
+/// The server's route of a unit's status: the name is captured as `{name}`.
+pub fn unit_status_route() -> String {
+    format!("{FLOTTE_UNITS}/{{name}}/status")
+}
+
+/// `GET /flotte/v1/units/NAME/journal?machine=ID&lines=N&follow=true&output=FORMAT`
+/// (`machine` and `follow` only when given).
+pub fn unit_journal_path(name: &str, query: &JournalQuery) -> String {
+    let path = format!("{FLOTTE_UNITS}/{}/journal", encode(name, PATH_SAFE));
+    let mut params: Vec<(&str, String)> = Vec::new();
+    if let Some(m) = &query.machine {
+        params.push((param::MACHINE, m.clone()));
+    }
+    params.push((param::LINES, query.lines.to_string()));
+    if query.follow {
+        params.push((param::FOLLOW, "true".into()));
+    }
+    params.push((param::OUTPUT, query.output.as_str().into()));
+    with_query(&path, &params)
+}
+
+/// The server's route of a unit's journal: the name is captured as `{name}`.
+pub fn unit_journal_route() -> String {
+    format!("{FLOTTE_UNITS}/{{name}}/journal")
+}
+
+/// The header a flotted sets on a status or journal request it forwards to the machine the
+/// unit runs on; the receiver answers from its own systemd and journal, or refuses (421),
+/// never forwarding again.
+pub const FORWARDED_HEADER: &str = "x-flotte-forwarded";
+
 /// The query parameters the API reads.
 pub mod param {
     /// fleet's page token (`PageToken::encode`), on every list.
@@ -490,6 +725,13 @@ pub mod param {
     pub const TIMEOUT: &str = "timeout";
     /// `/flotte/v1/services`: the key prefix to list.
     pub const PREFIX: &str = "prefix";
+    /// A unit's status and journal: the machine to ask (a full machine ID).
+    pub const MACHINE: &str = "machine";
+    /// A unit's journal: how many past lines, whether to follow (`true`/`false`), and the
+    /// format (`JournalOutput`).
+    pub const LINES: &str = "lines";
+    pub const FOLLOW: &str = "follow";
+    pub const OUTPUT: &str = "output";
 }
 
 /// `GET /flotte/v1/changes?since=REV&timeout=SECS`.
@@ -661,6 +903,73 @@ mod tests {
         assert_eq!(
             Resource::Units.item_route("/v1-alpha"),
             "/v1-alpha/units/{name}"
+        );
+    }
+
+    #[test]
+    fn status_and_journal_paths_carry_their_parameters() {
+        assert_eq!(
+            unit_status_path("web@a b.service", None),
+            "/flotte/v1/units/web@a%20b.service/status"
+        );
+        assert_eq!(
+            unit_status_path("web.service", Some("ab")),
+            "/flotte/v1/units/web.service/status?machine=ab"
+        );
+        assert_eq!(
+            unit_journal_path("web.service", &JournalQuery::default()),
+            "/flotte/v1/units/web.service/journal?lines=10&output=short"
+        );
+        let query = JournalQuery {
+            machine: Some("ab".into()),
+            lines: 0,
+            follow: true,
+            output: JournalOutput::Json,
+        };
+        assert_eq!(
+            unit_journal_path("web.service", &query),
+            "/flotte/v1/units/web.service/journal?machine=ab&lines=0&follow=true&output=json"
+        );
+        assert_eq!(unit_status_route(), "/flotte/v1/units/{name}/status");
+        assert_eq!(unit_journal_route(), "/flotte/v1/units/{name}/journal");
+        for o in JournalOutput::ALL {
+            assert_eq!(JournalOutput::parse(o.as_str()), Some(o));
+        }
+        assert_eq!(JournalOutput::parse("verbose"), None);
+    }
+
+    #[test]
+    fn journal_notes_are_journalctl_style_lines_or_json_objects() {
+        let note = JournalNote {
+            flotte: NoteKind::Ended,
+            message: "host-3 left the cluster".into(),
+        };
+        assert_eq!(
+            note.line(JournalOutput::Short),
+            "-- host-3 left the cluster --\n"
+        );
+        assert_eq!(
+            note.line(JournalOutput::Cat),
+            note.line(JournalOutput::Short)
+        );
+        assert_eq!(
+            note.line(JournalOutput::Json),
+            "{\"flotte\":\"ended\",\"message\":\"host-3 left the cluster\"}\n"
+        );
+    }
+
+    #[test]
+    fn a_status_leaves_out_what_systemd_does_not_know() {
+        let status = MachineStatus {
+            machine_id: "ab".into(),
+            active_state: "active".into(),
+            main_pid: 7,
+            memory_bytes: Some(0),
+            ..MachineStatus::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&status).unwrap(),
+            r#"{"machineID":"ab","activeState":"active","mainPID":7,"memoryBytes":0}"#
         );
     }
 

@@ -99,6 +99,54 @@ pub enum ApiError {
     TooLarge(RegistryError),
     #[error(transparent)]
     Registry(RegistryError),
+    #[error("unit `{unit}` is placed on no machine{}: give machine=ID to read a machine's journal of it", reason_shown(.reason))]
+    NotPlaced { unit: UnitName, reason: String },
+    #[error("unit `{unit}` runs on {} machines: give machine=ID, one of {}", .machines.len(), ids_shown(.machines))]
+    AmbiguousMachine {
+        unit: UnitName,
+        machines: Vec<MachineId>,
+    },
+    #[error(
+        "machine {machine} ({hostname}) publishes no API address to forward to: set listen_tcp in its flotted.conf"
+    )]
+    NoPeerAddress {
+        machine: MachineId,
+        hostname: String,
+    },
+    #[error("cannot reach flotted on machine {machine} ({hostname}): {why}")]
+    Peer {
+        machine: MachineId,
+        hostname: String,
+        why: String,
+    },
+    /// The peer's own refusal, passed on with its status.
+    #[error("{hostname}: {message}")]
+    PeerRefused {
+        hostname: String,
+        status: StatusCode,
+        message: String,
+    },
+    #[error(
+        "this is machine {here}, not {asked}: a forwarded request is answered by the machine it names (do two machines publish the same API address?)"
+    )]
+    Misdirected { asked: MachineId, here: MachineId },
+    #[error("{hostname} has no journal to read: {why}")]
+    NoJournal { hostname: String, why: String },
+}
+
+fn reason_shown(reason: &str) -> String {
+    if reason.is_empty() {
+        String::new()
+    } else {
+        format!(" ({reason})")
+    }
+}
+
+fn ids_shown(ids: &[MachineId]) -> String {
+    ids.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What is wrong with one operation of a machines PATCH.
@@ -179,6 +227,12 @@ impl ApiError {
             ApiError::CorruptUnit { .. } | ApiError::Registry(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+            ApiError::NotPlaced { .. } => StatusCode::CONFLICT,
+            ApiError::AmbiguousMachine { .. } => StatusCode::BAD_REQUEST,
+            ApiError::NoPeerAddress { .. } | ApiError::Peer { .. } => StatusCode::BAD_GATEWAY,
+            ApiError::PeerRefused { status, .. } => *status,
+            ApiError::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
+            ApiError::NoJournal { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }

@@ -10,6 +10,8 @@
 //! - `changes`: flotte's change notification; `events`: its event stream; `leader`,
 //!   `services`, `drains`: the engine's leader, announced services, drained machines.
 //! - `ui`: the web page, its assets under `ui/`.
+//! - `status`, `journal`: a unit's status and journal, from this machine or forwarded to the
+//!   unit's (`backend`: what the API answers from, and how it reaches the other machines).
 //! - `request`, `pagination`, `error`: what every handler shares; `decode`: everything checked
 //!   before etcd is read, as pure functions of a request's head and body (fuzzed in `fuzz/`).
 //!
@@ -64,6 +66,17 @@
 //! `/ui/events`) is the web page of the live cluster (`ui`): assets compiled into flotted,
 //! behind the same gate and listeners as the API.
 //!
+//! `GET /flotte/v1/units/NAME/status[?machine=ID]` answers `wire::UnitStatus`: the unit, and
+//! per machine it is placed on (or the one named) what `systemctl status` shows, from that
+//! machine's systemd and journal; a machine that cannot be asked has an entry saying why.
+//! `GET /flotte/v1/units/NAME/journal?machine=ID&lines=N&follow=true&output=short|cat|json`
+//! streams the unit's journal on one machine (its only one when `machine` is left out: a
+//! global unit's needs it, 400; an unplaced unit's is a 409 with the reason) as text lines or
+//! NDJSON, with `wire::JournalNote` lines for journalctl's complaints and for why a followed
+//! journal ended; a machine without a journal is a 503 saying so. The API answers for its own
+//! machine and forwards to the others' flotted (`backend`), marking the request with
+//! `x-flotte-forwarded`; a forwarded request naming another machine is a 421.
+//!
 //! `GET /metrics` serves flotted's Prometheus metrics (`crate::metrics`; OpenMetrics when the
 //! `Accept` header asks for it, Prometheus's text format otherwise), before the agent
 //! registered too. Every other answer is counted in `flotte_api_requests_total` by its declared
@@ -74,12 +87,14 @@
 //! fence themselves (`agent::fence`). While the agent's renewals fail, every gated request is a
 //! 503 saying that etcd is unreachable from here.
 
+mod backend;
 mod changes;
 pub mod decode;
 mod discovery_doc;
 mod drains;
 mod error;
 mod events;
+mod journal;
 mod leader;
 mod machines;
 mod pagination;
@@ -88,10 +103,12 @@ mod routes;
 mod server;
 mod services;
 mod states;
+mod status;
 mod tls;
 mod ui;
 mod units;
 
+pub use backend::{Backend, LocalMachine};
 pub use error::{ApiError, PatchProblem};
 pub use routes::Gate;
 pub use server::{ApiSettings, Listeners, ServeError, serve};

@@ -14,9 +14,11 @@ use tokio_util::sync::CancellationToken;
 use crate::registry::{Contact, Registry};
 use crate::wire::{self, FLEET_PREFIXES, Resource};
 
+use super::backend::{LocalMachine, Peers};
 use super::request::check_host;
 use super::{
-    ApiError, changes, discovery_doc, drains, events, leader, machines, services, states, ui, units,
+    ApiError, changes, discovery_doc, drains, events, journal, leader, machines, services, states,
+    status, ui, units,
 };
 
 /// What handlers share. Cheap to clone.
@@ -29,6 +31,10 @@ pub struct Api {
     /// The unit and state lists last built, for the next pages of the same listing.
     pub unit_list: super::pagination::ListCache<crate::wire::Unit>,
     pub state_list: super::pagination::ListCache<crate::wire::UnitState>,
+    /// This machine, whose units' status and journal this API reads itself.
+    pub local: Option<LocalMachine>,
+    /// How to forward status and journal requests to the other machines' APIs.
+    pub peers: Peers,
 }
 
 /// What the gate knows of this machine: whether its agent is registered and, in flotted,
@@ -114,6 +120,14 @@ pub fn router(api: Api, registered: impl Into<Gate>) -> Router {
     router
         .route(wire::CHANGES, get(changes::wait).fallback(refuse(ONLY_GET)))
         .route(wire::EVENTS, get(events::stream).fallback(refuse(ONLY_GET)))
+        .route(
+            &wire::unit_status_route(),
+            get(status::get).fallback(refuse(ONLY_GET)),
+        )
+        .route(
+            &wire::unit_journal_route(),
+            get(journal::get).fallback(refuse(ONLY_GET)),
+        )
         .route(
             &wire::drain_route(),
             put(drains::put)

@@ -19,9 +19,8 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::registry::Registry;
-
 use super::TlsFiles;
+use super::backend::{Backend, Peers};
 use super::routes::{Api, Gate, router, unavailable};
 use super::tls;
 
@@ -56,6 +55,7 @@ pub struct Listeners {
     unix: UnixListener,
     tcp: Vec<TcpListener>,
     tls: Option<TlsAcceptor>,
+    peers: Peers,
 }
 
 /// A TLS handshake that takes longer than this is dropped, so that a silent client cannot
@@ -86,6 +86,7 @@ impl Listeners {
             unix,
             tcp,
             tls,
+            peers: Peers::new(settings.tls.as_ref()),
         })
     }
 
@@ -128,43 +129,48 @@ fn bind_socket(path: &Path) -> Result<UnixListener, ServeError> {
     Ok(listener)
 }
 
-/// Serves the API on `listeners` until `shutdown`, answering 503 until `registry` (flotted's
-/// connection to etcd) is there and then while `registered` is false. On shutdown it stops
+/// Serves the API on `listeners` until `shutdown`, answering 503 until `backend` (flotted's
+/// connection to etcd, and its machine's systemd; a bare `Registry` for an API that runs no
+/// agent) is there and then while `registered` is false. On shutdown it stops
 /// accepting, lets open connections finish their requests (long polls return at once), and
 /// removes the socket.
-pub async fn serve(
+pub async fn serve<B: Into<Backend>>(
     listeners: Listeners,
-    registry: impl Future<Output = Option<Registry>>,
+    backend: impl Future<Output = Option<B>>,
     registered: impl Into<Gate>,
     shutdown: CancellationToken,
 ) {
     let registered: Gate = registered.into();
+    let Listeners {
+        socket,
+        unix,
+        tcp,
+        tls,
+        peers,
+    } = listeners;
     let (current, routes) = watch::channel(unavailable());
     // Requests arriving while etcd is still out of reach get a 503 at once, rather than
     // waiting in the listen backlog; each new connection takes the routes current then.
     let install = async {
-        let registry = tokio::select! {
-            registry = registry => registry,
+        let backend = tokio::select! {
+            backend = backend => backend,
             _ = shutdown.cancelled() => None,
         };
-        if let Some(registry) = registry {
+        if let Some(backend) = backend {
+            let Backend { registry, local } = backend.into();
             let api = Api {
                 changes: registry.watch_changes(),
                 registry,
                 shutdown: shutdown.clone(),
                 unit_list: Default::default(),
                 state_list: Default::default(),
+                local,
+                peers,
             };
             let _unavailable = current.send_replace(router(api, registered));
         }
     };
     let graceful = GracefulShutdown::new();
-    let Listeners {
-        socket,
-        unix,
-        tcp,
-        tls,
-    } = listeners;
     tracing::info!(socket = %socket.display(), tcp = ?tcp.iter().filter_map(|l| l.local_addr().ok()).collect::<Vec<_>>(), tls = tls.is_some(), "API listening");
     // The accept loops borrow `graceful` to hand each connection a watcher; they end only
     // at shutdown.

@@ -1,5 +1,6 @@
-//! flottectl's HTTP client of flotted's API: fleet v1 under `/fleet/v1` and flotte's
-//! long-poll under `/flotte/v1`, over a unix socket, TCP or TLS, with the paths and query
+//! flottectl's HTTP client of flotted's API (also flotted's, forwarding a status or journal
+//! request to another machine): fleet v1 under `/fleet/v1` and flotte's additions under
+//! `/flotte/v1`, over a unix socket, TCP or TLS, with the paths and query
 //! parameters `wire` builds. Answers about units come back as `view`'s typed values. Every
 //! request opens its own connection: a CLI makes few requests, and a fresh connection never
 //! meets one the server closed meanwhile.
@@ -92,6 +93,9 @@ pub struct Client {
     endpoint: String,
     transport: Transport,
     timeout: Duration,
+    /// A flotted forwarding a status or journal request to the machine that answers it
+    /// (`wire::FORWARDED_HEADER`).
+    forwarded: bool,
 }
 
 /// A request's answer: its status and body, read whole.
@@ -118,7 +122,15 @@ impl Client {
             endpoint: settings.endpoint.to_string(),
             transport,
             timeout: settings.request_timeout,
+            forwarded: false,
         })
+    }
+
+    /// Marks every request as forwarded by a flotted (`wire::FORWARDED_HEADER`): the server
+    /// answers for its own machine, or refuses, and never forwards it again.
+    pub fn forwarded(mut self) -> Client {
+        self.forwarded = true;
+        self
     }
 
     pub fn endpoint(&self) -> &str {
@@ -346,6 +358,58 @@ impl Client {
         }
     }
 
+    /// A unit's status on the machines it is placed on (`machine` alone when given).
+    pub async fn unit_status(
+        &self,
+        name: &UnitName,
+        machine: Option<&str>,
+    ) -> Result<wire::UnitStatus, ClientError> {
+        let path = wire::unit_status_path(name.as_str(), machine);
+        let answer = self.call(Method::GET, &path, None, Duration::ZERO).await?;
+        if answer.status != StatusCode::OK {
+            return Err(api_error(Method::GET, &path, &answer));
+        }
+        decode(Method::GET, &path, &answer.body)
+    }
+
+    /// A unit's journal as the API sends it: open once this returns (connecting and the
+    /// answer's head bounded by the request timeout), its body read with `Journal::next`.
+    pub async fn journal(
+        &self,
+        name: &UnitName,
+        query: &wire::JournalQuery,
+    ) -> Result<Journal, ClientError> {
+        let path = wire::unit_journal_path(name.as_str(), query);
+        let opened = async {
+            let response = self.open(Method::GET, &path, None).await?;
+            let status = response.status();
+            if status != StatusCode::OK {
+                let body = response
+                    .into_body()
+                    .collect()
+                    .await
+                    .map_err(|source| self.http_error(&Method::GET, &path, source))?
+                    .to_bytes();
+                return Err(api_error(Method::GET, &path, &Answer { status, body }));
+            }
+            Ok(response.into_body())
+        };
+        match tokio::time::timeout(self.timeout, opened).await {
+            Ok(Ok(body)) => Ok(Journal {
+                body,
+                path,
+                endpoint: self.endpoint.clone(),
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ClientError::Timeout {
+                endpoint: self.endpoint.clone(),
+                method: Method::GET,
+                path,
+                after: self.timeout,
+            }),
+        }
+    }
+
     /// Follows the cluster's events after `since` (from now without it): the stream is open
     /// once this returns, its `started` line read. Connecting and the answer's head are bounded
     /// by the request timeout; the events come as they happen.
@@ -464,6 +528,9 @@ impl Client {
         if body.is_some() {
             request = request.header(hyper::header::CONTENT_TYPE, "application/json");
         }
+        if self.forwarded {
+            request = request.header(wire::FORWARDED_HEADER, "1");
+        }
         let request = request
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| ClientError::Decode {
@@ -517,6 +584,39 @@ impl EventReader {
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
                         self.buffer.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An open journal (`Client::journal`): its body as it comes.
+pub struct Journal {
+    body: Incoming,
+    path: String,
+    endpoint: String,
+}
+
+impl Journal {
+    /// The next piece of the body (whole lines or not); `None` once the server ended it.
+    pub async fn next(&mut self) -> Result<Option<Bytes>, ClientError> {
+        loop {
+            match self.body.frame().await {
+                None => return Ok(None),
+                Some(Err(source)) => {
+                    return Err(ClientError::Http {
+                        endpoint: self.endpoint.clone(),
+                        method: Method::GET,
+                        path: self.path.clone(),
+                        source,
+                    });
+                }
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data()
+                        && !data.is_empty()
+                    {
+                        return Ok(Some(data));
                     }
                 }
             }

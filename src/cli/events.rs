@@ -27,20 +27,20 @@ pub struct EventsArgs {
 }
 
 /// SIGINT and SIGTERM: the user is done following.
-struct Interrupt {
+pub(super) struct Interrupt {
     term: Signal,
     interrupt: Signal,
 }
 
 impl Interrupt {
-    fn new() -> Result<Interrupt, CliError> {
+    pub(super) fn new() -> Result<Interrupt, CliError> {
         Ok(Interrupt {
             term: signal(SignalKind::terminate()).map_err(CliError::Signals)?,
             interrupt: signal(SignalKind::interrupt()).map_err(CliError::Signals)?,
         })
     }
 
-    async fn recv(&mut self) {
+    pub(super) async fn recv(&mut self) {
         tokio::select! {
             _ = self.term.recv() => {}
             _ = self.interrupt.recv() => {}

@@ -15,14 +15,16 @@ pub(crate) mod endpoint;
 mod etcd;
 mod events;
 pub(crate) mod fields;
+mod journal;
 mod list;
 mod many;
 pub(crate) mod resolve;
 mod services;
+mod status;
 mod submit;
 // Also the quick start's status table.
 pub(crate) mod table;
-mod tls;
+pub(crate) mod tls;
 mod transition;
 mod unit_files;
 pub(crate) mod view;
@@ -41,8 +43,10 @@ use client::{Client, ClientError, ClientSettings};
 use endpoint::Endpoint;
 pub use events::EventsArgs;
 use fields::{Detail, Fields, Legend, MachineField, UnitField, UnitFileField};
+pub use journal::JournalArgs;
 use resolve::{ResolveError, UnitArg};
 pub use services::ServicesArgs;
+pub use status::StatusArgs;
 use tls::TlsFiles;
 use wait::{Budget, WaitError};
 
@@ -143,6 +147,10 @@ pub enum Command {
     ListUnitFiles(ListUnitFilesArgs),
     /// List the machines of the cluster
     ListMachines(ListMachinesArgs),
+    /// Show units as `systemctl status` does, from the machines they run on
+    Status(StatusArgs),
+    /// Show a unit's journal on the machine it runs on, or follow it
+    Journal(JournalArgs),
     /// Follow the cluster's events (units submitted, placed, started..., machines, leader)
     Events(EventsArgs),
     /// Move every non-global unit off a machine and keep new ones away until `undrain`
@@ -377,6 +385,13 @@ pub enum CliError {
     },
     #[error("the event stream of {0} broke off without an end line (flotted went away?)")]
     EventsCut(String),
+    #[error("{unit} runs on {} machines: give one as MACHINE:{unit}, MACHINE one of {}", .machines.len(), .machines.join(", "))]
+    NeedsMachine {
+        unit: UnitName,
+        machines: Vec<String>,
+    },
+    #[error("the journal from {endpoint} broke off: {why}")]
+    JournalCut { endpoint: String, why: String },
     #[error("cannot write the output: {0}")]
     Output(#[from] io::Error),
     #[error("cannot start flottectl's async runtime: {0}")]
@@ -446,6 +461,8 @@ pub async fn run_async(cli: Cli, console: &mut Console<'_>) -> Result<ExitCode, 
         Command::ListUnitFiles(args) => list::unit_files(&client()?, console, args).await?,
         Command::ListMachines(args) => list::machines(&client()?, console, args).await?,
         Command::Events(args) => events::run(&client()?, console, args).await?,
+        Command::Status(args) => status::run(&client()?, console, args).await?,
+        Command::Journal(args) => journal::run(&client()?, console, args).await?,
         Command::Announce(args) => announce::run(console, args).await?,
         Command::Services(args) => services::run(console, args).await?,
     }

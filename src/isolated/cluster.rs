@@ -166,10 +166,20 @@ impl Cluster {
                 "units_directory=/run/flotte/units".to_owned(),
                 format!("listen={}", socket.display()),
             ];
+            // Each API on its host's own address too (the given port, or any), published in
+            // the machine record, so that one flotted reaches another's (status and journal of
+            // a unit running there, the fence's questions to its peers).
+            // Only a fixed port is known before flotted binds it (the record's `tcp`).
             let tcp = h
                 .api_port
                 .map(|port| std::net::SocketAddr::from((spec.host_ip(i), port)));
-            lines.extend(tcp.map(|addr| format!("listen_tcp={addr}")));
+            match tcp {
+                Some(addr) => lines.push(format!("listen_tcp={addr}")),
+                None if !spec.settings.iter().any(|(k, _)| k == "listen_tcp") => {
+                    lines.push(format!("listen_tcp={}:0", spec.host_ip(i)));
+                }
+                None => {}
+            }
             lines.extend(spec.settings.iter().map(|(k, v)| format!("{k}={v}")));
             fs::write(&config, lines.join("\n") + "\n")
                 .map_err(|e| IsolatedError::io("writing flotted.conf", e))?;

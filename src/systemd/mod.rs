@@ -6,6 +6,7 @@
 //! (D-Bus) and, for the scale benchmark only, by `isolated::SimulatedSystemd`.
 
 mod label;
+mod properties;
 mod status;
 
 use std::fmt;
@@ -22,6 +23,7 @@ use zbus_systemd::systemd1::ManagerProxy;
 use zbus_systemd::zbus;
 
 use crate::unit::UnitName;
+pub use properties::{ServiceProperties, Timestamps, UnitProperties};
 pub use status::{ActiveState, LoadState, UnitStatus};
 
 /// Which systemd manager to drive.

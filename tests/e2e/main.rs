@@ -12,6 +12,7 @@ mod quickstart;
 mod registry;
 mod runtime;
 mod start_again;
+mod status;
 mod support;
 mod system_containers;
 mod systemd_adapter;

@@ -254,7 +254,7 @@ async fn metrics_are_served_while_etcd_is_still_out_of_reach() {
     // No registry ever comes: every other request is a 503.
     let served = tokio::spawn(flotte::api::serve(
         listeners,
-        std::future::pending(),
+        std::future::pending::<Option<flotte::registry::Registry>>(),
         ready,
         shutdown.clone(),
     ));

@@ -52,6 +52,18 @@ pub async fn cluster_with(
     settings: &[(&str, &str)],
     etcd_access: EtcdAccess,
 ) -> TestCluster {
+    cluster_at(test, hosts, settings, etcd_access, unique_first_ip()).await
+}
+
+/// Like `cluster`, with host-1's address given (`unique_first_ip`), for settings that name
+/// the hosts' addresses (certificates).
+pub async fn cluster_at(
+    test: &str,
+    hosts: &[(&str, &str)],
+    settings: &[(&str, &str)],
+    etcd_access: EtcdAccess,
+    first_ip: Ipv4Addr,
+) -> TestCluster {
     let hosts = hosts
         .iter()
         .map(|(n, m)| HostSpec {
@@ -60,7 +72,7 @@ pub async fn cluster_with(
             api_port: None,
         })
         .collect();
-    cluster_of(test, hosts, settings, etcd_access).await
+    cluster_of_at(test, hosts, settings, etcd_access, first_ip).await
 }
 
 /// Starts a cluster of these hosts.
@@ -69,6 +81,16 @@ pub async fn cluster_of(
     hosts: Vec<HostSpec>,
     settings: &[(&str, &str)],
     etcd_access: EtcdAccess,
+) -> TestCluster {
+    cluster_of_at(test, hosts, settings, etcd_access, unique_first_ip()).await
+}
+
+async fn cluster_of_at(
+    test: &str,
+    hosts: Vec<HostSpec>,
+    settings: &[(&str, &str)],
+    etcd_access: EtcdAccess,
+    first_ip: Ipv4Addr,
 ) -> TestCluster {
     let dir = tempfile::Builder::new()
         .prefix(&format!("flotte-{test}-"))
@@ -84,7 +106,7 @@ pub async fn cluster_of(
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         etcd_access,
-        first_ip: unique_first_ip(),
+        first_ip,
     };
     let cluster = Cluster::start(spec).await.expect("test cluster starts");
     let registry = cluster.registry().await.unwrap();
