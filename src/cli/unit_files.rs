@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::unit::{MAX_FILE_SIZE, Requirements, UnitFile, UnitName};
+use crate::unit::{MAX_FILE_SIZE, Requirements, ServiceDeclaration, UnitFile, UnitName};
 
 /// A problem or a warning, and the line it is on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -42,6 +42,8 @@ pub struct Examined {
     pub file: Option<UnitFile>,
     /// Present when the file parsed and a unit name was given to check it under.
     pub requirements: Option<Requirements>,
+    /// The `[X-Flotte-Service]` section, when the file has a valid one.
+    pub service: Option<ServiceDeclaration>,
     pub warnings: Vec<Finding>,
     pub errors: Vec<Finding>,
 }
@@ -83,6 +85,12 @@ pub fn examine(path: &Path, name: Option<&UnitName>) -> Examined {
                         .map(|e| Finding::new(e.option.and_then(line), e.message)),
                 );
             }
+        }
+        match ServiceDeclaration::from_unit(name, &parsed.file) {
+            Ok(service) => examined.service = service,
+            Err(errors) => examined.errors.extend(
+                (errors.into_iter()).map(|e| Finding::new(e.option.and_then(line), e.message)),
+            ),
         }
     }
     examined.file = Some(parsed.file);
