@@ -150,6 +150,7 @@ pub async fn serve(
         if let Some(registry) = registry {
             let api = Api {
                 changes: registry.watch_changes(),
+                catalog: crate::catalog::follow(&registry),
                 registry,
                 shutdown: shutdown.clone(),
                 unit_list: Default::default(),
