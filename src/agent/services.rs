@@ -182,6 +182,9 @@ pub fn diff(
     changes
 }
 
+/// One check's outcome: which instance, and whether it passed.
+type CheckResult = (InstanceId, bool);
+
 /// A running check: what it checks, so that a changed declaration restarts it.
 struct Checker {
     what: (Check, u16, Duration),
@@ -201,9 +204,10 @@ struct Task {
     declarations: HashMap<(UnitName, UnitHash), Option<ServiceDeclaration>>,
     health: BTreeMap<InstanceId, HealthState>,
     checkers: BTreeMap<InstanceId, Checker>,
+    /// Check results, as (instance, passed): senders go to the check tasks.
     results: (
-        mpsc::UnboundedSender<(InstanceId, bool)>,
-        mpsc::UnboundedReceiver<(InstanceId, bool)>,
+        mpsc::UnboundedSender<CheckResult>,
+        mpsc::UnboundedReceiver<CheckResult>,
     ),
     written: BTreeMap<InstanceId, InstanceRecord>,
     written_lease: Option<Lease>,
@@ -375,7 +379,7 @@ async fn check_loop(
     id: InstanceId,
     address: String,
     (check, _, interval): (Check, u16, Duration),
-    results: mpsc::UnboundedSender<(InstanceId, bool)>,
+    results: mpsc::UnboundedSender<CheckResult>,
 ) {
     let timeout = interval.min(CHECK_TIMEOUT);
     let mut ticks = tokio::time::interval(interval);

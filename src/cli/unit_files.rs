@@ -196,6 +196,32 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_service_section_is_reported_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("web@.service");
+        std::fs::write(
+            &path,
+            "[Service]\nExecStart=/bin/true\n[X-Flotte-Service]\nName=web\nPort=99999\n",
+        )
+        .unwrap();
+        let e = load(&path, &name("web@.service")).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "{}:5: Port: `99999` is not a port number (1 to 65535)",
+                path.display()
+            )
+        );
+        std::fs::write(
+            &path,
+            "[Service]\nExecStart=/bin/true\n[X-Flotte-Service]\nName=web\nPort=80%i\n",
+        )
+        .unwrap();
+        let examined = examine(&path, Some(&name("web@3.service")));
+        assert_eq!(examined.service.map(|s| s.port), Some(803));
+    }
+
+    #[test]
     fn a_parse_error_names_the_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.service");
