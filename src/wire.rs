@@ -655,6 +655,77 @@ pub struct Service {
     pub hostname: String,
 }
 
+/// flotte: the declared services (`[X-Flotte-Service]`) with their instance counts
+/// (`GET /flotte/v1/catalog`), and one service's instances with their health
+/// (`GET /flotte/v1/catalog/NAME`); both take `?index=REVISION&wait=30s`, a blocking query.
+/// Apart from `SERVICES`, whose answer is the announced keys (`flottectl announce`).
+pub const CATALOG: &str = "/flotte/v1/catalog";
+/// The longest a blocking query on the catalog waits.
+pub const CATALOG_MAX_WAIT: Duration = Duration::from_secs(300);
+
+/// One service's path in the catalog: `/flotte/v1/catalog/NAME`.
+pub fn catalog_path(name: &str) -> String {
+    format!("{CATALOG}/{}", encode(name, PATH_SAFE))
+}
+
+/// The server's route of one service: the name is captured as `{name}`.
+pub fn catalog_route() -> String {
+    format!("{CATALOG}/{{name}}")
+}
+
+/// A blocking query's parameters: answer once the index moved past `index`, waiting at
+/// most `wait` (Consul's `?index=&wait=`).
+pub fn blocking_query(path: &str, index: i64, wait: Duration) -> String {
+    with_query(
+        path,
+        &[
+            (param::INDEX, index.to_string()),
+            (param::WAIT, format!("{}ms", wait.as_millis())),
+        ],
+    )
+}
+
+/// The answer of `GET /flotte/v1/catalog`, sorted by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Catalog {
+    /// The etcd revision this answer is up to date with: the next blocking query's `index`.
+    pub index: i64,
+    pub services: Vec<CatalogService>,
+}
+
+/// A declared service and how many instances it has.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogService {
+    pub name: String,
+    pub instances: usize,
+    pub healthy: usize,
+}
+
+/// The answer of `GET /flotte/v1/catalog/NAME`: every instance, healthy or not (an unknown
+/// name has none).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceInstances {
+    pub name: String,
+    /// The revision this service's instances last changed at: the next blocking query's
+    /// `index`.
+    pub index: i64,
+    pub instances: Vec<Instance>,
+}
+
+/// One running instance of a declared service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    pub machine: MachineId,
+    pub hostname: String,
+    pub address: String,
+    pub port: u16,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    pub unit: UnitName,
+    /// `passing`, `unknown` (not checked yet) or `critical` (failed its check twice in a row).
+    pub health: String,
+}
+
 /// flotte's drains: `PUT` a machine's item to drain it, `DELETE` it to undrain.
 pub const DRAINS: &str = "/flotte/v1/drains";
 
@@ -732,6 +803,10 @@ pub mod param {
     pub const LINES: &str = "lines";
     pub const FOLLOW: &str = "follow";
     pub const OUTPUT: &str = "output";
+    /// `/flotte/v1/catalog[/NAME]`: a blocking query's index (an etcd revision) and longest
+    /// wait (`30s`, `500ms`, `5m`).
+    pub const INDEX: &str = "index";
+    pub const WAIT: &str = "wait";
 }
 
 /// `GET /flotte/v1/changes?since=REV&timeout=SECS`.

@@ -10,6 +10,7 @@ mod machine_env;
 mod plan;
 mod register;
 mod report;
+mod services;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -283,6 +284,8 @@ struct Agent<M> {
     /// The state records as last written to etcd.
     published: BTreeMap<UnitName, UnitStateRecord>,
     contents: HashMap<UnitHash, UnitFile>,
+    /// Registers the declared services of the units published running (`services`).
+    services: services::Services,
 }
 
 impl<M: UnitManager> Agent<M> {
@@ -294,7 +297,13 @@ impl<M: UnitManager> Agent<M> {
         lease: Lease,
         keep: KeepAlive,
     ) -> Self {
+        let host = services::Host {
+            machine: config.machine_id.clone(),
+            hostname: config.hostname.clone(),
+            address: config.public_ip.clone(),
+        };
         Self {
+            services: services::Services::spawn(registry.clone(), host),
             registry,
             systemd,
             config,
@@ -423,6 +432,7 @@ impl<M: UnitManager> Agent<M> {
         self.converge().await;
         let t = std::time::Instant::now();
         self.publish().await;
+        self.services.offer(self.lease, &self.published);
         tracing::trace!(took = ?t.elapsed(), "published");
     }
 

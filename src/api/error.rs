@@ -64,6 +64,15 @@ pub enum ApiError {
         name: UnitName,
         messages: Vec<String>,
     },
+    #[error("invalid [X-Flotte-Service] options of unit `{name}`: {}", .messages.join("; "))]
+    InvalidService {
+        name: UnitName,
+        messages: Vec<String>,
+    },
+    #[error("invalid service name in the path: {0}")]
+    BadServiceName(crate::unit::ServiceNameError),
+    #[error("this machine has not listed the service catalog from etcd yet; retry in a moment")]
+    CatalogNotListed,
     #[error("metadata operation {index}: {problem}")]
     InvalidPatch { index: usize, problem: PatchProblem },
     #[error("unit `{0}` does not exist")]
@@ -194,7 +203,7 @@ impl From<RegistryError> for ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::NotRegistered | ApiError::EtcdUnreachable(_) => {
+            ApiError::NotRegistered | ApiError::EtcdUnreachable(_) | ApiError::CatalogNotListed => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::NoRoute(_)
@@ -216,6 +225,8 @@ impl ApiError {
             | ApiError::TemplateState { .. }
             | ApiError::InvalidOptions { .. }
             | ApiError::InvalidRequirements { .. }
+            | ApiError::InvalidService { .. }
+            | ApiError::BadServiceName(_)
             | ApiError::InvalidPatch { .. }
             | ApiError::FutureRevision(_)
             | ApiError::BadMachine(_) => StatusCode::BAD_REQUEST,

@@ -7,6 +7,7 @@
 //! - `server`: the listeners (unix socket, TCP, optional TLS) and the connection loop.
 //! - `routes`: the path table and the gate that answers 503 until the agent registered.
 //! - `machines`, `units`, `states`, `discovery_doc`: fleet v1's resources, one file each.
+//! - `catalog`: the declared services and their instances (blocking queries);
 //! - `changes`: flotte's change notification; `events`: its event stream; `leader`,
 //!   `services`, `drains`: the engine's leader, announced services, drained machines.
 //! - `ui`: the web page, its assets under `ui/`.
@@ -62,6 +63,17 @@
 //! announced under a prefix (`flottectl announce`): `{"services":[{"key","value","ttl"
 //! (seconds left of its lease),"machine","unit","hostname" (who announced it)}]}`.
 //!
+//! The declared services (`[X-Flotte-Service]`, registered by the agents) have a path of their
+//! own, so that `/flotte/v1/services` keeps its answer: `GET /flotte/v1/catalog` answers
+//! `{"index":REV,"services":[{"name","instances","healthy"}]}` and `GET
+//! /flotte/v1/catalog/NAME` `{"name","index","instances":[{"machine","hostname","address",
+//! "port","tags","unit","health"}]}` (`health`: `passing`, `unknown` before the first check,
+//! `critical` after two failed checks in a row; an unknown name has no instances). Both are
+//! answered from one watch of the instances per flotted (`catalog`), and both are blocking
+//! queries with `?index=REV[&wait=30s]`, as Consul's: the answer comes once the index (the
+//! revision the catalog, or that one service, last changed at) moved past `REV`, else after
+//! `wait` (default 30 s, at most 5 min) with the unchanged index.
+//!
 //! `GET /ui/` (and `/ui/machines`, `/ui/units`, `/ui/units/NAME`, `/ui/services`,
 //! `/ui/events`) is the web page of the live cluster (`ui`): assets compiled into flotted,
 //! behind the same gate and listeners as the API.
@@ -88,6 +100,7 @@
 //! 503 saying that etcd is unreachable from here.
 
 mod backend;
+mod catalog;
 mod changes;
 pub mod decode;
 mod discovery_doc;

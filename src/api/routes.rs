@@ -17,8 +17,8 @@ use crate::wire::{self, FLEET_PREFIXES, Resource};
 use super::backend::{LocalMachine, Peers};
 use super::request::check_host;
 use super::{
-    ApiError, changes, discovery_doc, drains, events, journal, leader, machines, services, states,
-    status, ui, units,
+    ApiError, catalog, changes, discovery_doc, drains, events, journal, leader, machines, services,
+    states, status, ui, units,
 };
 
 /// What handlers share. Cheap to clone.
@@ -27,6 +27,8 @@ pub struct Api {
     pub registry: Registry,
     /// The latest revision of a unit-related change (`Registry::watch_changes`).
     pub changes: watch::Receiver<i64>,
+    /// The declared services' instances, followed through one watch (`catalog::follow`).
+    pub catalog: watch::Receiver<std::sync::Arc<crate::catalog::View>>,
     pub shutdown: CancellationToken,
     /// The unit and state lists last built, for the next pages of the same listing.
     pub unit_list: super::pagination::ListCache<crate::wire::Unit>,
@@ -138,6 +140,11 @@ pub fn router(api: Api, registered: impl Into<Gate>) -> Router {
         .route(
             wire::SERVICES,
             get(services::list).fallback(refuse(ONLY_GET)),
+        )
+        .route(wire::CATALOG, get(catalog::list).fallback(refuse(ONLY_GET)))
+        .route(
+            &wire::catalog_route(),
+            get(catalog::get).fallback(refuse(ONLY_GET)),
         )
         .merge(ui::routes())
         .route("/", any(refuse(NO_METHOD)))

@@ -160,6 +160,7 @@ pub async fn serve<B: Into<Backend>>(
             let Backend { registry, local } = backend.into();
             let api = Api {
                 changes: registry.watch_changes(),
+                catalog: crate::catalog::follow(&registry),
                 registry,
                 shutdown: shutdown.clone(),
                 unit_list: Default::default(),

@@ -12,7 +12,10 @@ use futures_util::future::join_all;
 
 use crate::machine::MachineId;
 use crate::registry::{PlacementRecord, UnitRecord, UnitStateRecord};
-use crate::unit::{DesiredState, Requirements, Target, UnitFile, UnitHash, UnitName, UnitOption};
+use crate::unit::{
+    DesiredState, Requirements, ServiceDeclaration, Target, UnitFile, UnitHash, UnitName,
+    UnitOption,
+};
 use crate::wire;
 
 use super::ApiError;
@@ -100,6 +103,10 @@ pub fn parse_put(path: &str, body: wire::Unit) -> Result<PutRequest, ApiError> {
         Requirements::from_unit(&name, &file).map_err(|errors| ApiError::InvalidRequirements {
             name: name.clone(),
             messages: errors.errors.into_iter().map(|e| e.message).collect(),
+        })?;
+        ServiceDeclaration::from_unit(&name, &file).map_err(|errors| ApiError::InvalidService {
+            name: name.clone(),
+            messages: errors.into_iter().map(|e| e.message).collect(),
         })?;
         Some(file)
     };

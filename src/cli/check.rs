@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::unit_files::{Finding, examine};
 use super::{OutputFormat, exit};
-use crate::unit::{Requirements, UnitFile, UnitHash, UnitName, UnitOption};
+use crate::unit::{Requirements, ServiceDeclaration, UnitFile, UnitHash, UnitName, UnitOption};
 
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
@@ -34,6 +34,8 @@ struct Report {
     options: Option<Vec<UnitOption>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     requirements: Option<Requirements>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service: Option<ServiceDeclaration>,
     warnings: Vec<Finding>,
     errors: Vec<Finding>,
 }
@@ -97,6 +99,7 @@ fn check_file(path: &Path) -> Report {
         hash: examined.file.as_ref().map(UnitFile::hash),
         options: examined.file.map(UnitFile::into_options),
         requirements: examined.requirements,
+        service: examined.service,
         warnings: examined.warnings,
         errors,
     }

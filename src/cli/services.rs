@@ -1,5 +1,7 @@
 //! `services [PREFIX]`: what is announced under a prefix, as a table or JSON; with `--watch`,
-//! one line per change until interrupted. Reads etcd directly, as `announce` writes it.
+//! one line per change until interrupted. Reads etcd directly, as `announce` writes it. As
+//! text, the declared services' instances (`[X-Flotte-Service]`, registered by the agents)
+//! follow in a table of their own; with `--declared`, only they are shown (also as JSON).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,7 +15,7 @@ use super::fields::{self, Fields, ServiceField, one_line};
 use super::{CliError, Console, ListArgs, OutputFormat};
 use crate::backoff::Backoff;
 use crate::discovery;
-use crate::registry::{Registry, Update};
+use crate::registry::{InstanceRecord, Registry, Update};
 
 #[derive(Debug, Clone, Args)]
 pub struct ServicesArgs {
@@ -29,6 +31,9 @@ pub struct ServicesArgs {
     /// again, or `delete KEY`) until interrupted; with --output json, one object per line
     #[arg(long)]
     pub watch: bool,
+    /// Show only the declared services' instances (`[X-Flotte-Service]`), with their health
+    #[arg(long, conflicts_with = "watch")]
+    pub declared: bool,
     #[command(flatten)]
     pub etcd: EtcdArgs,
 }
@@ -47,6 +52,21 @@ pub(super) async fn run(console: &mut Console<'_>, args: &ServicesArgs) -> Resul
     if args.watch {
         return watch(console, &registry, args).await;
     }
+    let (instances, _) = registry.instances_at().await?;
+    let instances: Vec<InstanceRecord> = instances.into_iter().map(|(_, r)| r).collect();
+    if args.declared {
+        let text = match args.list.output {
+            OutputFormat::Text => instance_table(&instances, args.list.detail()),
+            OutputFormat::Json => {
+                let mut json = serde_json::to_string_pretty(&instances)
+                    .expect("instance records always serialize");
+                json.push('\n');
+                json
+            }
+        };
+        console.out.write_all(text.as_bytes())?;
+        return Ok(());
+    }
     let services = discovery::services(&registry, &args.prefix).await?;
     let listing = fields::services(&args.fields, &services, args.list.detail());
     let text = match args.list.output {
@@ -54,7 +74,41 @@ pub(super) async fn run(console: &mut Console<'_>, args: &ServicesArgs) -> Resul
         OutputFormat::Json => listing.to_json(),
     };
     console.out.write_all(text.as_bytes())?;
+    if args.list.output == OutputFormat::Text && !instances.is_empty() {
+        writeln!(console.out)?;
+        console
+            .out
+            .write_all(instance_table(&instances, args.list.detail()).as_bytes())?;
+    }
     Ok(())
+}
+
+/// The declared services' instances as a table, in etcd's order (service, machine, unit).
+pub fn instance_table(instances: &[InstanceRecord], detail: fields::Detail) -> String {
+    let mut rows = vec![
+        [
+            "SERVICE", "ADDRESS", "HEALTH", "MACHINE", "HOSTNAME", "UNIT", "TAGS",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    ];
+    for r in instances {
+        let tags: Vec<&str> = r.tags.iter().map(|t| t.as_str()).collect();
+        rows.push(vec![
+            r.service.to_string(),
+            format!("{}:{}", r.address, r.port),
+            r.health.as_str().to_owned(),
+            fields::machine_id(r.machine.as_str(), detail),
+            one_line(&r.hostname),
+            r.unit.to_string(),
+            if tags.is_empty() {
+                "-".to_owned()
+            } else {
+                tags.join(",")
+            },
+        ]);
+    }
+    super::table::render(&rows)
 }
 
 /// Follows the prefix until SIGINT or SIGTERM. A failed watch is resumed with backoff where it
@@ -172,6 +226,36 @@ impl Mirror {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instances_are_a_table_of_their_own_with_health() {
+        use crate::machine::MachineId;
+        use crate::registry::Health;
+        use crate::unit::{ServiceName, UnitName};
+        let record = |n: u8, health, tags: &[&str]| InstanceRecord {
+            service: ServiceName::new("web").unwrap(),
+            machine: MachineId::new(&char::from(b'a' + n).to_string().repeat(32)).unwrap(),
+            hostname: format!("host-{n}"),
+            address: format!("127.0.1.{n}"),
+            port: 8000 + u16::from(n),
+            tags: tags.iter().map(|t| ServiceName::new(t).unwrap()).collect(),
+            unit: UnitName::new(&format!("web@{n}.service")).unwrap(),
+            health,
+        };
+        let table = instance_table(
+            &[
+                record(1, Health::Passing, &["v2", "blue"]),
+                record(2, Health::Critical, &[]),
+            ],
+            fields::Detail::Short,
+        );
+        assert_eq!(
+            table,
+            "SERVICE\tADDRESS\t\tHEALTH\t\tMACHINE\t\tHOSTNAME\tUNIT\t\tTAGS\n\
+             web\t127.0.1.1:8001\tpassing\t\tbbbbbbbb...\thost-1\t\tweb@1.service\tv2,blue\n\
+             web\t127.0.1.2:8002\tcritical\tcccccccc...\thost-2\t\tweb@2.service\t-\n"
+        );
+    }
 
     fn put(key: &str, value: &str) -> Change {
         Change::Put {

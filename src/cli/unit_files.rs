@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::unit::{MAX_FILE_SIZE, Requirements, UnitFile, UnitName};
+use crate::unit::{MAX_FILE_SIZE, Requirements, ServiceDeclaration, UnitFile, UnitName};
 
 /// A problem or a warning, and the line it is on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -42,6 +42,8 @@ pub struct Examined {
     pub file: Option<UnitFile>,
     /// Present when the file parsed and a unit name was given to check it under.
     pub requirements: Option<Requirements>,
+    /// The `[X-Flotte-Service]` section, when the file has a valid one.
+    pub service: Option<ServiceDeclaration>,
     pub warnings: Vec<Finding>,
     pub errors: Vec<Finding>,
 }
@@ -83,6 +85,12 @@ pub fn examine(path: &Path, name: Option<&UnitName>) -> Examined {
                         .map(|e| Finding::new(e.option.and_then(line), e.message)),
                 );
             }
+        }
+        match ServiceDeclaration::from_unit(name, &parsed.file) {
+            Ok(service) => examined.service = service,
+            Err(errors) => examined.errors.extend(
+                (errors.into_iter()).map(|e| Finding::new(e.option.and_then(line), e.message)),
+            ),
         }
     }
     examined.file = Some(parsed.file);
@@ -185,6 +193,32 @@ mod tests {
             lines[1].starts_with(&format!("{}:5: ", path.display())),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_bad_service_section_is_reported_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("web@.service");
+        std::fs::write(
+            &path,
+            "[Service]\nExecStart=/bin/true\n[X-Flotte-Service]\nName=web\nPort=99999\n",
+        )
+        .unwrap();
+        let e = load(&path, &name("web@.service")).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "{}:5: Port: `99999` is not a port number (1 to 65535)",
+                path.display()
+            )
+        );
+        std::fs::write(
+            &path,
+            "[Service]\nExecStart=/bin/true\n[X-Flotte-Service]\nName=web\nPort=80%i\n",
+        )
+        .unwrap();
+        let examined = examine(&path, Some(&name("web@3.service")));
+        assert_eq!(examined.service.map(|s| s.port), Some(803));
     }
 
     #[test]

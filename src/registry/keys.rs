@@ -12,10 +12,14 @@
 //! <prefix>states/<unit>/<machine>       systemd state            agent, under its lease
 //! <prefix>election/engine               engine election          etcd's election API
 //! <prefix>announcers/<lease>            who announced a service  `flottectl announce`, its lease
+//! <prefix>instances/<service>/<machine>/<unit>
+//!                                       a declared service's     agent, under its lease
+//!                                       instance and its health
 //! ```
 
+use super::instances::InstanceId;
 use crate::machine::MachineId;
-use crate::unit::{UnitHash, UnitName};
+use crate::unit::{ServiceName, UnitHash, UnitName};
 
 /// Key builder and parser for one key prefix (`/flotte/` by default).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +132,20 @@ impl Keys {
         format!("{}announcers/{lease:x}", self.prefix)
     }
 
+    pub fn instances(&self) -> String {
+        format!("{}instances/", self.prefix)
+    }
+
+    pub fn instance(&self, id: &InstanceId) -> String {
+        format!(
+            "{}{}/{}/{}",
+            self.instances(),
+            id.service,
+            id.machine,
+            id.unit
+        )
+    }
+
     pub fn election(&self) -> String {
         format!("{}election/engine", self.prefix)
     }
@@ -181,6 +199,15 @@ impl Keys {
         UnitName::new(Self::rest(key, &self.reasons())?).ok()
     }
 
+    pub fn parse_instance(&self, key: &[u8]) -> Option<InstanceId> {
+        let mut parts = Self::rest(key, &self.instances())?.splitn(3, '/');
+        Some(InstanceId {
+            service: ServiceName::new(parts.next()?).ok()?,
+            machine: MachineId::new(parts.next()?).ok()?,
+            unit: UnitName::new(parts.next()?).ok()?,
+        })
+    }
+
     pub fn parse_state(&self, key: &[u8]) -> Option<(UnitName, MachineId)> {
         let (u, m) = Self::rest(key, &self.states())?.split_once('/')?;
         Some((UnitName::new(u).ok()?, MachineId::new(m).ok()?))
@@ -232,6 +259,24 @@ mod tests {
         assert!(k.is_election_candidate(b"/flotte/election/engine/694d7a2b1c3e4f05"));
         assert!(!k.is_election_candidate(b"/flotte/election/engine/"));
         assert!(!k.is_election_candidate(b"/flotte/election/engine"));
+        let i = InstanceId {
+            service: ServiceName::new("web").unwrap(),
+            machine: m.clone(),
+            unit: u.clone(),
+        };
+        assert_eq!(
+            k.instance(&i),
+            format!("/flotte/instances/web/{m}/web@1.service")
+        );
+        assert_eq!(k.parse_instance(k.instance(&i).as_bytes()), Some(i));
+        for bad in [
+            format!("/flotte/instances/Web/{m}/web@1.service"),
+            format!("/flotte/instances/web/{m}/"),
+            format!("/flotte/instances/web/{m}/a/b.service"),
+            "/flotte/instances/web/nope/web.service".to_owned(),
+        ] {
+            assert_eq!(k.parse_instance(bad.as_bytes()), None, "{bad}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod metrics;
 mod quickstart;
 mod registry;
 mod runtime;
+mod services;
 mod start_again;
 mod status;
 mod support;
