@@ -1,7 +1,8 @@
 //! `services [PREFIX]`: what is announced under a prefix, as a table or JSON; with `--watch`,
 //! one line per change until interrupted. Reads etcd directly, as `announce` writes it. As
 //! text, the declared services' instances (`[X-Flotte-Service]`, registered by the agents)
-//! follow in a table of their own; with `--declared`, only they are shown (also as JSON).
+//! follow in a table of their own (not with `--no-legend`, whose output scripts read as one
+//! table); with `--declared`, only they are shown (also as JSON).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -74,7 +75,8 @@ pub(super) async fn run(console: &mut Console<'_>, args: &ServicesArgs) -> Resul
         OutputFormat::Json => listing.to_json(),
     };
     console.out.write_all(text.as_bytes())?;
-    if args.list.output == OutputFormat::Text && !instances.is_empty() {
+    // A second table only for a reader: `--no-legend` output, for scripts, is one table.
+    if args.list.output == OutputFormat::Text && !args.list.no_legend && !instances.is_empty() {
         writeln!(console.out)?;
         console
             .out

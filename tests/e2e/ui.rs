@@ -333,9 +333,16 @@ async fn the_page_shows_the_live_cluster_and_acts_on_it() {
             .map(|r| format!("{} {}", r.method, r.url))
             .collect::<Vec<_>>()
     );
-    let unit_urls = format!("http://{tcp}/fleet/v1/units/live.service");
+    // The unit itself, and its status and journal (flotte's routes of the unit).
+    let unit_urls = [
+        format!("http://{tcp}/fleet/v1/units/live.service"),
+        format!("http://{tcp}/flotte/v1/units/live.service/"),
+    ];
     assert!(
-        requests.sent.iter().all(|r| r.url.starts_with(&unit_urls)),
+        requests
+            .sent
+            .iter()
+            .all(|r| unit_urls.iter().any(|u| r.url.starts_with(u))),
         "the page read more than the unit that changed: {:?}",
         requests.sent
     );

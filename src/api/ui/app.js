@@ -12,6 +12,7 @@ const MACHINES = '/fleet/v1/machines';
 const UNITS = '/fleet/v1/units';
 const STATES = '/fleet/v1/state';
 const LEADER = '/flotte/v1/leader';
+const FLOTTE_UNITS = '/flotte/v1/units';
 const SERVICES = '/flotte/v1/services';
 const FEED_SIZE = 200;
 const JOURNAL_LINES = 30;
@@ -58,6 +59,8 @@ async function listAll(path, field) {
 }
 
 export const unitPath = (name) => `${UNITS}/${encodeURIComponent(name)}`;
+/** flotte's own routes of a unit (status, journal). */
+export const flotteUnitPath = (name) => `${FLOTTE_UNITS}/${encodeURIComponent(name)}`;
 export const unitPage = (name) => `/ui/units/${encodeURIComponent(name)}`;
 
 // ---------------------------------------------------------------- what units mean
@@ -776,7 +779,7 @@ function renderStatus(region, name, json) {
 pages.unit.readStatus = (() => {
   const read = reader(async () => {
     const self = pages.unit;
-    const base = `${unitPath(self.name)}`;
+    const base = flotteUnitPath(self.name);
     let json;
     try {
       json = await getJSON(`${base}/status`);
