@@ -178,6 +178,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Da
             debounce: Duration::from_millis(20),
             resync: config.resync_interval,
             leading: leading.clone(),
+            strategy: config.placement_strategy,
         };
         tokio::spawn(engine::run(
             registry.clone(),
@@ -197,6 +198,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Da
         etcd_endpoints: config.etcd.endpoints.clone(),
         resync: config.resync_interval,
         running: running.clone(),
+        capacity: config.capacity(),
     };
     let result = agent::run(
         registry,

@@ -70,6 +70,7 @@ mod tests {
             etcd_endpoints: vec!["http://10.0.0.1:2379".into(), "http://10.0.0.3:2379".into()],
             resync: Duration::from_secs(300),
             running: Default::default(),
+            capacity: Default::default(),
         };
         assert_eq!(
             machine_env(&config),

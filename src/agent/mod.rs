@@ -48,6 +48,8 @@ pub struct AgentConfig {
     pub resync: Duration,
     /// How many units run here (systemd's view), for flotted's status line.
     pub running: std::sync::Arc<watch::Sender<usize>>,
+    /// The capacity published in the machine record (`register`).
+    pub capacity: crate::resources::Resources,
 }
 
 #[derive(Debug, thiserror::Error)]
