@@ -106,6 +106,11 @@ impl fmt::Display for Cpu {
     }
 }
 
+/// Thousandths of a CPU as a plain number: `0.5`, `2`.
+pub fn cpus(millicpus: u64) -> String {
+    decimal(millicpus, 3)
+}
+
 /// `value / 10^places` written with at most `places` decimals, trailing zeros dropped.
 fn decimal(value: u64, places: u32) -> String {
     let scale = 10u64.pow(places);
