@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use flotte::machine::{MachineId, Metadata};
-use flotte::schedule::{ClusterView, Machine, Plan, Unit, plan};
+use flotte::resources::Resources;
+use flotte::schedule::{ClusterView, Machine, Plan, Strategy, Unit, plan};
 use flotte::unit::{
     CompareOp, ConflictPattern, DesiredState, MetadataCondition, Requirements, UnitName,
 };
@@ -106,6 +107,20 @@ fn main() {
     let (time, hopeless) = median(&size, || plan(&crowded));
     report("scratch, +2 per machine", time, &hopeless);
 
+    let requests = with_requests(&scratch, Strategy::Spread);
+    let (time, spread) = median(&size, || plan(&requests));
+    assert!(spread.reasons.contains_key(&name("huge.service")));
+    report("from scratch, with requests (spread)", time, &spread);
+
+    let packed = with_requests(&scratch, Strategy::Pack);
+    let (time, pack) = median(&size, || plan(&packed));
+    report("from scratch, with requests (pack)", time, &pack);
+
+    let settled = apply(&requests, &spread);
+    let (time, again) = median(&size, || plan(&settled));
+    assert!(again.place.is_empty() && again.unplace.is_empty());
+    report("steady with requests, nothing changed", time, &again);
+
     let before = LIVE.load(Ordering::Relaxed);
     PEAK.store(before, Ordering::Relaxed);
     black_box(plan(&scratch));
@@ -166,6 +181,11 @@ fn cluster(size: &Size) -> ClusterView {
                 metadata: Metadata::parse_list(&format!("region={region},disk={disk},ram={ram}"))
                     .expect("valid metadata"),
                 drained: false,
+                // As much memory as the `ram` metadata says, and 2 to 8 CPUs.
+                capacity: Resources {
+                    memory: (ram as u64) << 20,
+                    millicpus: 2000 * (1 + i as u64 % 4),
+                },
             }
         })
         .collect();
@@ -222,7 +242,36 @@ fn cluster(size: &Size) -> ClusterView {
     }
     // A fixed interleaving so units do not arrive grouped by kind or sorted by name.
     units.sort_by_key(|u| fnv1a(u.name.as_str()));
-    ClusterView { machines, units }
+    ClusterView {
+        machines,
+        units,
+        strategy: Strategy::Spread,
+    }
+}
+
+/// The same cluster with requests on every unit: 64 to 512 MiB and 0.1 to 0.5 CPU (about 60%
+/// of the cluster's memory and CPUs in all), and one unit too big for any machine.
+fn with_requests(view: &ClusterView, strategy: Strategy) -> ClusterView {
+    let mut view = view.clone();
+    view.strategy = strategy;
+    for unit in &mut view.units {
+        let h = fnv1a(unit.name.as_str());
+        let mut req = (*unit.requirements).clone();
+        req.requests = Resources {
+            memory: (64 << 20) * (1 + h % 8),
+            millicpus: 100 * (1 + (h >> 8) % 5),
+        };
+        unit.requirements = Arc::new(req);
+    }
+    let huge = Requirements {
+        requests: Resources {
+            memory: 64 << 30,
+            millicpus: 0,
+        },
+        ..Requirements::default()
+    };
+    view.units.push(unit("huge.service", huge));
+    view
 }
 
 fn fnv1a(text: &str) -> u64 {

@@ -13,6 +13,8 @@ use crate::agent::FencePolicy;
 use crate::api::TlsFiles;
 use crate::machine::{MachineId, Metadata};
 use crate::registry::{EtcdSettings, Keys};
+use crate::resources::{self, Resources};
+use crate::schedule::Strategy;
 use crate::systemd::Bus;
 
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/flotte/flotted.conf";
@@ -105,6 +107,12 @@ settings! {
         "CA certificates (PEM): when set, TCP clients must present a certificate signed by one of them";
     ResyncInterval = "resync_interval", "5m",
         "how often the engine and agent compare everything with etcd and systemd, a safety net beside their watches (at least 1s)";
+    Capacity = "capacity", "",
+        "the memory and CPUs units' Memory= and CPU= requests may add up to on this machine, such as memory=8G,cpu=4; a dimension left out is detected [default: /proc/meminfo's total and the CPU count, lowered by the cgroup limits of flotted's own cgroup]";
+    Reserved = "reserved", "",
+        "memory and CPUs kept back for the system, taken off the capacity, such as memory=512M,cpu=0.5";
+    PlacementStrategy = "placement_strategy", "spread",
+        "where the engine puts units with Memory= or CPU= requests among the machines they fit on: spread (least requested share) or pack (most requested share that still fits); the elected engine's setting counts, so give all machines the same";
 }
 
 impl Key {
@@ -504,6 +512,11 @@ pub struct Config {
     /// TLS on the TCP listeners.
     pub api_tls: Option<TlsFiles>,
     pub resync_interval: Duration,
+    /// `capacity`: memory and CPUs as configured, each `None` to detect.
+    pub capacity_setting: (Option<u64>, Option<u64>),
+    /// `reserved`, taken off the capacity.
+    pub reserved: Resources,
+    pub placement_strategy: Strategy,
 }
 
 impl Config {
@@ -544,6 +557,17 @@ impl Config {
         if resync_interval < Duration::from_secs(1) {
             return Err(invalid(Key::ResyncInterval, "must be at least 1s".into()));
         }
+        let capacity_setting = resources::parse_amounts(&text(Key::Capacity))
+            .map_err(|why| invalid(Key::Capacity, why))?;
+        let (memory, cpu) = resources::parse_amounts(&text(Key::Reserved))
+            .map_err(|why| invalid(Key::Reserved, why))?;
+        let reserved = Resources {
+            memory: memory.unwrap_or(0),
+            millicpus: cpu.unwrap_or(0),
+        };
+        let placement_strategy = text(Key::PlacementStrategy)
+            .parse::<Strategy>()
+            .map_err(|why| invalid(Key::PlacementStrategy, why))?;
         let units_directory = PathBuf::from(text(Key::UnitsDirectory));
         if !units_directory.is_absolute() {
             return Err(invalid(
@@ -632,8 +656,36 @@ impl Config {
             listen_tcp,
             api_tls,
             resync_interval,
+            capacity_setting,
+            reserved,
+            placement_strategy,
         })
     }
+
+    /// The capacity this machine publishes: `capacity` where set, what is detected for the
+    /// rest (`resources::detect`), minus `reserved`.
+    pub fn capacity(&self) -> Resources {
+        let (memory, cpu) = self.capacity_setting;
+        let detected = if memory.is_none() || cpu.is_none() {
+            resources::detect()
+        } else {
+            Resources::ZERO
+        };
+        capacity_of(self.capacity_setting, detected, self.reserved)
+    }
+}
+
+/// The configured dimensions, else the detected ones, minus what is reserved.
+pub fn capacity_of(
+    (memory, cpu): (Option<u64>, Option<u64>),
+    detected: Resources,
+    reserved: Resources,
+) -> Resources {
+    Resources {
+        memory: memory.unwrap_or(detected.memory),
+        millicpus: cpu.unwrap_or(detected.millicpus),
+    }
+    .saturating_sub(reserved)
 }
 
 /// `500ms`, `10s`, `5m`, `1h`, or a plain number of seconds.
@@ -689,6 +741,67 @@ mod tests {
         assert_eq!(c.fence_policy, FencePolicy::Peers);
         assert!(c.listen_tcp.is_empty());
         assert_eq!(c.api_tls, None);
+    }
+
+    #[test]
+    fn capacity_is_configured_or_detected_minus_what_is_reserved() {
+        let c =
+            resolve("capacity=memory=8G,cpu=4\nreserved=memory=512M\nplacement_strategy=pack\n")
+                .unwrap();
+        assert_eq!(c.placement_strategy, Strategy::Pack);
+        assert_eq!(
+            c.capacity(),
+            Resources {
+                memory: (8 << 30) - (512 << 20),
+                millicpus: 4000
+            }
+        );
+        assert_eq!(resolve("").unwrap().placement_strategy, Strategy::Spread);
+        let detected = Resources {
+            memory: 16 << 30,
+            millicpus: 8000,
+        };
+        let cases = [
+            ((None, None), Resources::ZERO, detected),
+            (
+                (None, Some(2000)),
+                Resources::ZERO,
+                Resources {
+                    memory: 16 << 30,
+                    millicpus: 2000,
+                },
+            ),
+            (
+                (Some(1 << 30), None),
+                Resources {
+                    memory: 0,
+                    millicpus: 500,
+                },
+                Resources {
+                    memory: 1 << 30,
+                    millicpus: 7500,
+                },
+            ),
+            // reserving more than there is leaves nothing, not an underflow
+            (
+                (Some(1 << 20), None),
+                Resources {
+                    memory: 1 << 30,
+                    millicpus: 0,
+                },
+                Resources {
+                    memory: 0,
+                    millicpus: 8000,
+                },
+            ),
+        ];
+        for (setting, reserved, expected) in cases {
+            assert_eq!(
+                capacity_of(setting, detected, reserved),
+                expected,
+                "{setting:?} - {reserved:?}"
+            );
+        }
     }
 
     #[test]
@@ -789,6 +902,18 @@ mod tests {
             (
                 "units_directory=units",
                 "/etc/flotte/flotted.conf:1: invalid units_directory `units`: must be an absolute path",
+            ),
+            (
+                "capacity=memory=8GB",
+                "/etc/flotte/flotted.conf:1: invalid capacity `memory=8GB`: `8GB` is not a memory size: write bytes, or a number with K, M, G or T (powers of 1024), such as 512M or 1.5G",
+            ),
+            (
+                "reserved=cpus=1",
+                "/etc/flotte/flotted.conf:1: invalid reserved `cpus=1`: unknown key `cpus` in `cpus=1`: only memory and cpu are known",
+            ),
+            (
+                "placement_strategy=binpack",
+                "/etc/flotte/flotted.conf:1: invalid placement_strategy `binpack`: `binpack` is not a placement strategy (spread or pack)",
             ),
             (
                 "listen_tcp=localhost",

@@ -193,6 +193,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Da
             debounce: Duration::from_millis(20),
             resync: config.resync_interval,
             leading: leading.clone(),
+            strategy: config.placement_strategy,
         };
         tokio::spawn(engine::run(
             registry.clone(),
@@ -214,6 +215,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Da
         running: running.clone(),
         fence_policy: config.fence_policy,
         contact: contact.clone(),
+        capacity: config.capacity(),
     };
     let result = agent::run(
         registry,

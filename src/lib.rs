@@ -17,6 +17,7 @@ pub mod metrics;
 #[cfg(feature = "isolated")]
 pub mod quickstart;
 pub mod registry;
+pub mod resources;
 pub mod schedule;
 pub mod systemd;
 pub mod unit;

@@ -44,6 +44,23 @@ pub struct Machine {
     /// when false.
     #[serde(default, skip_serializing_if = "is_false")]
     pub drained: bool,
+    /// flotte: what units' requests may add up to there; left out when the machine reports
+    /// none (a flotted before capacities).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<crate::resources::Resources>,
+    /// flotte: the requests (`Memory=`, `CPU=`) of the units placed there, together.
+    #[serde(default, skip_serializing_if = "crate::resources::Resources::is_zero")]
+    pub requested: crate::resources::Resources,
+    /// flotte: capacity minus requested (none where overcommitted); left out with capacity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub free: Option<crate::resources::Resources>,
+    /// flotte: how many units are placed there (each global unit counts).
+    #[serde(default, skip_serializing_if = "is_zero_count")]
+    pub units: u64,
+}
+
+fn is_zero_count(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -109,6 +109,7 @@ fn engine_child(args: &[String]) {
             debounce: Duration::from_millis(20),
             resync: Duration::from_secs(300),
             leading: Arc::new(tokio::sync::watch::channel(false).0),
+            strategy: Default::default(),
         };
         engine::run(registry, config, shutdown).await;
         let _ = api.await;
@@ -232,6 +233,7 @@ async fn bench(machines: usize, units: usize, idle: Duration) {
             // measure that fan-out at start-up, not the agents' work.
             fence_policy: agent::FencePolicy::Always,
             contact: Arc::new(tokio::sync::watch::channel(flotte::registry::Contact::now()).0),
+            capacity: Default::default(),
         };
         let registry = connections[i / AGENTS_PER_CONNECTION].clone();
         let (registered, _) = tokio::sync::watch::channel(false);

@@ -74,6 +74,7 @@ mod tests {
             contact: std::sync::Arc::new(
                 tokio::sync::watch::channel(crate::registry::Contact::now()).0,
             ),
+            capacity: Default::default(),
         };
         assert_eq!(
             machine_env(&config),

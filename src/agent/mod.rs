@@ -57,6 +57,8 @@ pub struct AgentConfig {
     /// The agent's contact with etcd, as its lease keep-alive sees it (for the API and
     /// `fence`); one sender across registrations.
     pub contact: Arc<watch::Sender<Contact>>,
+    /// The capacity published in the machine record (`register`).
+    pub capacity: crate::resources::Resources,
 }
 
 #[derive(Debug, thiserror::Error)]

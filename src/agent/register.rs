@@ -97,5 +97,6 @@ fn machine_record(config: &AgentConfig) -> MachineRecord {
         version: config.version.clone(),
         api: config.api.clone(),
         hostname: config.hostname.clone(),
+        capacity: Some(config.capacity),
     }
 }

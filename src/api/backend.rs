@@ -145,6 +145,7 @@ mod tests {
             version: "0.1.0".into(),
             api: api.map(str::to_owned),
             hostname: "host-3".into(),
+            capacity: None,
         }
     }
 

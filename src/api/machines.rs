@@ -11,6 +11,8 @@ use serde::Deserialize;
 
 use crate::machine::{MachineId, Metadata, validate_key};
 use crate::registry::{MetadataOverride, effective_metadata};
+use crate::resources::Resources;
+use crate::unit::{Requirements, UnitHash, UnitName};
 use crate::wire;
 
 use super::decode;
@@ -34,21 +36,66 @@ pub async fn list(
         .into_iter()
         .collect();
     let drains: BTreeMap<_, _> = api.registry.drains().await?.into_iter().collect();
+    let load = placed_load(&api).await?;
     let machines = machines
         .into_iter()
-        .map(|m| wire::Machine {
-            metadata: effective_metadata(&m, &overrides).as_map().clone(),
-            drained: drains.contains_key(&m.id),
-            id: m.id.to_string(),
-            primary_ip: m.ip,
-            version: m.version,
-            hostname: m.hostname,
+        .map(|m| {
+            let (units, requested) = load.get(&m.id).copied().unwrap_or_default();
+            wire::Machine {
+                capacity: m.capacity,
+                free: m.capacity.map(|c| c.saturating_sub(requested)),
+                requested,
+                units,
+                metadata: effective_metadata(&m, &overrides).as_map().clone(),
+                drained: drains.contains_key(&m.id),
+                id: m.id.to_string(),
+                primary_ip: m.ip,
+                version: m.version,
+                hostname: m.hostname,
+            }
         })
         .collect();
     Ok(Json(wire::MachinePage {
         machines,
         next_page_token,
     }))
+}
+
+/// Per machine, how many units are placed there and what they request together: the
+/// placements, and the requirements of each placed unit's current content (read the way the
+/// engine reads them; a unit whose requirements cannot be read requests nothing).
+async fn placed_load(api: &Api) -> Result<BTreeMap<MachineId, (u64, Resources)>, ApiError> {
+    let placements = api.registry.placements().await?;
+    let (units, _) = api.registry.units().await?;
+    let hashes: BTreeMap<UnitName, UnitHash> =
+        units.into_iter().map(|(n, r)| (n, r.hash)).collect();
+    let mut wanted: Vec<UnitHash> = placements
+        .iter()
+        .filter_map(|(n, _)| hashes.get(n).cloned())
+        .collect();
+    wanted.sort();
+    wanted.dedup();
+    let mut files = BTreeMap::new();
+    for (hash, file) in api.registry.contents(&wanted).await {
+        if let Some(file) = file? {
+            files.insert(hash, file);
+        }
+    }
+    let mut load: BTreeMap<MachineId, (u64, Resources)> = BTreeMap::new();
+    for (name, placement) in placements {
+        let requests = hashes
+            .get(&name)
+            .and_then(|h| files.get(h))
+            .and_then(|file| Requirements::from_unit(&name, file).ok())
+            .map(|c| c.requirements.requests)
+            .unwrap_or_default();
+        for machine in placement.machines {
+            let entry = load.entry(machine).or_default();
+            entry.0 += 1;
+            entry.1 = entry.1.saturating_add(requests);
+        }
+    }
+    Ok(load)
 }
 
 /// One operation as fleet takes it: `{"op":"add","path":"/<id>/metadata/<key>","value":"ssd"}`.

@@ -73,7 +73,13 @@ fn write_text(out: &mut dyn Write, path: &Path, report: &Report) -> io::Result<(
         writeln!(out, "{}: warning: {}", place(warning.line), warning.message)?;
     }
     if report.valid {
-        writeln!(out, "ok {}", report.name.as_deref().unwrap_or_default())?;
+        let name = report.name.as_deref().unwrap_or_default();
+        match report.requirements.as_ref().map(|r| r.requests) {
+            Some(requests) if !requests.is_zero() => {
+                writeln!(out, "ok {name} (requests {requests})")?
+            }
+            _ => writeln!(out, "ok {name}")?,
+        }
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ use serde::ser::SerializeMap;
 use super::table;
 use super::view;
 use crate::discovery::Service;
+use crate::resources::{Memory, Resources, cpus};
 use crate::unit::{UnitFile, UnitHash};
 use crate::wire;
 
@@ -100,6 +101,9 @@ fields!(
         Drained => "drained",
         Hostname => "hostname",
         Version => "version",
+        Cpu => "cpu",
+        Memory => "memory",
+        Units => "units",
     }
 );
 
@@ -388,7 +392,26 @@ pub fn machines(
         MachineField::Hostname => Cell::text_or_missing(&m.hostname),
         MachineField::Version => Cell::text_or_missing(&m.version),
         MachineField::Drained => Cell::Flag(m.drained),
+        MachineField::Cpu => amounts(m, |r| r.millicpus, cpus),
+        MachineField::Memory => amounts(m, |r| r.memory, |n| Memory(n).to_string()),
+        MachineField::Units => Cell::Text(m.units.to_string()),
     })
+}
+
+/// `requested/capacity (free)` in one dimension, such as `1.5/4 (2.5 free)` CPUs or
+/// `512 MiB/8 GiB (7.5 GiB free)`; `-` for a
+/// machine that reports no capacity.
+fn amounts(m: &wire::Machine, get: fn(&Resources) -> u64, show: fn(u64) -> String) -> Cell {
+    let Some(capacity) = &m.capacity else {
+        return Cell::Missing;
+    };
+    let free = m.free.as_ref().map_or(0, get);
+    Cell::Text(format!(
+        "{}/{} ({} free)",
+        show(get(&m.requested)),
+        show(get(capacity)),
+        show(free)
+    ))
 }
 
 /// `services`: a row per announced key. Who announced it is known only for keys that

@@ -35,6 +35,8 @@ pub struct EngineConfig {
     pub resync: Duration,
     /// Set to true while this engine leads, false otherwise (flotted's status line).
     pub leading: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Where units with requests go among the machines they fit on.
+    pub strategy: crate::schedule::Strategy,
 }
 
 /// Campaigns for leadership and leads while elected, until `shutdown`.
@@ -101,7 +103,10 @@ async fn lead(
     let mut overrides = registry.watch_metadata_overrides().spawn("metadata");
     let mut drains = registry.watch_drains().spawn("drains");
     let mut units = registry.watch_units().spawn("units");
-    let mut view = View::default();
+    let mut view = View {
+        strategy: config.strategy,
+        ..View::default()
+    };
     read_own_output(registry, &mut view).await?;
     let mut contents: HashMap<UnitHash, UnitFile> = HashMap::new();
     let mut listed = Listed::default();

@@ -9,7 +9,8 @@ use crate::registry::{
     DrainRecord, EngineWrite, MachineRecord, MetadataOverride, PlacementRecord, ReasonRecord,
     ScheduleEntry, UnitRecord, effective_metadata,
 };
-use crate::schedule::{self, ClusterView};
+use crate::resources::Resources;
+use crate::schedule::{self, ClusterView, Strategy};
 use crate::unit::{Requirements, Target, UnitHash, UnitName};
 
 /// The requirements of a unit's current content, or why they cannot be known.
@@ -28,6 +29,8 @@ pub struct View {
     pub reasons: BTreeMap<UnitName, String>,
     /// Machines drained through the API (`flottectl drain`), registered or not.
     pub drained: BTreeMap<MachineId, DrainRecord>,
+    /// This engine's `placement_strategy`.
+    pub strategy: Strategy,
 }
 
 impl View {
@@ -75,9 +78,11 @@ pub fn reconcile(view: &View) -> Vec<Vec<EngineWrite>> {
                 id: m.id.clone(),
                 metadata: effective_metadata(m, &view.overrides),
                 drained: view.drained.contains_key(&m.id),
+                capacity: m.capacity.unwrap_or(Resources::ZERO),
             })
             .collect(),
         units: Vec::with_capacity(view.units.len()),
+        strategy: view.strategy,
     };
     let mut global: BTreeSet<&UnitName> = BTreeSet::new();
     let mut unread: Vec<&UnitName> = Vec::new();

@@ -473,6 +473,7 @@ mod tests {
             version: "0.1.0".into(),
             api: None,
             hostname: hostname.into(),
+            capacity: None,
         })
     }
 

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::machine::{MachineId, Metadata};
+use crate::resources::Resources;
 use crate::systemd::{ActiveState, LoadState};
 use crate::unit::{DesiredState, Target, UnitHash, UnitOption};
 
@@ -22,6 +23,10 @@ pub struct MachineRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api: Option<String>,
     pub hostname: String,
+    /// What units' requests may add up to here: detected or configured (`capacity`), minus
+    /// `reserved`. Absent from records of flotted versions before it, which count as none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<Resources>,
 }
 
 /// A metadata change made through the API, applied over the machine's configured metadata.
@@ -154,6 +159,7 @@ mod tests {
             version: "0.1.0".into(),
             api: None,
             hostname: "b".into(),
+            capacity: None,
         };
         let overrides = BTreeMap::from([
             (

@@ -6,12 +6,13 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::ops::Range;
 
 use crate::machine::MachineId;
+use crate::resources::Resources;
 use crate::unit::{DesiredState, MachineIdPattern, MetadataCondition, Requirements, UnitName};
 
 use super::conflicts::{ConflictIndex, PatternIx};
 use super::hash::FxHashMap;
 use super::order::{MachineOfOrder, components, machine_of_order};
-use super::{ClusterView, Machine, Unit};
+use super::{ClusterView, Machine, Strategy, Unit};
 
 /// Position of a machine in `Index::machines` (so machine ID order).
 pub(super) type MachineIx = usize;
@@ -37,7 +38,7 @@ pub(super) enum Kind {
 }
 
 /// See `Index::lookalike`.
-pub(super) type Lookalike<'i> = (Kind, usize, &'i [PatternIx], &'i [PatternIx]);
+pub(super) type Lookalike<'i> = (Kind, usize, &'i [PatternIx], &'i [PatternIx], Resources);
 
 pub(super) struct UnitInfo {
     pub(super) role: Role,
@@ -71,6 +72,9 @@ pub(super) struct Index<'v> {
     displace_component: Vec<usize>,
     /// Machine IDs to positions: current placements name machines by ID, thousands of times.
     machine_ix: FxHashMap<&'v str, MachineIx>,
+    pub(super) strategy: Strategy,
+    /// Whether any unit requests resources: without, machines need no share order.
+    pub(super) any_requests: bool,
 }
 
 impl<'v> Index<'v> {
@@ -78,7 +82,12 @@ impl<'v> Index<'v> {
         let mut machines: Vec<&Machine> = view.machines.iter().collect();
         // Metadata breaks ties so that duplicate IDs resolve the same way in any input order.
         machines.sort_by(|a, b| {
-            (&a.id, a.metadata.as_map(), a.drained).cmp(&(&b.id, b.metadata.as_map(), b.drained))
+            (&a.id, a.metadata.as_map(), a.drained, a.capacity).cmp(&(
+                &b.id,
+                b.metadata.as_map(),
+                b.drained,
+                b.capacity,
+            ))
         });
         machines.dedup_by(|b, a| a.id == b.id);
         let mut units: Vec<(usize, &Unit)> = view.units.iter().enumerate().collect();
@@ -127,6 +136,8 @@ impl<'v> Index<'v> {
             .map(|i| i.replaces.iter().chain(&i.followers).copied().collect())
             .collect();
         Self {
+            strategy: view.strategy,
+            any_requests: units.iter().any(|u| !u.requirements.requests.is_zero()),
             replace_component: components(&replaces),
             displace_component: components(&moves),
             machine_ix: machines
@@ -165,6 +176,14 @@ impl<'v> Index<'v> {
 
     pub(super) fn requirements(&self, u: UnitIx) -> &'v Requirements {
         &self.units[u].requirements
+    }
+
+    pub(super) fn requests(&self, u: UnitIx) -> Resources {
+        self.units[u].requirements.requests
+    }
+
+    pub(super) fn capacity(&self, m: MachineIx) -> Resources {
+        self.machines[m].capacity
     }
 
     pub(super) fn unit(&self, name: &UnitName) -> Option<UnitIx> {
@@ -224,6 +243,7 @@ impl<'v> Index<'v> {
                 info.class,
                 self.conflicts.owns(u),
                 self.conflicts.matched_by(u),
+                self.requests(u),
             )
         })
     }

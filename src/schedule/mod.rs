@@ -15,7 +15,10 @@
 //!    parser rejects, waits for its targets like a follower.)
 //! 4. Pending normal units, in name order but MachineOf targets before their followers, go to
 //!    the eligible (and not drained) machine with the fewest units (placements of this plan counted), ties by ID.
-//!    A follower goes only to the machine of its targets.
+//!    A follower goes only to the machine of its targets. A unit with requests (`Memory=`,
+//!    `CPU=`) goes instead, among the eligible machines where it fits (see "Resources"), to
+//!    the one with the least requested share (`Strategy::Spread`, the default) or the most
+//!    (`Strategy::Pack`), ties by fewer units, then ID.
 //! 5. A unit with `Replaces=Y` ignores Y when choosing; if it lands where Y is, Y (and Y's
 //!    followers there) are taken off and placed again by Y's own rules, never next to a unit
 //!    that replaces Y. Where displacing would come back round (Replaces cycles, or a chain of
@@ -26,6 +29,19 @@
 //!
 //! Every unit that should run and ends up nowhere gets a reason, computed from the final
 //! placements.
+//!
+//! Resources: a unit is placed (or, for a global unit, added to a machine) only where each
+//! dimension it requests fits in what is free there: the machine's capacity minus the
+//! requests of every unit on it, global units and this plan's placements included (and minus
+//! nothing for the units it would displace through `Replaces=`, which leave). A MachineOf
+//! follower counts on its targets' machine like any unit there; if it does not fit beside them
+//! it is not placed (the targets do not move for it). Placements are never taken away for
+//! lack of room: when a machine's capacity shrinks, or a placed unit's requests grow, what is
+//! there stays and nothing new that needs the short dimension goes there until it is free
+//! again. A machine that reports no capacity counts as having none: only units without
+//! requests go there. A unit without requests fits anywhere and is placed as without
+//! resources. The requested share of a machine is the larger of its memory and CPU shares
+//! (requests over capacity), before the unit is added.
 
 mod conflicts;
 mod hash;
@@ -41,6 +57,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::machine::{MachineId, Metadata};
+use crate::resources::Resources;
 use crate::unit::{DesiredState, Requirements, UnitName};
 
 use index::{Index, Role};
@@ -52,6 +69,43 @@ pub struct Machine {
     /// Drained (`flottectl drain`): no normal unit may be placed or stay there; global units
     /// are not affected.
     pub drained: bool,
+    /// What units' requests may add up to there (`Resources::ZERO`: nothing reported).
+    pub capacity: Resources,
+}
+
+/// Where units with requests go among the machines they fit on: the cluster's
+/// `placement_strategy` setting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Strategy {
+    /// The least requested share: load spread evenly, room kept on every machine.
+    #[default]
+    Spread,
+    /// The most requested share that still fits: machines filled one after another, whole
+    /// machines kept free for big units.
+    Pack,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Spread => "spread",
+            Strategy::Pack => "pack",
+        }
+    }
+}
+
+impl std::str::FromStr for Strategy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "spread" => Ok(Strategy::Spread),
+            "pack" => Ok(Strategy::Pack),
+            other => Err(format!(
+                "`{other}` is not a placement strategy (spread or pack)"
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +123,7 @@ pub struct Unit {
 pub struct ClusterView {
     pub machines: Vec<Machine>,
     pub units: Vec<Unit>,
+    pub strategy: Strategy,
 }
 
 /// What to change so that placements follow the rules.

@@ -3,9 +3,11 @@
 
 use std::collections::BTreeSet;
 
+use super::Strategy;
 use super::conflicts::PatternIx;
 use super::hash::FxHashMap;
 use super::index::{Index, MachineIx, UnitIx};
+use crate::resources::Resources;
 
 /// On one machine, for one `Conflicts=` pattern: how many placed units match it and how many
 /// carry it.
@@ -62,6 +64,11 @@ pub(super) struct State<'i, 'v> {
     units_on: Vec<BTreeSet<UnitIx>>,
     /// (load, machine): the first entry is the least-loaded machine, ties broken by ID.
     by_load: BTreeSet<(usize, MachineIx)>,
+    /// Per machine: the requests of the units on it.
+    used: Vec<Resources>,
+    /// (strategy's share key, load, machine), first the machine a unit with requests tries
+    /// first; kept only when some unit has requests.
+    by_share: BTreeSet<(u64, usize, MachineIx)>,
     counts: FxHashMap<(MachineIx, PatternIx), Counts>,
     /// How many more units a `Replaces=` may displace in this plan: a safety net, so that the
     /// passes end whatever the input; displacement cycles are already kept from displacing.
@@ -70,7 +77,16 @@ pub(super) struct State<'i, 'v> {
 
 impl<'i, 'v> State<'i, 'v> {
     pub(super) fn new(ix: &'i Index<'v>) -> Self {
+        let by_share = if ix.any_requests {
+            (0..ix.machines.len())
+                .map(|m| (share_key(ix, m, Resources::ZERO), 0, m))
+                .collect()
+        } else {
+            BTreeSet::new()
+        };
         Self {
+            used: vec![Resources::ZERO; ix.machines.len()],
+            by_share,
             ix,
             on: vec![Vec::new(); ix.units.len()],
             units_on: vec![BTreeSet::new(); ix.machines.len()],
@@ -119,9 +135,11 @@ impl<'i, 'v> State<'i, 'v> {
         let Err(at) = self.on[u].binary_search(&m) else {
             return;
         };
+        let old = self.share_entry(m);
         self.on[u].insert(at, m);
         self.units_on[m].insert(u);
-        self.reload(m, self.load(m) - 1);
+        self.used[m] = self.used[m].saturating_add(self.ix.requests(u));
+        self.reload(m, self.load(m) - 1, old);
         self.count(u, m, Change::Add);
     }
 
@@ -129,15 +147,58 @@ impl<'i, 'v> State<'i, 'v> {
         let Ok(at) = self.on[u].binary_search(&m) else {
             return;
         };
+        let old = self.share_entry(m);
         self.on[u].remove(at);
         self.units_on[m].remove(&u);
-        self.reload(m, self.load(m) + 1);
+        self.used[m] = self.used[m].saturating_sub(self.ix.requests(u));
+        self.reload(m, self.load(m) + 1, old);
         self.count(u, m, Change::Remove);
     }
 
-    fn reload(&mut self, m: MachineIx, old: usize) {
+    fn reload(&mut self, m: MachineIx, old: usize, old_share: (u64, usize, MachineIx)) {
         self.by_load.remove(&(old, m));
         self.by_load.insert((self.load(m), m));
+        if self.ix.any_requests {
+            self.by_share.remove(&old_share);
+            self.by_share.insert(self.share_entry(m));
+        }
+    }
+
+    fn share_entry(&self, m: MachineIx) -> (u64, usize, MachineIx) {
+        (share_key(self.ix, m, self.used[m]), self.load(m), m)
+    }
+
+    /// Machines in the order a unit with requests tries them (see `Strategy`), then by load
+    /// and ID. Empty when no unit has requests.
+    pub(super) fn by_share(&self) -> impl Iterator<Item = MachineIx> + '_ {
+        self.by_share.iter().map(|&(_, _, m)| m)
+    }
+
+    /// The strategy's key of `m` with the load as tie-break, for choosing among a few
+    /// machines: the smallest is the one to take.
+    pub(super) fn share_order(&self, m: MachineIx) -> (u64, usize, MachineIx) {
+        self.share_entry(m)
+    }
+
+    /// What is free on `m`: its capacity minus `used` (nothing where that is overcommitted).
+    pub(super) fn free(&self, m: MachineIx) -> Resources {
+        self.ix.capacity(m).saturating_sub(self.used[m])
+    }
+
+    /// Whether `u`'s requests fit in what is free on `m`, counting as free what the units it
+    /// would displace there (`Replaces=`, with their followers) request.
+    pub(super) fn fits(&self, u: UnitIx, m: MachineIx) -> bool {
+        let requests = self.ix.requests(u);
+        if requests.is_zero() {
+            return true;
+        }
+        let mut used = self.used[m];
+        if !self.ix.info[u].replaces.is_empty() {
+            for v in self.displacement(u, m).units {
+                used = used.saturating_sub(self.ix.requests(v));
+            }
+        }
+        requests.fits_in(self.ix.capacity(m).saturating_sub(used))
     }
 
     fn count(&mut self, u: UnitIx, m: MachineIx, change: Change) {
@@ -223,9 +284,9 @@ impl<'i, 'v> State<'i, 'v> {
             .any(|&v| !displacement.units.contains(&v) && self.ix.conflicts.between(u, v))
     }
 
-    /// May `u` be placed on `m` now: its own constraints and what is on `m`.
+    /// May `u` be placed on `m` now: its own constraints, what is on `m` and what is free.
     pub(super) fn can_place(&self, u: UnitIx, m: MachineIx) -> bool {
-        self.ix.allows(u, m) && !self.is_on(u, m) && !self.is_blocked(u, m)
+        self.ix.allows(u, m) && !self.is_on(u, m) && self.fits(u, m) && !self.is_blocked(u, m)
     }
 
     /// The machines holding every MachineOf target of `u`, in ID order.
@@ -239,5 +300,37 @@ impl<'i, 'v> State<'i, 'v> {
                 .collect(),
             None => Vec::new(),
         }
+    }
+}
+
+/// The requested share of a machine using `used`: the larger of memory and CPU, each requests
+/// over capacity, in millionths; a dimension of no capacity is left out, and a machine of none
+/// at all comes last.
+fn share(capacity: Resources, used: Resources) -> u64 {
+    let part = |used: u64, capacity: u64| {
+        (capacity > 0).then(|| {
+            let millionths = u128::from(used) * 1_000_000 / u128::from(capacity);
+            u64::try_from(millionths)
+                .unwrap_or(u64::MAX - 1)
+                .min(u64::MAX - 1)
+        })
+    };
+    match (
+        part(used.memory, capacity.memory),
+        part(used.millicpus, capacity.millicpus),
+    ) {
+        (None, None) => u64::MAX,
+        (a, b) => a.unwrap_or(0).max(b.unwrap_or(0)),
+    }
+}
+
+/// The key machines are tried in, smallest first: the share for `Spread`, its complement for
+/// `Pack` (machines without capacity last in both).
+fn share_key(ix: &Index, m: MachineIx, used: Resources) -> u64 {
+    let share = share(ix.capacity(m), used);
+    match ix.strategy {
+        Strategy::Spread => share,
+        Strategy::Pack if share == u64::MAX => u64::MAX,
+        Strategy::Pack => u64::MAX - 1 - share,
     }
 }

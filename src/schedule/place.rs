@@ -144,7 +144,8 @@ fn settle(state: &mut State, u: UnitIx) {
 }
 
 /// Where `u` goes now: for a normal unit not yet placed, the least-loaded eligible machine
-/// (ties by ID); for a global unit, every eligible machine it is not on yet.
+/// (ties by ID), or with requests the first by the strategy among those it fits on; for a
+/// global unit, every eligible machine it is not on yet and fits on.
 fn choose(state: &State, u: UnitIx) -> Vec<MachineIx> {
     let ix = state.index();
     let info = &ix.info[u];
@@ -166,10 +167,13 @@ fn choose(state: &State, u: UnitIx) -> Vec<MachineIx> {
         }
         Kind::Normal if !state.on(u).is_empty() => Vec::new(),
         Kind::Normal => {
+            let by_share = !ix.requests(u).is_zero();
             let best = if has_targets {
-                least_loaded(state, u, state.target_holders(u))
+                least_loaded(state, u, state.target_holders(u), by_share)
             } else if ix.requirements(u).machine_id.is_some() {
-                least_loaded(state, u, ix.id_candidates(u))
+                least_loaded(state, u, ix.id_candidates(u), by_share)
+            } else if by_share {
+                state.by_share().find(|&m| state.can_place(u, m))
             } else {
                 state.by_load().find(|&m| state.can_place(u, m))
             };
@@ -178,15 +182,20 @@ fn choose(state: &State, u: UnitIx) -> Vec<MachineIx> {
     }
 }
 
+/// The first of `machines` where `u` may go: the least loaded, or for a unit with requests
+/// the first in the strategy's share order.
 fn least_loaded(
     state: &State,
     u: UnitIx,
     machines: impl IntoIterator<Item = MachineIx>,
+    by_share: bool,
 ) -> Option<MachineIx> {
-    machines
-        .into_iter()
-        .filter(|&m| state.can_place(u, m))
-        .min_by_key(|&m| (state.load(m), m))
+    let candidates = machines.into_iter().filter(|&m| state.can_place(u, m));
+    if by_share {
+        candidates.min_by_key(|&m| state.share_order(m))
+    } else {
+        candidates.min_by_key(|&m| (state.load(m), m))
+    }
 }
 
 /// Puts `u` on `m`, first taking off `m` the units `u` replaces (with their followers there),

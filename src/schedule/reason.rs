@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use crate::machine::Metadata;
+use crate::resources::{Cpu, Memory};
 use crate::unit::{MachineIdPattern, MetadataCondition, Requirements, UnitName};
 
 use super::hash::FxHashMap;
@@ -88,7 +89,7 @@ fn unplaced(state: &State, u: UnitIx) -> String {
         return drained(ix, &eligible);
     }
     if req.machine_of.is_empty() {
-        return blocked(state, u, &allowed, Scope::Eligible);
+        return with_room(state, u, &allowed, Scope::Eligible);
     }
     let targets: BTreeSet<&UnitName> = req.machine_of.iter().collect();
     let waiting: Vec<&UnitName> = targets
@@ -128,7 +129,7 @@ fn unplaced(state: &State, u: UnitIx) -> String {
             plural("target", names.len()),
             join(&names)
         ),
-        (_, false) => blocked(state, u, &suitable, Scope::Targets),
+        (_, false) => with_room(state, u, &suitable, Scope::Targets),
     }
 }
 
@@ -192,6 +193,66 @@ fn failing<'r>(req: &'r Requirements, metadata: &Metadata) -> Vec<&'r MetadataCo
         .iter()
         .filter(|c| !c.matches(metadata))
         .collect()
+}
+
+/// `u` may go on each of `machines` by its own constraints: the shortfall when it fits on none
+/// of them, else what is in the way on those it fits on.
+fn with_room(state: &State, u: UnitIx, machines: &[MachineIx], scope: Scope) -> String {
+    let roomy: Vec<MachineIx> = machines
+        .iter()
+        .copied()
+        .filter(|&m| state.fits(u, m))
+        .collect();
+    if roomy.is_empty() {
+        return shortfall(state, u, machines);
+    }
+    let reason = blocked(state, u, &roomy, scope);
+    match machines.len() - roomy.len() {
+        0 => reason,
+        1 => format!("{reason} it has room on; too little free on the other"),
+        n => format!("{reason} it has room on; too little free on the {n} others"),
+    }
+}
+
+/// `u` fits on none of `machines`: per dimension it requests, how much it needs and the most
+/// free on one of them (the first by ID among equals).
+fn shortfall(state: &State, u: UnitIx, machines: &[MachineIx]) -> String {
+    let ix = state.index();
+    let requests = ix.requests(u);
+    let most_free = |get: fn(crate::resources::Resources) -> u64| {
+        machines
+            .iter()
+            .map(|&m| (get(state.free(m)), m))
+            .min_by_key(|&(free, m)| (std::cmp::Reverse(free), m))
+            .expect("a shortfall is over at least one machine")
+    };
+    let mut parts = Vec::new();
+    if requests.memory > 0 {
+        let (free, m) = most_free(|r| r.memory);
+        if free < requests.memory {
+            parts.push(format!(
+                "needs {} of memory, most free is {} on {}",
+                Memory(requests.memory),
+                Memory(free),
+                ix.machines[m].id.short()
+            ));
+        }
+    }
+    if requests.millicpus > 0 {
+        let (free, m) = most_free(|r| r.millicpus);
+        if free < requests.millicpus {
+            parts.push(format!(
+                "needs {}, most free is {} on {}",
+                Cpu(requests.millicpus),
+                Cpu(free),
+                ix.machines[m].id.short()
+            ));
+        }
+    }
+    if parts.is_empty() {
+        return format!("needs {requests}, and no machine it may run on has both free");
+    }
+    parts.join("; ")
 }
 
 /// `u` may go on each of `machines` by its own constraints, but something there is in the way.

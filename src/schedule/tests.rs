@@ -3,6 +3,7 @@
 
 mod cases;
 mod properties;
+mod resources;
 
 use std::sync::Arc;
 
@@ -12,7 +13,8 @@ use crate::unit::{
     UnitName,
 };
 
-use super::{ClusterView, Machine, Plan, Unit, plan};
+use super::{ClusterView, Machine, Plan, Strategy, Unit, plan};
+use crate::resources::Resources;
 
 /// `m1` is machine `00000001000000000000000000000000` (short form `00000001`).
 fn machine_id(short: &str) -> MachineId {
@@ -94,6 +96,12 @@ impl Spec {
         self
     }
 
+    /// `Memory=` and `CPU=` as `memory=512M,cpu=0.5`.
+    fn requests(mut self, amounts: &str) -> Self {
+        self.requirements.requests = resources_of(amounts);
+        self
+    }
+
     fn build(&self) -> Unit {
         Unit {
             name: name(self.name),
@@ -146,11 +154,51 @@ fn view(machines: &[(&str, &str)], units: &[Spec]) -> ClusterView {
                     id: machine_id(id),
                     metadata: Metadata::parse_list(metadata).expect("test metadata is valid"),
                     drained,
+                    capacity: Resources::ZERO,
                 }
             })
             .collect(),
         units: units.iter().map(Spec::build).collect(),
+        strategy: Strategy::Spread,
     }
+}
+
+/// Like `view`, each machine with a capacity (`memory=1G,cpu=2`), planned with `strategy`.
+fn sized_view(strategy: Strategy, machines: &[(&str, &str, &str)], units: &[Spec]) -> ClusterView {
+    let pairs: Vec<(&str, &str)> = machines.iter().map(|(id, md, _)| (*id, *md)).collect();
+    let mut view = view(&pairs, units);
+    view.strategy = strategy;
+    for (machine, (_, _, capacity)) in view.machines.iter_mut().zip(machines) {
+        machine.capacity = resources_of(capacity);
+    }
+    view
+}
+
+/// `memory=512M,cpu=0.5`.
+fn resources_of(text: &str) -> Resources {
+    let (memory, cpu) = crate::resources::parse_amounts(text).expect("test amounts are valid");
+    Resources {
+        memory: memory.unwrap_or(0),
+        millicpus: cpu.unwrap_or(0),
+    }
+}
+
+/// `check` on machines with capacities.
+fn check_sized(
+    strategy: Strategy,
+    machines: &[(&str, &str, &str)],
+    units: &[Spec],
+    expected: &[&str],
+) {
+    let view = sized_view(strategy, machines, units);
+    let got = plan(&view);
+    assert_eq!(
+        got,
+        expected_plan(expected),
+        "plan for {units_names:?}",
+        units_names = names(units)
+    );
+    assert_stable(&view, &got);
 }
 
 /// Expected lines: `+unit machine` (placed), `-unit machine` (removed), `unit: reason`.

@@ -7,6 +7,7 @@ use std::fmt;
 use serde::{Serialize, Serializer};
 
 use crate::machine::{MachineId, Metadata};
+use crate::resources::Resources;
 use crate::unit::UnitName;
 
 mod reader;
@@ -172,6 +173,11 @@ pub struct Requirements {
     pub conflicts: Vec<ConflictPattern>,
     pub global: bool,
     pub replaces: Vec<UnitName>,
+    /// `Memory=` and `CPU=`: what the unit needs on its machine, counted against the
+    /// machine's capacity by the scheduler (systemd is not asked to enforce it). Zero in a
+    /// dimension: nothing asked.
+    #[serde(skip_serializing_if = "Resources::is_zero")]
+    pub requests: Resources,
 }
 
 impl Requirements {

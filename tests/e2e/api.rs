@@ -275,6 +275,7 @@ async fn register(api: &TestApi, id: &MachineId, metadata: &str, lease: &Lease) 
         version: "9.9.9".into(),
         api: None,
         hostname: format!("host-{}", &id.as_str()[..1]),
+        capacity: None,
     };
     api.registry.register_machine(&record, lease).await.unwrap();
 }

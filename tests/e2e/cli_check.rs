@@ -85,7 +85,7 @@ fn warnings_are_printed_but_the_file_stays_valid() {
         0,
         &[
             "{dir}/web.service:5: warning: MachineOf: the value is empty, so this option has no effect",
-            "{dir}/web.service:6: warning: unknown [X-Fleet] option `Colour` is ignored (known: MachineID, MachineOf, MachineMetadata, Conflicts, Global, Replaces)",
+            "{dir}/web.service:6: warning: unknown [X-Fleet] option `Colour` is ignored (known: MachineID, MachineOf, MachineMetadata, Conflicts, Global, Replaces, Memory, CPU)",
             "ok web.service",
         ],
     );
@@ -126,6 +126,39 @@ fn requirement_errors_point_at_the_option_line() {
         &[
             "{dir}/web.service:7: MachineMetadata: item `disk` has no operator: write key=value, or compare with !=, <, <=, >, >=",
             "{dir}/web.service:6: MachineID cannot be combined with Global",
+        ],
+    );
+}
+
+#[test]
+fn requests_are_shown_and_bad_ones_refused_with_their_line() {
+    let dir = Dir::new();
+    let db = dir.file(
+        "db@.service",
+        "[Unit]\nDescription=x\n\n[X-Fleet]\nMemory=512M\nCPU=0.5\n",
+    );
+    check_text(
+        &dir,
+        &[&db],
+        0,
+        &["ok db@.service (requests 512 MiB, 0.5 CPU)"],
+    );
+    let (code, reports) = check_json(&[&db]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        reports[0]["requirements"]["requests"],
+        json!({"memory": 536870912, "millicpus": 500})
+    );
+    let bad = dir.file(
+        "big.service",
+        "[Unit]\nDescription=x\n\n[X-Fleet]\nMemory=12 GB\n",
+    );
+    check_text(
+        &dir,
+        &[&bad],
+        1,
+        &[
+            "{dir}/big.service:5: Memory: `12 GB` is not a memory size: write bytes, or a number with K, M, G or T (powers of 1024), such as 512M or 1.5G",
         ],
     );
 }

@@ -298,6 +298,7 @@ async fn losing_a_lease_is_signalled_and_a_live_lease_can_be_found_again() {
         version: "test".into(),
         api: None,
         hostname: "host-c".into(),
+        capacity: None,
     };
     registry.register_machine(&record, &lease).await.unwrap();
     let keep = registry.keep_alive(&lease, LossPolicy::AfterTtl);

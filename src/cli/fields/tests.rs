@@ -2,6 +2,7 @@
 //! with `tests/data/golden/*`. `FLOTTECTL_BLESS=1 cargo test --lib cli::fields` rewrites the files;
 //! review the diff before committing it.
 
+use crate::resources::Resources;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -22,7 +23,7 @@ fn machine(id: &str, ip: &str, metadata: &[(&str, &str)], hostname: &str) -> wir
             .collect::<BTreeMap<_, _>>(),
         version: "0.1.0".into(),
         hostname: hostname.into(),
-        drained: false,
+        ..wire::Machine::default()
     }
 }
 
@@ -34,9 +35,22 @@ fn sample_machines() -> Vec<wire::Machine> {
             &[("region", "eu"), ("disk", "ssd")],
             "host-1",
         ),
-        // Drained (`flottectl drain`).
+        // Drained (`flottectl drain`), with capacity and units placed, one overcommitted.
         wire::Machine {
             drained: true,
+            capacity: Some(Resources {
+                memory: 8 << 30,
+                millicpus: 4000,
+            }),
+            requested: Resources {
+                memory: 9 << 30,
+                millicpus: 1500,
+            },
+            free: Some(Resources {
+                memory: 0,
+                millicpus: 2500,
+            }),
+            units: 3,
             ..machine(
                 M2,
                 "127.0.1.2",
@@ -242,8 +256,16 @@ fn list_machines_renders_every_flag_as_the_golden_files_show() {
         &listing("machine,hostname,version", Detail::Short).to_text(Legend::Show),
     );
     check(
+        "list-machines-capacity.txt",
+        &listing("machine,cpu,memory,units", Detail::Short).to_text(Legend::Show),
+    );
+    check(
         "list-machines.json",
-        &listing("machine,ip,metadata,hostname,version,drained", Detail::Full).to_json(),
+        &listing(
+            "machine,ip,metadata,hostname,version,drained,cpu,memory,units",
+            Detail::Full,
+        )
+        .to_json(),
     );
 }
 
@@ -267,7 +289,7 @@ fn unknown_or_missing_fields_are_refused_with_the_valid_ones() {
     );
     assert_eq!(
         parse_fields::<MachineField>("").unwrap_err(),
-        "no fields given: choose from machine,ip,metadata,drained,hostname,version"
+        "no fields given: choose from machine,ip,metadata,drained,hostname,version,cpu,memory,units"
     );
     assert_eq!(
         parse_fields::<UnitFileField>("unit, reason").unwrap(),

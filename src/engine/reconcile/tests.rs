@@ -29,6 +29,7 @@ impl V {
                 version: "test".into(),
                 api: None,
                 hostname: format!("host-{n}"),
+                capacity: None,
             },
         );
         self

@@ -8,7 +8,9 @@ use proptest::prelude::*;
 
 use crate::unit::{DesiredState, conflict_between};
 
-use super::{Spec, apply, assert_stable, unit, view};
+use super::{Spec, apply, assert_stable, sized_view, unit};
+use crate::resources::Resources;
+use crate::schedule::Strategy::{Pack, Spread};
 use crate::schedule::{ClusterView, Plan, plan};
 
 const NAMES: [&str; 8] = [
@@ -28,11 +30,21 @@ const DRAINED: [&str; 5] = ["m1!", "m2!", "m3!", "m4!", "m5!"];
 const REGIONS: [&str; 3] = ["", "region=eu", "region=us"];
 const DISKS: [&str; 3] = ["", "disk=ssd", "disk=hdd"];
 
-/// (desired, metadata, conflicts, MachineOf, global, Replaces, placement bits)
-type UnitDraw = (u8, u8, u8, u8, u8, u8, u8);
+/// Machine capacities, and unit requests: small enough that machines fill up.
+const CAPACITIES: [&str; 4] = ["", "memory=1G,cpu=1", "memory=2G,cpu=2", "memory=512M"];
+const REQUESTS: [&str; 5] = [
+    "",
+    "memory=512M",
+    "memory=1G",
+    "cpu=0.5",
+    "memory=256M,cpu=1",
+];
+
+/// (desired, metadata, conflicts, MachineOf, global, Replaces, placement bits, requests)
+type UnitDraw = (u8, u8, u8, u8, u8, u8, u8, u8);
 
 fn spec(name: &'static str, draw: UnitDraw) -> Spec {
-    let (desired, metadata, conflicts, machine_of, global, replaces, placed) = draw;
+    let (desired, metadata, conflicts, machine_of, global, replaces, placed, requests) = draw;
     let mut s = unit(name).desired(match desired {
         0 => DesiredState::Inactive,
         1 => DesiredState::Loaded,
@@ -60,6 +72,7 @@ fn spec(name: &'static str, draw: UnitDraw) -> Spec {
     if let Some(replaced) = NAMES.get(usize::from(replaces)) {
         s = s.replaces(replaced);
     }
+    s = s.requests(REQUESTS[usize::from(requests)]);
     for (bit, machine) in MACHINES.iter().enumerate() {
         if placed & (1 << bit) != 0 {
             s = s.on(machine);
@@ -68,19 +81,31 @@ fn spec(name: &'static str, draw: UnitDraw) -> Spec {
     s
 }
 
-fn cluster() -> impl Strategy<Value = (Vec<(&'static str, String)>, Vec<Spec>)> {
-    let machine = proptest::option::of((0..3usize, 0..3usize, 0..4u8));
-    let draw = (0..3u8, 0..6u8, 0..5u8, 0..20u8, 0..8u8, 0..24u8, 0..32u8);
+type Machines = Vec<(&'static str, String, &'static str)>;
+
+fn cluster() -> impl Strategy<Value = (Machines, Vec<Spec>, bool)> {
+    let machine = proptest::option::of((0..3usize, 0..3usize, 0..4u8, 0..4usize));
+    let draw = (
+        0..3u8,
+        0..6u8,
+        0..5u8,
+        0..20u8,
+        0..8u8,
+        0..24u8,
+        0..32u8,
+        0..5u8,
+    );
     (
         proptest::collection::vec(machine, 4),
         proptest::collection::vec(proptest::option::of(draw), NAMES.len()),
+        any::<bool>(),
     )
-        .prop_map(|(machines, units)| {
+        .prop_map(|(machines, units, pack)| {
             let machines = machines
                 .into_iter()
                 .zip(MACHINES.iter().zip(DRAINED))
                 .filter_map(|(m, (id, drained_id))| {
-                    let (region, disk, drain) = m?;
+                    let (region, disk, drain, capacity) = m?;
                     // One machine in four is drained.
                     let id = if drain == 0 { drained_id } else { *id };
                     let metadata = [REGIONS[region], DISKS[disk]]
@@ -88,7 +113,7 @@ fn cluster() -> impl Strategy<Value = (Vec<(&'static str, String)>, Vec<Spec>)> 
                         .filter(|s| !s.is_empty())
                         .collect::<Vec<_>>()
                         .join(",");
-                    Some((id, metadata))
+                    Some((id, metadata, CAPACITIES[capacity]))
                 })
                 .collect();
             let units = units
@@ -96,8 +121,43 @@ fn cluster() -> impl Strategy<Value = (Vec<(&'static str, String)>, Vec<Spec>)> 
                 .zip(NAMES)
                 .filter_map(|(draw, name)| Some(spec(name, draw?)))
                 .collect();
-            (machines, units)
+            (machines, units, pack)
         })
+}
+
+/// No machine is overcommitted by the plan: in each dimension that a unit the plan added to a
+/// machine requests, the requests of all units there fit its capacity. (Placements the plan
+/// kept may overcommit it: generated placements ignore capacity, and placed units stay.)
+fn assert_not_overcommitted(view: &ClusterView, plan: &Plan) {
+    for machine in &view.machines {
+        let on: Vec<_> = view
+            .units
+            .iter()
+            .filter(|u| u.placed.contains(&machine.id))
+            .collect();
+        let total = on.iter().fold(Resources::ZERO, |sum, u| {
+            sum.saturating_add(u.requirements.requests)
+        });
+        for (name, m) in &plan.place {
+            if *m != machine.id {
+                continue;
+            }
+            let unit = on.iter().find(|u| u.name == *name).expect("placed unit");
+            let asked = unit.requirements.requests;
+            assert!(
+                asked.memory == 0 || total.memory <= machine.capacity.memory,
+                "{name} overcommits memory on {}: {total:?} of {:?}",
+                machine.id.short(),
+                machine.capacity
+            );
+            assert!(
+                asked.millicpus == 0 || total.millicpus <= machine.capacity.millicpus,
+                "{name} overcommits CPU on {}: {total:?} of {:?}",
+                machine.id.short(),
+                machine.capacity
+            );
+        }
+    }
 }
 
 /// Every rule a settled cluster must obey, with the reasons the plan gave.
@@ -162,12 +222,37 @@ proptest! {
     })]
 
     #[test]
-    fn plans_are_deterministic_settle_and_obey_every_rule((machines, units) in cluster()) {
-        let machines: Vec<(&str, &str)> =
-            machines.iter().map(|(id, md)| (*id, md.as_str())).collect();
-        let view = view(&machines, &units);
+    fn plans_are_deterministic_settle_and_obey_every_rule((machines, units, pack) in cluster()) {
+        let machines: Vec<(&str, &str, &str)> =
+            machines.iter().map(|(id, md, c)| (*id, md.as_str(), *c)).collect();
+        let strategy = if pack { Pack } else { Spread };
+        let view = sized_view(strategy, &machines, &units);
         let got = plan(&view);
         assert_stable(&view, &got);
-        assert_valid(&apply(&view, &got), &got);
+        let applied = apply(&view, &got);
+        assert_valid(&applied, &got);
+        assert_not_overcommitted(&applied, &got);
+    }
+
+    /// From nothing placed, no machine is ever over its capacity after a plan.
+    #[test]
+    fn plans_from_scratch_never_overcommit((machines, units, pack) in cluster()) {
+        let machines: Vec<(&str, &str, &str)> =
+            machines.iter().map(|(id, md, c)| (*id, md.as_str(), *c)).collect();
+        let strategy = if pack { Pack } else { Spread };
+        let units: Vec<Spec> = units.into_iter().map(|mut u| { u.placed.clear(); u }).collect();
+        let view = sized_view(strategy, &machines, &units);
+        let applied = apply(&view, &plan(&view));
+        for machine in &applied.machines {
+            let total = applied
+                .units
+                .iter()
+                .filter(|u| u.placed.contains(&machine.id))
+                .fold(Resources::ZERO, |sum, u| sum.saturating_add(u.requirements.requests));
+            prop_assert!(
+                total.saturating_sub(machine.capacity).is_zero(),
+                "{} holds {total:?} of {:?}", machine.id.short(), machine.capacity
+            );
+        }
     }
 }

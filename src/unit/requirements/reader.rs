@@ -6,6 +6,7 @@ use super::{
     RequirementError, RequirementWarning, Requirements,
 };
 use crate::machine::{MachineId, validate_key};
+use crate::resources::{parse_cpu, parse_memory};
 use crate::unit::specifier;
 use crate::unit::{UnitFile, UnitName, UnitOption};
 
@@ -20,6 +21,8 @@ enum FleetKey {
     Conflicts,
     Global,
     Replaces,
+    Memory,
+    Cpu,
 }
 
 impl FleetKey {
@@ -32,6 +35,8 @@ impl FleetKey {
             "Conflicts" | "X-Conflicts" => Self::Conflicts,
             "Global" => Self::Global,
             "Replaces" => Self::Replaces,
+            "Memory" => Self::Memory,
+            "CPU" => Self::Cpu,
             _ => return None,
         })
     }
@@ -74,6 +79,8 @@ struct Reader<'a> {
     given: Vec<(FleetKey, usize, String)>,
     seen_machine_id: bool,
     seen_global: bool,
+    seen_memory: bool,
+    seen_cpu: bool,
     errors: Vec<RequirementError>,
     warnings: Vec<RequirementWarning>,
 }
@@ -87,6 +94,8 @@ impl<'a> Reader<'a> {
             given: Vec::new(),
             seen_machine_id: false,
             seen_global: false,
+            seen_memory: false,
+            seen_cpu: false,
             errors: Vec::new(),
             warnings: Vec::new(),
         }
@@ -118,7 +127,7 @@ impl<'a> Reader<'a> {
             self.warn(
                 index,
                 format!(
-                    "unknown [X-Fleet] option `{written}` is ignored (known: MachineID, MachineOf, MachineMetadata, Conflicts, Global, Replaces)"
+                    "unknown [X-Fleet] option `{written}` is ignored (known: MachineID, MachineOf, MachineMetadata, Conflicts, Global, Replaces, Memory, CPU)"
                 ),
             );
             return;
@@ -131,7 +140,7 @@ impl<'a> Reader<'a> {
         let value = expanded.trim();
         if value.is_empty() {
             match key {
-                FleetKey::MachineId | FleetKey::Global => {
+                FleetKey::MachineId | FleetKey::Global | FleetKey::Memory | FleetKey::Cpu => {
                     self.error(index, format!("{written}: the value is empty"))
                 }
                 FleetKey::MachineOf
@@ -151,6 +160,8 @@ impl<'a> Reader<'a> {
             FleetKey::Conflicts => self.conflicts(index, written, value),
             FleetKey::Global => self.global(index, written, value),
             FleetKey::Replaces => self.replaces(index, written, value),
+            FleetKey::Memory => self.memory(index, written, value),
+            FleetKey::Cpu => self.cpu(index, written, value),
         }
     }
 
@@ -260,6 +271,34 @@ impl<'a> Reader<'a> {
                     "{written}: `{value}` is not a boolean (use yes/no, true/false, on/off or 1/0)"
                 ),
             ),
+        }
+    }
+
+    /// `Memory=512M`: systemd's sizes (`MemoryMax=`), in bytes.
+    fn memory(&mut self, index: usize, written: &str, value: &str) {
+        if std::mem::replace(&mut self.seen_memory, true) {
+            self.warn(
+                index,
+                format!("{written}: given more than once; the last value counts"),
+            );
+        }
+        match parse_memory(value) {
+            Ok(bytes) => self.requirements.requests.memory = bytes,
+            Err(message) => self.error(index, format!("{written}: {message}")),
+        }
+    }
+
+    /// `CPU=0.5`: a number of CPUs, to a thousandth.
+    fn cpu(&mut self, index: usize, written: &str, value: &str) {
+        if std::mem::replace(&mut self.seen_cpu, true) {
+            self.warn(
+                index,
+                format!("{written}: given more than once; the last value counts"),
+            );
+        }
+        match parse_cpu(value) {
+            Ok(millicpus) => self.requirements.requests.millicpus = millicpus,
+            Err(message) => self.error(index, format!("{written}: {message}")),
         }
     }
 

@@ -568,7 +568,7 @@ fn odd_but_harmless_options_give_warnings() {
         &[
             (
                 1,
-                "unknown [X-Fleet] option `Foo` is ignored (known: MachineID, MachineOf, MachineMetadata, Conflicts, Global, Replaces)",
+                "unknown [X-Fleet] option `Foo` is ignored (known: MachineID, MachineOf, MachineMetadata, Conflicts, Global, Replaces, Memory, CPU)",
             ),
             (
                 2,
@@ -593,4 +593,102 @@ fn odd_but_harmless_options_give_warnings() {
             "MachineOf: `db@.service` is a template, which is never placed, so this unit never will be",
         )],
     );
+}
+
+#[test]
+fn memory_and_cpu_become_requests() {
+    use serde_json::json;
+    let cases = [
+        (
+            "Memory=512M\n",
+            json!({"requests": {"memory": 536870912, "millicpus": 0}}),
+        ),
+        (
+            "CPU=0.5\n",
+            json!({"requests": {"memory": 0, "millicpus": 500}}),
+        ),
+        (
+            "Memory=1.5G\nCPU=2\n",
+            json!({"requests": {"memory": 1610612736u64, "millicpus": 2000}}),
+        ),
+        // zero asks for nothing, like no option at all
+        ("Memory=0\nCPU=0\n", json!({})),
+        // requests combine with every other option, Global included
+        (
+            "Global=true\nMemory=64M\n",
+            json!({"global": true, "requests": {"memory": 67108864, "millicpus": 0}}),
+        ),
+    ];
+    for (body, expected) in cases {
+        check("web.service", body, expected);
+    }
+}
+
+#[test]
+fn bad_requests_are_errors_naming_them() {
+    let cases: &[(&str, &[(usize, &str)])] = &[
+        (
+            "Memory=lots\n",
+            &[(
+                1,
+                "Memory: `lots` is not a memory size: write bytes, or a number with K, M, G or T (powers of 1024), such as 512M or 1.5G",
+            )],
+        ),
+        (
+            "Memory=512MB\n",
+            &[(
+                1,
+                "Memory: `512MB` is not a memory size: write bytes, or a number with K, M, G or T (powers of 1024), such as 512M or 1.5G",
+            )],
+        ),
+        ("Memory=\n", &[(1, "Memory: the value is empty")]),
+        (
+            "CPU=half\n",
+            &[(
+                1,
+                "CPU: `half` is not a number of CPUs: write a decimal number such as 0.5 or 2",
+            )],
+        ),
+        (
+            "Description=x\nCPU=0.0005\n",
+            &[(
+                2,
+                "CPU: `0.0005` is finer than a thousandth of a CPU: write at most three decimals",
+            )],
+        ),
+        ("CPU=\n", &[(1, "CPU: the value is empty")]),
+    ];
+    for (body, expected) in cases {
+        check_errors("web.service", body, expected);
+    }
+}
+
+#[test]
+fn a_repeated_request_warns_and_the_last_counts() {
+    check_warnings(
+        "web.service",
+        "Memory=1G\nMemory=2G\n",
+        &[(2, "Memory: given more than once; the last value counts")],
+    );
+    let checked = from_fleet("web.service", "Memory=1G\nMemory=2G\n").unwrap();
+    assert_eq!(checked.requirements.requests.memory, 2 << 30);
+}
+
+#[test]
+fn instances_inherit_their_templates_requests() {
+    let template =
+        UnitFile::parse(b"[Service]\nExecStart=/bin/db\n\n[X-Fleet]\nMemory=256M\nCPU=0.25\n")
+            .unwrap()
+            .file;
+    for name in ["db@.service", "db@1.service", "db@two.service"] {
+        let checked = Requirements::from_unit(&UnitName::new(name).unwrap(), &template).unwrap();
+        assert_eq!(
+            checked.requirements.requests,
+            crate::resources::Resources {
+                memory: 256 << 20,
+                millicpus: 250
+            },
+            "{name}"
+        );
+    }
 }
