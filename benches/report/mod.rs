@@ -191,6 +191,12 @@ pub fn rss_mib(pid: i32) -> f64 {
     status_mib(pid, "VmRSS:")
 }
 
+/// Resident memory of a process now, in MiB: its heap and stacks (`RssAnon`) and the pages
+/// of its files, mostly its own code (`RssFile`).
+pub fn rss_split_mib(pid: i32) -> (f64, f64) {
+    (status_mib(pid, "RssAnon:"), status_mib(pid, "RssFile:"))
+}
+
 /// Peak resident memory of a process, in MiB.
 pub fn peak_rss_mib(pid: i32) -> f64 {
     status_mib(pid, "VmHWM:")
