@@ -434,7 +434,8 @@ impl<M: UnitManager> Agent<M> {
         self.converge().await;
         let t = std::time::Instant::now();
         self.publish().await;
-        self.services.offer(self.lease, &self.published);
+        self.services
+            .offer(self.lease, &self.published, &self.contents);
         tracing::trace!(took = ?t.elapsed(), "published");
     }
 

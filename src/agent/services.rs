@@ -22,7 +22,7 @@ use tokio::task::AbortHandle;
 use crate::machine::MachineId;
 use crate::registry::{Health, InstanceId, InstanceRecord, Lease, Registry, UnitStateRecord};
 use crate::systemd::ActiveState;
-use crate::unit::{Check, ServiceDeclaration, Target, UnitHash, UnitName};
+use crate::unit::{Check, ServiceDeclaration, Target, UnitFile, UnitHash, UnitName};
 
 /// A failed write is tried again after this long.
 const RETRY: Duration = Duration::from_secs(1);
@@ -44,6 +44,9 @@ pub struct Host {
 struct Running {
     lease: Option<Lease>,
     units: BTreeMap<UnitName, UnitHash>,
+    /// The declarations of running units whose content the agent had at hand, so that the
+    /// task need not read those contents from etcd again.
+    known: BTreeMap<(UnitName, UnitHash), Option<ServiceDeclaration>>,
 }
 
 /// The agent's handle on the services task; the task ends when this is dropped.
@@ -60,10 +63,25 @@ impl Services {
 
     /// Offers the states as published under `lease`: the task registers the instances of the
     /// running units and removes the others.
-    pub(super) fn offer(&self, lease: Lease, published: &BTreeMap<UnitName, UnitStateRecord>) {
+    /// `contents` are the unit files the agent has at hand.
+    pub(super) fn offer(
+        &self,
+        lease: Lease,
+        published: &BTreeMap<UnitName, UnitStateRecord>,
+        contents: &HashMap<UnitHash, UnitFile>,
+    ) {
+        let units = running_units(published);
+        let known = units
+            .iter()
+            .filter_map(|(name, hash)| {
+                let file = contents.get(hash)?;
+                Some(((name.clone(), *hash), declaration_of(name, file)))
+            })
+            .collect();
         let running = Running {
             lease: Some(lease),
-            units: running_units(published),
+            units,
+            known,
         };
         self.offered.send_if_modified(|old| {
             let changed = *old != running;
@@ -71,6 +89,18 @@ impl Services {
             changed
         });
     }
+}
+
+/// A unit's declared service; an invalid section (the API refuses those, an older flotted
+/// may not have) is ignored with a warning.
+fn declaration_of(unit: &UnitName, file: &UnitFile) -> Option<ServiceDeclaration> {
+    ServiceDeclaration::from_unit(unit, file)
+        .inspect_err(|errors| {
+            let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
+            tracing::warn!(unit = %unit, errors = ?messages, "ignoring an invalid [X-Flotte-Service] section");
+        })
+        .ok()
+        .flatten()
 }
 
 /// The units a published state shows started and active: only those serve. A unit still
@@ -253,8 +283,14 @@ impl Task {
         }
     }
 
-    /// Reads the declarations of running units not seen yet, from their contents.
+    /// Reads the declarations of running units not seen yet: from the agent's files when it
+    /// had them, else from their contents in etcd.
     async fn read_declarations(&mut self) {
+        for (key, declared) in &self.running.known {
+            if !self.declarations.contains_key(key) {
+                self.declarations.insert(key.clone(), declared.clone());
+            }
+        }
         let missing: Vec<(UnitName, UnitHash)> = self
             .running
             .units
@@ -271,14 +307,7 @@ impl Task {
         for (unit, hash) in missing {
             match files.get(&hash) {
                 Some(Ok(Some(file))) => {
-                    let declared = ServiceDeclaration::from_unit(&unit, file)
-                        .inspect_err(|errors| {
-                            let messages: Vec<&str> =
-                                errors.iter().map(|e| e.message.as_str()).collect();
-                            tracing::warn!(unit = %unit, errors = ?messages, "ignoring an invalid [X-Flotte-Service] section");
-                        })
-                        .ok()
-                        .flatten();
+                    let declared = declaration_of(&unit, file);
                     self.declarations.insert((unit, hash), declared);
                 }
                 Some(Ok(None)) => {
