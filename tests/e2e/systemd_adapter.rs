@@ -203,7 +203,18 @@ async fn new_units_start_and_stopped_units_go_without_a_daemon_reload() {
             .unwrap_or_else(|e| panic!("round {round}: start without reload: {e}"));
         await_state(&systemd, &mut changes, &name, ActiveState::Active).await;
         let pid = systemd.main_pid(&name).await.unwrap();
-        let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
+        // A simple service is active from its fork; until its exec, its command line is
+        // systemd's placeholder `(sleep)`.
+        let cmdline = flotte::isolated::wait_for(
+            std::time::Duration::from_secs(10),
+            || format!("round {round}: main PID {pid} never exec'd its command"),
+            || async {
+                let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).ok()?;
+                (!cmdline.starts_with('(')).then_some(cmdline)
+            },
+        )
+        .await
+        .unwrap();
         assert!(
             cmdline.contains(seconds),
             "round {round}: runs the file as written now: {cmdline:?}"
