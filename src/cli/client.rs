@@ -380,34 +380,13 @@ impl Client {
         query: &wire::JournalQuery,
     ) -> Result<Journal, ClientError> {
         let path = wire::unit_journal_path(name.as_str(), query);
-        let opened = async {
-            let response = self.open(Method::GET, &path, None).await?;
-            let status = response.status();
-            if status != StatusCode::OK {
-                let body = response
-                    .into_body()
-                    .collect()
-                    .await
-                    .map_err(|source| self.http_error(&Method::GET, &path, source))?
-                    .to_bytes();
-                return Err(api_error(Method::GET, &path, &Answer { status, body }));
-            }
-            Ok(response.into_body())
-        };
-        match tokio::time::timeout(self.timeout, opened).await {
-            Ok(Ok(body)) => Ok(Journal {
-                body,
-                path,
-                endpoint: self.endpoint.clone(),
-            }),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(ClientError::Timeout {
-                endpoint: self.endpoint.clone(),
-                method: Method::GET,
-                path,
-                after: self.timeout,
-            }),
-        }
+        let opened = async { self.open_stream(&path).await };
+        let body = self.within_timeout(&path, opened).await?;
+        Ok(Journal {
+            body,
+            path,
+            endpoint: self.endpoint.clone(),
+        })
     }
 
     /// Follows the cluster's events after `since` (from now without it): the stream is open
@@ -416,19 +395,8 @@ impl Client {
     pub async fn events(&self, since: Option<i64>) -> Result<Events, ClientError> {
         let path = wire::events_path(since);
         let opened = async {
-            let response = self.open(Method::GET, &path, None).await?;
-            let status = response.status();
-            if status != StatusCode::OK {
-                let body = response
-                    .into_body()
-                    .collect()
-                    .await
-                    .map_err(|source| self.http_error(&Method::GET, &path, source))?
-                    .to_bytes();
-                return Err(api_error(Method::GET, &path, &Answer { status, body }));
-            }
             let mut reader = EventReader {
-                body: response.into_body(),
+                body: self.open_stream(&path).await?,
                 buffer: Vec::new(),
                 path: path.clone(),
                 endpoint: self.endpoint.clone(),
@@ -445,16 +413,42 @@ impl Client {
                 }),
             }
         };
-        match tokio::time::timeout(self.timeout, opened).await {
-            Ok(Ok((reader, revision))) => Ok(Events { reader, revision }),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(ClientError::Timeout {
-                endpoint: self.endpoint.clone(),
-                method: Method::GET,
-                path,
-                after: self.timeout,
-            }),
+        let (reader, revision) = self.within_timeout(&path, opened).await?;
+        Ok(Events { reader, revision })
+    }
+
+    /// GETs a streamed answer: its body once the head says 200, else the API's error.
+    async fn open_stream(&self, path: &str) -> Result<Incoming, ClientError> {
+        let response = self.open(Method::GET, path, None).await?;
+        let status = response.status();
+        if status != StatusCode::OK {
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|source| self.http_error(&Method::GET, path, source))?
+                .to_bytes();
+            return Err(api_error(Method::GET, path, &Answer { status, body }));
         }
+        Ok(response.into_body())
+    }
+
+    /// `opening` (a GET of `path`) bounded by the request timeout.
+    async fn within_timeout<T>(
+        &self,
+        path: &str,
+        opening: impl std::future::Future<Output = Result<T, ClientError>>,
+    ) -> Result<T, ClientError> {
+        tokio::time::timeout(self.timeout, opening)
+            .await
+            .unwrap_or_else(|_| {
+                Err(ClientError::Timeout {
+                    endpoint: self.endpoint.clone(),
+                    method: Method::GET,
+                    path: path.to_owned(),
+                    after: self.timeout,
+                })
+            })
     }
 
     /// Sends one request on a fresh connection and returns the answer's head; its body is
