@@ -80,6 +80,7 @@ async fn main() {
                 name: format!("host-{i}"),
                 metadata: String::new(),
                 api_port: None,
+                settings: Vec::new(),
             })
             .collect(),
         flotted: env!("CARGO_BIN_EXE_flotted").into(),

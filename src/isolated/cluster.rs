@@ -25,6 +25,9 @@ pub struct HostSpec {
     /// A TCP port to serve the API on as well (`listen_tcp`), on the host's own address: the
     /// web page (`/ui/`) for a browser, which reaches no unix socket.
     pub api_port: Option<u16>,
+    /// Extra `key=value` settings for this host's flotted alone (e.g. `capacity=…`), written
+    /// after the cluster's own.
+    pub settings: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -181,6 +184,7 @@ impl Cluster {
                 None => {}
             }
             lines.extend(spec.settings.iter().map(|(k, v)| format!("{k}={v}")));
+            lines.extend(h.settings.iter().map(|(k, v)| format!("{k}={v}")));
             fs::write(&config, lines.join("\n") + "\n")
                 .map_err(|e| IsolatedError::io("writing flotted.conf", e))?;
             cluster.members.push(Member {

@@ -119,6 +119,7 @@ pub fn spec(settings: &Settings) -> ClusterSpec {
                 name: name.to_string(),
                 metadata: metadata.to_string(),
                 api_port: (i == 0).then_some(UI_PORT),
+                settings: Vec::new(),
             })
             .collect(),
         flotted: settings.flotted.clone(),

@@ -70,6 +70,7 @@ pub async fn cluster_at(
             name: n.to_string(),
             metadata: m.to_string(),
             api_port: None,
+            settings: Vec::new(),
         })
         .collect();
     cluster_of_at(test, hosts, settings, etcd_access, first_ip).await

@@ -84,6 +84,7 @@ async fn the_page_shows_the_live_cluster_and_acts_on_it() {
             name: name.to_string(),
             metadata: metadata.to_string(),
             api_port: (i == 0).then_some(PORT),
+            settings: Vec::new(),
         })
         .collect();
     let c = cluster_of("ui", hosts, &[], EtcdAccess::Direct).await;
