@@ -22,15 +22,31 @@ const START_ATTEMPTS: u32 = 240;
 /// How long `up` lets systemd take to run the started examples before listing them.
 const SETTLE: Duration = Duration::from_secs(30);
 
-/// What `up` submits (every unit file) and starts (every unit but templates, and instances 1
-/// and 2 of each template), from the file names of the units directory.
-pub fn examples(file_names: &[String]) -> (Vec<String>, Vec<String>) {
+/// The example that fits on no host of the local cluster (`Memory=` over every capacity in
+/// `HOSTS`): `up` asks for it without waiting, so that `list-unit-files` shows its reason.
+pub const FITS_NOWHERE: &str = "batch.service";
+
+/// What `up` does with the files of the units directory.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Examples {
+    /// Every unit file, templates too.
+    pub submit: Vec<String>,
+    /// Started and waited for: every unit but templates and `FITS_NOWHERE`, and instances 1
+    /// and 2 of each template.
+    pub start: Vec<String>,
+    /// Started without waiting (`--no-block`): `FITS_NOWHERE`, if there.
+    pub start_no_block: Vec<String>,
+}
+
+/// What `up` submits and starts, from the file names of the units directory.
+pub fn examples(file_names: &[String]) -> Examples {
     let mut units: Vec<&String> = file_names
         .iter()
         .filter(|n| UnitName::new(n).is_ok())
         .collect();
     units.sort();
     let mut start = Vec::new();
+    let mut start_no_block = Vec::new();
     for name in &units {
         match UnitName::new(name) {
             Ok(unit) if unit.is_template() => start.extend(
@@ -39,10 +55,15 @@ pub fn examples(file_names: &[String]) -> (Vec<String>, Vec<String>) {
                     .filter_map(|i| unit.instantiate(i).ok())
                     .map(|u| u.to_string()),
             ),
+            _ if name.as_str() == FITS_NOWHERE => start_no_block.push(name.to_string()),
             _ => start.push(name.to_string()),
         }
     }
-    (units.into_iter().cloned().collect(), start)
+    Examples {
+        submit: units.into_iter().cloned().collect(),
+        start,
+        start_no_block,
+    }
 }
 
 /// `flottectl submit` of every example and `flottectl start` of the units to run, once the
@@ -58,7 +79,11 @@ pub(super) async fn start(
         .map_err(io_error(format!("reading {}", units.display())))?
         .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
         .collect();
-    let (submit, start) = examples(&names);
+    let Examples {
+        submit,
+        start,
+        start_no_block,
+    } = examples(&names);
     // Paths as typed on a command line, which the transcript shows.
     let paths = |names: &[String]| {
         names
@@ -78,6 +103,14 @@ pub(super) async fn start(
     ]
     .concat();
     flottectl.run(&start, console).await?;
+    if !start_no_block.is_empty() {
+        let start = [
+            vec!["start".to_owned(), "--no-block".to_owned()],
+            paths(&start_no_block),
+        ]
+        .concat();
+        flottectl.run(&start, console).await?;
+    }
     settle(&client, SETTLE).await.map_err(CliError::from)?;
     Ok(())
 }

@@ -17,7 +17,7 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-pub use examples::examples;
+pub use examples::{Examples, FITS_NOWHERE, examples};
 pub use links::{LINK_DIR, Links};
 pub use state::{Health, State, down, health, load};
 pub use status::{describe, status};
@@ -30,11 +30,13 @@ use flottectl::Flottectl;
 /// Where the state lives unless `FLOTTE_LOCAL_CLUSTER_DIR` says otherwise.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/flotte-local-cluster";
 
-/// The hosts, with metadata that lets `[X-Fleet]` examples choose between them.
-pub const HOSTS: &[(&str, &str)] = &[
-    ("host-1", "region=eu,disk=ssd"),
-    ("host-2", "region=eu,disk=hdd"),
-    ("host-3", "region=us,disk=ssd"),
+/// The hosts: a name, metadata that lets `[X-Fleet]` examples choose between them, and a
+/// capacity (flotted's `capacity`) that lets the examples' `Memory=`/`CPU=` requests choose by
+/// size. The hosts share this machine, so the capacities are declared, not detected.
+pub const HOSTS: &[(&str, &str, &str)] = &[
+    ("host-1", "region=eu,disk=ssd", "memory=4G,cpu=2"),
+    ("host-2", "region=eu,disk=hdd", "memory=2G,cpu=2"),
+    ("host-3", "region=us,disk=ssd", "memory=1G,cpu=1"),
 ];
 
 /// host-1's address in the quick start: 127.0.1.1, then 127.0.1.2 and 127.0.1.3.
@@ -115,11 +117,11 @@ pub fn spec(settings: &Settings) -> ClusterSpec {
         hosts: HOSTS
             .iter()
             .enumerate()
-            .map(|(i, (name, metadata))| HostSpec {
+            .map(|(i, (name, metadata, capacity))| HostSpec {
                 name: name.to_string(),
                 metadata: metadata.to_string(),
                 api_port: (i == 0).then_some(UI_PORT),
-                settings: Vec::new(),
+                settings: vec![("capacity".to_owned(), capacity.to_string())],
             })
             .collect(),
         flotted: settings.flotted.clone(),
@@ -212,7 +214,11 @@ pub async fn up(settings: &Settings, console: &mut Console<'_>) -> Result<State,
         console.out,
         "Starting etcd and {} hosts ({}) in {}...",
         HOSTS.len(),
-        HOSTS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+        HOSTS
+            .iter()
+            .map(|(n, _, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", "),
         dir.display()
     )?;
     let cluster = Cluster::start(spec).await?;

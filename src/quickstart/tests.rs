@@ -22,7 +22,7 @@ fn record() -> ClusterRecord {
         members: HOSTS
             .iter()
             .enumerate()
-            .map(|(i, (name, _))| {
+            .map(|(i, (name, _, _))| {
                 let dir = PathBuf::from("/var/lib/flotte-local-cluster/run").join(name);
                 MemberRecord {
                     host: HostRecord {
@@ -61,16 +61,27 @@ fn examples_submit_every_unit_and_start_two_instances_of_each_template() {
         "hello@.service",
         "README.md",
         "beacon.service",
+        "batch.service",
         "hello.service",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let (submit, start) = examples(&names);
+    let Examples {
+        submit,
+        start,
+        start_no_block,
+    } = examples(&names);
     assert_eq!(
         submit,
-        ["beacon.service", "hello.service", "hello@.service"]
+        [
+            "batch.service",
+            "beacon.service",
+            "hello.service",
+            "hello@.service"
+        ]
     );
+    assert_eq!(start_no_block, ["batch.service"]);
     assert_eq!(
         start,
         [

@@ -10,6 +10,7 @@ mod faults;
 mod metrics;
 mod quickstart;
 mod registry;
+mod resources;
 mod runtime;
 mod services;
 mod start_again;

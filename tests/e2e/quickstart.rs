@@ -217,6 +217,7 @@ async fn flottectl_drives_the_quick_start_cluster_from_submit_to_destroy() {
         "hello@1.service",
         "hello@2.service",
         "ssd-cache.service",
+        "db.service",
         "web@1.service",
         "web@2.service",
         "web-sidekick@1.service",
@@ -252,6 +253,47 @@ async fn flottectl_drives_the_quick_start_cluster_from_submit_to_destroy() {
         .find(|r| r[0] == "ssd-cache.service")
         .unwrap_or_else(|| panic!("ssd-cache.service in:\n{units}"));
     assert_eq!(host_of(&ssd[1]), 0, "{ssd:?}");
+    // db.service asks for 3 GiB and a CPU: only host-1 (4 GiB) has room.
+    let db = rows(&units)
+        .into_iter()
+        .find(|r| r[0] == "db.service")
+        .unwrap_or_else(|| panic!("db.service in:\n{units}"));
+    assert_eq!(host_of(&db[1]), 0, "{db:?}");
+    // batch.service asks for 6 GiB, which no host has: it is not placed, and says why.
+    assert!(!units.contains("batch.service"), "{units}");
+    let (args, out) = run(&[
+        "list-unit-files",
+        "--no-legend",
+        "--fields",
+        "unit,dstate,reason",
+    ])
+    .await;
+    let files = ok(args, out);
+    let batch = files
+        .lines()
+        .find(|l| l.starts_with("batch.service"))
+        .unwrap_or_else(|| panic!("batch.service in:\n{files}"));
+    assert!(
+        batch.contains("launched")
+            && batch.contains("needs 6 GiB of memory, most free is 2 GiB on "),
+        "{batch}"
+    );
+    // Each host's declared capacity, with db's requests on host-1.
+    let (args, out) = run(&[
+        "list-machines",
+        "--no-legend",
+        "--fields",
+        "machine,cpu,memory",
+    ])
+    .await;
+    let sizes = ok(args, out);
+    for expected in [
+        "1/2 (1 free)\t3 GiB/4 GiB (1 GiB free)",
+        "0/2 (2 free)\t0 B/2 GiB (2 GiB free)",
+        "0/1 (1 free)\t0 B/1 GiB (1 GiB free)",
+    ] {
+        assert!(sizes.contains(expected), "{expected:?} in:\n{sizes}");
+    }
 
     // The sidekicks announced their services (the etcdctl one maybe a moment after systemd
     // counted it started), as `flottectl services` shows with host-1's flotted settings.
