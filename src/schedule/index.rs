@@ -75,6 +75,11 @@ pub(super) struct Index<'v> {
     pub(super) strategy: Strategy,
     /// Whether any unit requests resources: without, machines need no share order.
     pub(super) any_requests: bool,
+    /// Per unit its requests, per machine its capacity and drain mark: copied out of the view
+    /// into dense arrays, since placement reads them for many machines per unit.
+    requests: Vec<Resources>,
+    capacities: Vec<Resources>,
+    drained: Vec<bool>,
 }
 
 impl<'v> Index<'v> {
@@ -135,9 +140,13 @@ impl<'v> Index<'v> {
             .iter()
             .map(|i| i.replaces.iter().chain(&i.followers).copied().collect())
             .collect();
+        let requests: Vec<Resources> = units.iter().map(|u| u.requirements.requests).collect();
         Self {
             strategy: view.strategy,
-            any_requests: units.iter().any(|u| !u.requirements.requests.is_zero()),
+            any_requests: requests.iter().any(|r| !r.is_zero()),
+            requests,
+            capacities: machines.iter().map(|m| m.capacity).collect(),
+            drained: machines.iter().map(|m| m.drained).collect(),
             replace_component: components(&replaces),
             displace_component: components(&moves),
             machine_ix: machines
@@ -167,7 +176,7 @@ impl<'v> Index<'v> {
 
     /// `m` is drained and `u` is a normal unit, which a drain keeps away.
     pub(super) fn drained_for(&self, u: UnitIx, m: MachineIx) -> bool {
-        self.machines[m].drained && self.info[u].kind == Kind::Normal
+        self.drained[m] && self.info[u].kind == Kind::Normal
     }
 
     pub(super) fn name(&self, u: UnitIx) -> &'v UnitName {
@@ -179,11 +188,11 @@ impl<'v> Index<'v> {
     }
 
     pub(super) fn requests(&self, u: UnitIx) -> Resources {
-        self.units[u].requirements.requests
+        self.requests[u]
     }
 
     pub(super) fn capacity(&self, m: MachineIx) -> Resources {
-        self.machines[m].capacity
+        self.capacities[m]
     }
 
     pub(super) fn unit(&self, name: &UnitName) -> Option<UnitIx> {

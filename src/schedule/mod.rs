@@ -44,6 +44,7 @@
 //! (requests over capacity), before the unit is added.
 
 mod conflicts;
+mod fit;
 mod hash;
 mod index;
 mod occupancy;

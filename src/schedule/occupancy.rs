@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use super::Strategy;
 use super::conflicts::PatternIx;
+use super::fit::FitTree;
 use super::hash::FxHashMap;
 use super::index::{Index, MachineIx, UnitIx};
 use crate::resources::Resources;
@@ -64,11 +65,13 @@ pub(super) struct State<'i, 'v> {
     units_on: Vec<BTreeSet<UnitIx>>,
     /// (load, machine): the first entry is the least-loaded machine, ties broken by ID.
     by_load: BTreeSet<(usize, MachineIx)>,
-    /// Per machine: the requests of the units on it.
+    /// Per machine: the requests of the units on it, and its capacity minus those (nothing
+    /// where overcommitted).
     used: Vec<Resources>,
-    /// (strategy's share key, load, machine), first the machine a unit with requests tries
-    /// first; kept only when some unit has requests.
-    by_share: BTreeSet<(u64, usize, MachineIx)>,
+    free: Vec<Resources>,
+    /// Machines by (strategy's share key, load, machine), first the machine a unit with
+    /// requests tries first, found by what is free; kept only when some unit has requests.
+    by_share: FitTree,
     counts: FxHashMap<(MachineIx, PatternIx), Counts>,
     /// How many more units a `Replaces=` may displace in this plan: a safety net, so that the
     /// passes end whatever the input; displacement cycles are already kept from displacing.
@@ -77,15 +80,19 @@ pub(super) struct State<'i, 'v> {
 
 impl<'i, 'v> State<'i, 'v> {
     pub(super) fn new(ix: &'i Index<'v>) -> Self {
-        let by_share = if ix.any_requests {
-            (0..ix.machines.len())
-                .map(|m| (share_key(ix, m, Resources::ZERO), 0, m))
-                .collect()
+        let mut by_share = FitTree::new(if ix.any_requests {
+            ix.machines.len()
         } else {
-            BTreeSet::new()
-        };
+            0
+        });
+        if ix.any_requests {
+            for m in 0..ix.machines.len() {
+                by_share.set(m, (share_key(ix, m, Resources::ZERO), 0, m), ix.capacity(m));
+            }
+        }
         Self {
             used: vec![Resources::ZERO; ix.machines.len()],
+            free: (0..ix.machines.len()).map(|m| ix.capacity(m)).collect(),
             by_share,
             ix,
             on: vec![Vec::new(); ix.units.len()],
@@ -135,11 +142,11 @@ impl<'i, 'v> State<'i, 'v> {
         let Err(at) = self.on[u].binary_search(&m) else {
             return;
         };
-        let old = self.share_entry(m);
         self.on[u].insert(at, m);
         self.units_on[m].insert(u);
         self.used[m] = self.used[m].saturating_add(self.ix.requests(u));
-        self.reload(m, self.load(m) - 1, old);
+        self.free[m] = self.ix.capacity(m).saturating_sub(self.used[m]);
+        self.reload(m, self.load(m) - 1);
         self.count(u, m, Change::Add);
     }
 
@@ -147,20 +154,19 @@ impl<'i, 'v> State<'i, 'v> {
         let Ok(at) = self.on[u].binary_search(&m) else {
             return;
         };
-        let old = self.share_entry(m);
         self.on[u].remove(at);
         self.units_on[m].remove(&u);
         self.used[m] = self.used[m].saturating_sub(self.ix.requests(u));
-        self.reload(m, self.load(m) + 1, old);
+        self.free[m] = self.ix.capacity(m).saturating_sub(self.used[m]);
+        self.reload(m, self.load(m) + 1);
         self.count(u, m, Change::Remove);
     }
 
-    fn reload(&mut self, m: MachineIx, old: usize, old_share: (u64, usize, MachineIx)) {
+    fn reload(&mut self, m: MachineIx, old: usize) {
         self.by_load.remove(&(old, m));
         self.by_load.insert((self.load(m), m));
         if self.ix.any_requests {
-            self.by_share.remove(&old_share);
-            self.by_share.insert(self.share_entry(m));
+            self.by_share.set(m, self.share_entry(m), self.free[m]);
         }
     }
 
@@ -168,10 +174,17 @@ impl<'i, 'v> State<'i, 'v> {
         (share_key(self.ix, m, self.used[m]), self.load(m), m)
     }
 
-    /// Machines in the order a unit with requests tries them (see `Strategy`), then by load
-    /// and ID. Empty when no unit has requests.
-    pub(super) fn by_share(&self) -> impl Iterator<Item = MachineIx> + '_ {
-        self.by_share.iter().map(|&(_, _, m)| m)
+    /// Machines in the order `u`, a unit with requests, tries them (see `Strategy`), then by
+    /// load and ID: only those where its requests fit in what is free, unless it replaces
+    /// units (what it would displace counts as free, see `fits`). Empty when no unit has
+    /// requests.
+    pub(super) fn by_share(&self, u: UnitIx) -> impl Iterator<Item = MachineIx> + '_ {
+        let need = if self.ix.info[u].replaces.is_empty() {
+            self.ix.requests(u)
+        } else {
+            Resources::ZERO
+        };
+        self.by_share.in_order(need)
     }
 
     /// The strategy's key of `m` with the load as tie-break, for choosing among a few
@@ -182,7 +195,7 @@ impl<'i, 'v> State<'i, 'v> {
 
     /// What is free on `m`: its capacity minus `used` (nothing where that is overcommitted).
     pub(super) fn free(&self, m: MachineIx) -> Resources {
-        self.ix.capacity(m).saturating_sub(self.used[m])
+        self.free[m]
     }
 
     /// Whether `u`'s requests fit in what is free on `m`, counting as free what the units it
@@ -192,11 +205,12 @@ impl<'i, 'v> State<'i, 'v> {
         if requests.is_zero() {
             return true;
         }
+        if self.ix.info[u].replaces.is_empty() {
+            return requests.fits_in(self.free[m]);
+        }
         let mut used = self.used[m];
-        if !self.ix.info[u].replaces.is_empty() {
-            for v in self.displacement(u, m).units {
-                used = used.saturating_sub(self.ix.requests(v));
-            }
+        for v in self.displacement(u, m).units {
+            used = used.saturating_sub(self.ix.requests(v));
         }
         requests.fits_in(self.ix.capacity(m).saturating_sub(used))
     }
@@ -286,6 +300,12 @@ impl<'i, 'v> State<'i, 'v> {
 
     /// May `u` be placed on `m` now: its own constraints, what is on `m` and what is free.
     pub(super) fn can_place(&self, u: UnitIx, m: MachineIx) -> bool {
+        // What is free first: the cheapest test, and the one that turns most machines away
+        // when packing, which tries the fullest first. A unit that replaces others needs the
+        // displacement for it, so its constraints come first.
+        if self.ix.info[u].replaces.is_empty() && !self.ix.requests(u).fits_in(self.free[m]) {
+            return false;
+        }
         self.ix.allows(u, m) && !self.is_on(u, m) && self.fits(u, m) && !self.is_blocked(u, m)
     }
 
