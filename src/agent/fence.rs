@@ -297,7 +297,7 @@ async fn guard(
             };
             (id.clone(), answer)
         }));
-        let (own, answers) = tokio::join!(registry.renew_once(&lease, ask_within), asked);
+        let (own, answers) = tokio::join!(renew_within(&registry, &lease, ask_within), asked);
         match own {
             Ok(sent) => {
                 // Not cut off after all: the keep-alive's own stream was only slow to recover.
@@ -328,6 +328,31 @@ async fn guard(
                     changed = seen.changed() => if changed.is_err() { return },
                 }
             }
+        }
+    }
+}
+
+/// Renews `lease` once, trying again until `within` has passed: a failure that comes fast
+/// (a member that is down, or has no leader) has moved the etcd channel to the next endpoint,
+/// which may well answer while a peer's answer is awaited.
+async fn renew_within(
+    registry: &Registry,
+    lease: &Lease,
+    within: Duration,
+) -> Result<Instant, RegistryError> {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match registry.renew_once(lease, left).await {
+            Ok(sent) => return Ok(sent),
+            Err(e @ RegistryError::LeaseGone(_)) => return Err(e),
+            Err(e)
+                if deadline.saturating_duration_since(Instant::now())
+                    < Duration::from_millis(50) =>
+            {
+                return Err(e);
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     }
 }

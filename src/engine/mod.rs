@@ -74,26 +74,31 @@ pub async fn run(registry: Registry, config: EngineConfig, shutdown: Cancellatio
                     contact: contact.clone(),
                 },
             );
-            let leadership = tokio::select! {
-                elected = registry.campaign(&lease, &config.machine_id) => elected?,
-                _ = keep.lost() => return Err(RegistryError::LeaseGone(lease.id())),
-                _ = shutdown.cancelled() => return Ok(()),
-            };
-            tracing::info!(machine = %config.machine_id, "elected engine");
-            crate::metrics::get().leader.set(1);
-            config.leading.send_replace(true);
-            if let Some(until) = hold {
-                tracing::warn!(silence = ?silence, wait = ?until.saturating_duration_since(Instant::now()), "etcd was silent for this engine: machines that vanished wait for their agents to register again before their units move");
+            let outcome = async {
+                let leadership = tokio::select! {
+                    elected = registry.campaign(&lease, &config.machine_id) => elected?,
+                    _ = keep.lost() => return Err(RegistryError::LeaseGone(lease.id())),
+                    _ = shutdown.cancelled() => return Ok(()),
+                };
+                tracing::info!(machine = %config.machine_id, "elected engine");
+                crate::metrics::get().leader.set(1);
+                config.leading.send_replace(true);
+                if let Some(until) = hold {
+                    tracing::warn!(silence = ?silence, wait = ?until.saturating_duration_since(Instant::now()), "etcd was silent for this engine: machines that vanished wait for their agents to register again before their units move");
+                }
+                let outcome = lead(&registry, &config, &leadership, &keep, hold, &shutdown).await;
+                config.leading.send_replace(false);
+                stepped_down();
+                outcome
             }
-            let outcome = lead(&registry, &config, &leadership, &keep, hold, &shutdown).await;
-            config.leading.send_replace(false);
-            stepped_down();
-            // Step down at once so another engine can be elected without waiting for the TTL.
-            // In a task of its own: a revoke sent while etcd elects a leader is held until it
-            // times out, and campaigning again (here or elsewhere) must not wait behind it.
-            // At shutdown it is awaited: the process may end right after.
+            .await;
+            // Step down (or leave the candidates) at once: every candidate's key is older than
+            // the next campaign's, and etcd elects no one while one lives. In a task of its
+            // own: a revoke sent while etcd elects a leader is held until it times out, and
+            // campaigning again (here or elsewhere) must not wait behind it. At shutdown it is
+            // awaited: the process may end right after.
             drop(keep);
-            let revoke = revoke_until_gone(registry.clone(), leadership.lease);
+            let revoke = revoke_until_gone(registry.clone(), lease);
             if shutdown.is_cancelled() {
                 revoke.await;
             } else {
@@ -116,10 +121,11 @@ pub async fn run(registry: Registry, config: EngineConfig, shutdown: Cancellatio
 }
 
 /// Revokes a lost term's lease, retrying until etcd answers or the lease must have expired
-/// anyway: while its election key lives, no engine is elected.
+/// anyway: while its election key lives, no engine is elected. A new etcd leader extends every
+/// lease by its TTL when elected, so a lease may outlive its TTL by about one more.
 async fn revoke_until_gone(registry: Registry, lease: crate::registry::Lease) {
     let started = Instant::now();
-    while registry.revoke_lease(&lease).await.is_err() && started.elapsed() < lease.ttl() {
+    while registry.revoke_lease(&lease).await.is_err() && started.elapsed() < lease.ttl() * 3 {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -9,7 +9,8 @@
 //! channel pins one endpoint and moves to the next on evidence from a request: a transport
 //! failure (the member is unreachable or the connection broke) or etcd's "no leader" answer
 //! (the member lost its cluster; flotte asks etcd to answer so, `require_leader`, rather than
-//! to wait). The failed request itself still fails and its caller retries (watches and
+//! to wait), or a request its caller gave up before the member began to answer
+//! (`Unanswered`). The failed request itself still fails and its caller retries (watches and
 //! keep-alives reopen), now on the next endpoint. No probing: only requests move the pin.
 
 use std::future::Future;
@@ -17,6 +18,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use http::Uri;
 use tokio::sync::mpsc;
@@ -157,7 +159,15 @@ impl Service<Request> for PinnedChannel {
         let shared = self.shared.clone();
         let response = channel.call(request);
         Box::pin(async move {
-            match response.await {
+            let mut waiting = Unanswered {
+                shared: shared.clone(),
+                endpoint: i,
+                sent: Instant::now(),
+                answered: false,
+            };
+            let outcome = response.await;
+            waiting.answered = true;
+            match outcome {
                 Err(e) => {
                     shared.failed(i, &e);
                     Err(e.into())
@@ -170,6 +180,32 @@ impl Service<Request> for PinnedChannel {
                 }
             }
         })
+    }
+}
+
+/// A request given up (its caller's timeout) before the endpoint began to answer, after at
+/// least `SLOW`: evidence that the member cannot serve now (it accepts connections but is not
+/// ready, as a restarting member before it rejoined its cluster, or it is frozen), so the
+/// next requests go to the next endpoint. A request dropped early, or for another reason
+/// (shutdown), moves the pin at worst to another member that serves as well.
+struct Unanswered {
+    shared: Arc<Shared>,
+    endpoint: usize,
+    sent: Instant,
+    answered: bool,
+}
+
+/// Shorter than every caller's timeout (the agent's keep-alive waits a quarter of its fence
+/// delay, 375 ms for a 3 s TTL), longer than etcd takes to answer.
+const SLOW: Duration = Duration::from_millis(250);
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        let waited = self.sent.elapsed();
+        if !self.answered && waited >= SLOW {
+            self.shared
+                .failed(self.endpoint, &format_args!("no answer within {waited:?}"));
+        }
     }
 }
 
