@@ -225,6 +225,61 @@ fn answers_no_leader(headers: &http::HeaderMap) -> bool {
 mod tests {
     use super::*;
 
+    fn shared(n: u16) -> Arc<Shared> {
+        let (tx, rx) = mpsc::channel(8);
+        for port in 1..=n {
+            let uri: Uri = format!("http://127.0.0.1:{port}").parse().unwrap();
+            let endpoint = Endpoint::from_shared(uri.to_string()).unwrap();
+            tx.try_send(Change::Insert(uri, endpoint)).unwrap();
+        }
+        Arc::new(Shared {
+            changes: Mutex::new(rx),
+            endpoints: Mutex::new(Vec::new()),
+            pinned: AtomicUsize::new(0),
+        })
+    }
+
+    fn pinned(s: &Shared) -> usize {
+        s.pick().unwrap().0
+    }
+
+    #[tokio::test]
+    async fn a_failure_moves_the_pin_to_the_next_endpoint_once() {
+        let s = shared(3);
+        assert_eq!(pinned(&s), 0);
+        s.failed(0, &"down");
+        assert_eq!(pinned(&s), 1);
+        // A late failure of the endpoint already left does not move it again.
+        s.failed(0, &"down");
+        assert_eq!(pinned(&s), 1);
+        s.failed(1, &"down");
+        s.failed(2, &"down");
+        assert_eq!(pinned(&s), 0, "round the list");
+        let one = shared(1);
+        assert_eq!(pinned(&one), 0);
+        one.failed(0, &"down");
+        assert_eq!(pinned(&one), 0);
+        assert!(shared(0).pick().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_request_given_up_unanswered_after_a_while_moves_the_pin() {
+        let s = shared(2);
+        pinned(&s);
+        let given_up = |sent: Instant, answered: bool| Unanswered {
+            shared: s.clone(),
+            endpoint: pinned(&s),
+            sent,
+            answered,
+        };
+        drop(given_up(Instant::now(), false));
+        assert_eq!(pinned(&s), 0, "dropped at once: no evidence");
+        drop(given_up(Instant::now() - SLOW, true));
+        assert_eq!(pinned(&s), 0, "answered");
+        drop(given_up(Instant::now() - SLOW, false));
+        assert_eq!(pinned(&s), 1, "given up unanswered");
+    }
+
     #[test]
     fn only_etcds_no_leader_answer_moves_the_pin() {
         for (status, message, moves) in [
