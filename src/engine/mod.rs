@@ -179,8 +179,9 @@ async fn lead(
             Some(update) = machines.recv() => {
                 listed.machines |= matches!(update, Update::Reset(_));
                 update.apply_to(&mut view.machines);
-                if holding(hold, &view).is_some() {
-                    // A machine came back (or left): look again soon, not at the hold's end.
+                if hold.is_some_and(|until| Instant::now() < until) {
+                    // A machine came back (or left) while holding: look again soon, not at
+                    // the hold's end.
                     due = None;
                 }
             }
@@ -445,6 +446,47 @@ async fn collect_contents(registry: &Registry, leadership: &Leadership, view: &V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_engine_holds_only_within_the_window_and_while_a_machine_is_missing() {
+        let m = |n: u8| MachineId::new(&format!("{n:02x}").repeat(16)).unwrap();
+        let u = UnitName::new("web.service").unwrap();
+        let entry = crate::registry::ScheduleEntry {
+            hash: "a".repeat(40).parse().unwrap(),
+            target: crate::unit::Target::Launched,
+            global: false,
+            start: 0,
+        };
+        let mut missing = View::default();
+        missing.schedule.insert((m(1), u.clone()), entry.clone());
+        let mut present = missing.clone();
+        present.machines.insert(
+            m(1),
+            crate::registry::MachineRecord {
+                id: m(1),
+                ip: "10.0.0.1".into(),
+                metadata: Default::default(),
+                version: "test".into(),
+                api: None,
+                hostname: "host-1".into(),
+                capacity: None,
+            },
+        );
+        let soon = Instant::now() + Duration::from_secs(60);
+        let past = Instant::now() - Duration::from_millis(1);
+        for (hold, view, holds) in [
+            (None, &missing, false),
+            (Some(past), &missing, false),
+            (Some(soon), &present, false),
+            (Some(soon), &missing, true),
+        ] {
+            let held = holding(hold, view);
+            assert_eq!(held.is_some(), holds, "{hold:?} {:?}", view.machines.keys());
+            if let Some((until, machines)) = held {
+                assert_eq!((until, machines), (soon, vec![m(1)]));
+            }
+        }
+    }
 
     #[test]
     fn losses_are_suspect_after_a_silence_of_half_the_agents_ttl() {
