@@ -84,9 +84,9 @@ settings! {
     MachineId = "machine_id", "",
         "this machine's ID, 32 lowercase hex digits [default: the first line of /etc/machine-id]";
     AgentTtl = "agent_ttl", "10s",
-        "how long this machine stays registered after flotted stops renewing its lease; a dead machine's units move elsewhere after this, a flotted restarted within it changes nothing (at least 2s)";
+        "how long this machine stays registered after flotted stops renewing its lease; a dead machine's units move elsewhere after this, a flotted restarted within it changes nothing; an engine back from a silence of etcd of half of it or more waits up to this for vanished machines to register again (at least 2s)";
     FencePolicy = "fence_policy", "peers",
-        "what an agent that cannot reach etcd does with its non-global units before its lease can expire (agent_ttl): peers (stop them, unless every other machine's flotted answers that it cannot reach etcd either, so that an etcd outage stops nothing), always (stop them) or never (keep them running, even while the engine may start them elsewhere)";
+        "what an agent that cannot reach etcd does with its non-global units before its lease can expire (agent_ttl): peers (stop them, unless every other machine's flotted answers that it cannot reach etcd either, so that an etcd outage stops nothing; a lease that etcd expires meanwhile, as a single etcd frozen and thawed does, is replaced under the same machine ID and the units keep running), always (stop them) or never (keep them running, even while the engine may start them elsewhere)";
     EngineLeaseTtl = "engine_lease_ttl", "5s",
         "lease TTL of the elected engine: how long a dead leader blocks its successor (at least 2s)";
     UnitsDirectory = "units_directory", "/run/flotte/units",

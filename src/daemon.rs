@@ -194,6 +194,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Da
             resync: config.resync_interval,
             leading: leading.clone(),
             strategy: config.placement_strategy,
+            agent_ttl: config.agent_ttl,
         };
         tokio::spawn(engine::run(
             registry.clone(),

@@ -110,6 +110,7 @@ fn engine_child(args: &[String]) {
             resync: Duration::from_secs(300),
             leading: Arc::new(tokio::sync::watch::channel(false).0),
             strategy: Default::default(),
+            agent_ttl: Duration::from_secs(10),
         };
         engine::run(registry, config, shutdown).await;
         let _ = api.await;

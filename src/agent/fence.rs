@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -214,6 +215,9 @@ async fn ask(addr: &str) -> Result<wire::EtcdContact, String> {
 /// stops the guard.
 pub(super) struct Guard {
     fenced: CancellationToken,
+    /// True while the guard's latest verdict is to keep the units (etcd down for everyone);
+    /// false again once etcd answers a renewal.
+    kept: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -226,6 +230,7 @@ impl Guard {
         policy: FencePolicy,
     ) -> Guard {
         let fenced = CancellationToken::new();
+        let kept = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn(guard(
             registry,
             lease,
@@ -233,12 +238,20 @@ impl Guard {
             peers,
             policy,
             fenced.clone(),
+            kept.clone(),
         ));
-        Guard { fenced, task }
+        Guard { fenced, kept, task }
     }
 
     pub(super) fn token(&self) -> CancellationToken {
         self.fenced.clone()
+    }
+
+    /// Whether the units are kept through a silence of etcd that every machine shares: a
+    /// lease lost then was expired by an etcd back from an outage (a single etcd thawed
+    /// expires every lease at once), not because this machine alone was cut off.
+    pub(super) fn kept(&self) -> bool {
+        self.kept.load(Ordering::Acquire)
     }
 }
 
@@ -255,6 +268,7 @@ async fn guard(
     peers: watch::Receiver<Peers>,
     policy: FencePolicy,
     fenced: CancellationToken,
+    kept_flag: Arc<AtomicBool>,
 ) {
     if policy == FencePolicy::Never {
         return;
@@ -268,6 +282,7 @@ async fn guard(
         let deadline = renewed + after;
         if Instant::now() < deadline {
             kept = None;
+            kept_flag.store(false, Ordering::Release);
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => {}
                 changed = seen.changed() => if changed.is_err() { return },
@@ -282,12 +297,13 @@ async fn guard(
             };
             (id.clone(), answer)
         }));
-        let (own, answers) = tokio::join!(registry.renew_once(&lease, ask_within), asked);
+        let (own, answers) = tokio::join!(renew_within(&registry, &lease, ask_within), asked);
         match own {
             Ok(sent) => {
                 // Not cut off after all: the keep-alive's own stream was only slow to recover.
                 contact.send_modify(|c| c.renewed_at(sent));
                 kept = None;
+                kept_flag.store(false, Ordering::Release);
                 continue;
             }
             // The keep-alive reports it, and the agent stops as for any lost lease.
@@ -302,6 +318,7 @@ async fn guard(
                 return;
             }
             Verdict::Keep(why) => {
+                kept_flag.store(true, Ordering::Release);
                 if kept.as_ref() != Some(&why) {
                     tracing::warn!(silent = ?silent, reason = %why, "etcd unreachable; units keep running");
                     kept = Some(why);
@@ -311,6 +328,31 @@ async fn guard(
                     changed = seen.changed() => if changed.is_err() { return },
                 }
             }
+        }
+    }
+}
+
+/// Renews `lease` once, trying again until `within` has passed: a failure that comes fast
+/// (a member that is down, or has no leader) has moved the etcd channel to the next endpoint,
+/// which may well answer while a peer's answer is awaited.
+async fn renew_within(
+    registry: &Registry,
+    lease: &Lease,
+    within: Duration,
+) -> Result<Instant, RegistryError> {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match registry.renew_once(lease, left).await {
+            Ok(sent) => return Ok(sent),
+            Err(e @ RegistryError::LeaseGone(_)) => return Err(e),
+            Err(e)
+                if deadline.saturating_duration_since(Instant::now())
+                    < Duration::from_millis(50) =>
+            {
+                return Err(e);
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     }
 }

@@ -180,9 +180,19 @@ pub async fn run<M: UnitManager>(
             }
             Step::LeaseLost => {
                 registered.send_replace(false);
-                // etcd deleted this machine: the engine may be moving its units. Unless told
-                // never to, stop them now; those still placed here start again below.
-                if agent.config.fence_policy != FencePolicy::Never {
+                if guard.kept() {
+                    // Expired by an etcd back from an outage every machine shared: no engine
+                    // could move anything meanwhile, and one that regains etcd after such a
+                    // silence waits an agent TTL for vanished machines to register again
+                    // (`engine::suspect_losses`). Register again at once under a new lease,
+                    // same machine, and keep the units; those placed elsewhere meanwhile stop
+                    // when the schedule is listed again.
+                    tracing::warn!(
+                        "lease expired while etcd was down for every machine: registering again, units keep running"
+                    );
+                } else if agent.config.fence_policy != FencePolicy::Never {
+                    // etcd deleted this machine: the engine may be moving its units. Unless told
+                    // never to, stop them now; those still placed here start again below.
                     tracing::warn!("lease lost: stopping this machine's non-global units");
                     agent.fence_stop().await;
                 }

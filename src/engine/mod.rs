@@ -15,12 +15,13 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use reconcile::{View, reconcile};
+pub use reconcile::{View, reconcile, vanished};
 
 use crate::backoff::Backoff;
 use crate::machine::MachineId;
 use crate::registry::{
-    EngineWrite, KeepAlive, Leadership, LossPolicy, Registry, RegistryError, Update,
+    Contact, EngineWrite, KeepAlive, KeepAliveOptions, Leadership, LossPolicy, Registry,
+    RegistryError, Update,
 };
 use crate::unit::{DesiredState, Requirements, UnitFile, UnitHash, UnitName};
 
@@ -37,29 +38,72 @@ pub struct EngineConfig {
     pub leading: Arc<tokio::sync::watch::Sender<bool>>,
     /// Where units with requests go among the machines they fit on.
     pub strategy: crate::schedule::Strategy,
+    /// The agents' lease TTL (`agent_ttl`): how long, after a silence of etcd, machines that
+    /// vanished have to register again before their units move (`suspect_losses`).
+    pub agent_ttl: Duration,
+}
+
+/// Whether machines that vanish right after this engine regained etcd, following `silence`
+/// without an answered renewal, are suspect: an etcd that was unreachable or frozen for every
+/// machine for that long may have expired the agents' leases at once when it came back (a
+/// single etcd thawed does; a new etcd leader extends every lease instead). Half the agents'
+/// TTL: no agent's lease can expire in a silence of etcd shorter than that, shared by the
+/// engine.
+pub fn suspect_losses(silence: Duration, agent_ttl: Duration) -> bool {
+    silence >= agent_ttl / 2
 }
 
 /// Campaigns for leadership and leads while elected, until `shutdown`.
 pub async fn run(registry: Registry, config: EngineConfig, shutdown: CancellationToken) {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    // When etcd last answered this engine, across its terms.
+    let contact = Arc::new(tokio::sync::watch::channel(Contact::now()).0);
     while !shutdown.is_cancelled() {
         let term = async {
+            let last_contact = contact.borrow().renewed;
             let lease = registry.grant_lease(config.lease_ttl).await?;
-            let keep = registry.keep_alive(&lease, LossPolicy::FirstFailure);
-            let leadership = tokio::select! {
-                elected = registry.campaign(&lease, &config.machine_id) => elected?,
-                _ = keep.lost() => return Err(RegistryError::LeaseGone(lease.id())),
-                _ = shutdown.cancelled() => return Ok(()),
-            };
-            tracing::info!(machine = %config.machine_id, "elected engine");
-            crate::metrics::get().leader.set(1);
-            config.leading.send_replace(true);
-            let outcome = lead(&registry, &config, &leadership, &keep, &shutdown).await;
-            config.leading.send_replace(false);
-            stepped_down();
-            // Step down at once so another engine can be elected without waiting for the TTL.
+            let silence = last_contact.elapsed();
+            // Machines that vanish in the next agent TTL are waited for (see `lead`).
+            let hold = suspect_losses(silence, config.agent_ttl)
+                .then(|| Instant::now() + config.agent_ttl);
+            let keep = registry.keep_alive_with(
+                &lease,
+                KeepAliveOptions {
+                    policy: LossPolicy::FirstFailure,
+                    interval: (lease.ttl() / 3).max(Duration::from_millis(300)),
+                    contact: contact.clone(),
+                },
+            );
+            let outcome = async {
+                let leadership = tokio::select! {
+                    elected = registry.campaign(&lease, &config.machine_id) => elected?,
+                    _ = keep.lost() => return Err(RegistryError::LeaseGone(lease.id())),
+                    _ = shutdown.cancelled() => return Ok(()),
+                };
+                tracing::info!(machine = %config.machine_id, "elected engine");
+                crate::metrics::get().leader.set(1);
+                config.leading.send_replace(true);
+                if let Some(until) = hold {
+                    tracing::warn!(silence = ?silence, wait = ?until.saturating_duration_since(Instant::now()), "etcd was silent for this engine: machines that vanished wait for their agents to register again before their units move");
+                }
+                let outcome = lead(&registry, &config, &leadership, &keep, hold, &shutdown).await;
+                config.leading.send_replace(false);
+                stepped_down();
+                outcome
+            }
+            .await;
+            // Step down (or leave the candidates) at once: every candidate's key is older than
+            // the next campaign's, and etcd elects no one while one lives. In a task of its
+            // own: a revoke sent while etcd elects a leader is held until it times out, and
+            // campaigning again (here or elsewhere) must not wait behind it. At shutdown it is
+            // awaited: the process may end right after.
             drop(keep);
-            let _ = registry.revoke_lease(&leadership.lease).await;
+            let revoke = revoke_until_gone(registry.clone(), lease);
+            if shutdown.is_cancelled() {
+                revoke.await;
+            } else {
+                tokio::spawn(revoke);
+            }
             outcome
         };
         match term.await {
@@ -73,6 +117,16 @@ pub async fn run(registry: Registry, config: EngineConfig, shutdown: Cancellatio
                 }
             }
         }
+    }
+}
+
+/// Revokes a lost term's lease, retrying until etcd answers or the lease must have expired
+/// anyway: while its election key lives, no engine is elected. A new etcd leader extends every
+/// lease by its TTL when elected, so a lease may outlive its TTL by about one more.
+async fn revoke_until_gone(registry: Registry, lease: crate::registry::Lease) {
+    let started = Instant::now();
+    while registry.revoke_lease(&lease).await.is_err() && started.elapsed() < lease.ttl() * 3 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -97,6 +151,7 @@ async fn lead(
     config: &EngineConfig,
     leadership: &Leadership,
     keep: &KeepAlive,
+    hold: Option<Instant>,
     shutdown: &CancellationToken,
 ) -> Result<(), RegistryError> {
     let mut machines = registry.watch_machines().spawn("machines");
@@ -124,6 +179,11 @@ async fn lead(
             Some(update) = machines.recv() => {
                 listed.machines |= matches!(update, Update::Reset(_));
                 update.apply_to(&mut view.machines);
+                if hold.is_some_and(|until| Instant::now() < until) {
+                    // A machine came back (or left) while holding: look again soon, not at
+                    // the hold's end.
+                    due = None;
+                }
             }
             Some(update) = overrides.recv() => {
                 listed.overrides |= matches!(update, Update::Reset(_));
@@ -138,38 +198,19 @@ async fn lead(
                 update.apply_to(&mut view.units);
             }
             _ = crate::backoff::sleep_until(due) => {
-                due = None;
-                let pass = std::time::Instant::now();
-                read_requirements(registry, &mut view, &mut contents).await;
-                let writes = reconcile(&view);
-                if writes.is_empty() {
-                    record_pass(&view, &[], pass);
-                    if let Some(since) = taking_office.take() {
-                        log_first_reconcile(since, &view, 0);
-                    }
+                if let Some((until, missing)) = holding(hold, &view) {
+                    tracing::info!(machines = ?missing, wait = ?until.saturating_duration_since(Instant::now()), "waiting for vanished machines to register again");
+                    due = Some(until);
                     continue;
                 }
-                let started = std::time::Instant::now();
-                match registry.apply(&leadership.fence, &writes).await {
-                    Ok(()) => {
-                        failures.reset();
-                        view.apply(&writes);
-                        record_pass(&view, &writes, pass);
-                        let n: usize = writes.iter().map(Vec::len).sum();
-                        tracing::info!(writes = n, units = writes.len(), took = ?started.elapsed(), "reconciled");
-                        if let Some(since) = taking_office.take() {
-                            log_first_reconcile(since, &view, n);
-                        }
-                    }
-                    Err(RegistryError::Fenced) => return Err(RegistryError::Fenced),
-                    Err(e) => {
-                        // The outcome is unknown: read back what is there and try again.
-                        let delay = failures.next_delay();
-                        tracing::warn!(error = %e, retry_in = ?delay, "applying the plan failed");
-                        read_own_output(registry, &mut view).await?;
-                        due = Some(Instant::now() + delay);
-                    }
-                }
+                // Raced against the lease: a request held by a member whose leader died must
+                // not keep a deposed engine acting, nor its successor waiting.
+                let pass = pass(registry, leadership, &mut view, &mut contents, &mut failures, &mut taking_office);
+                due = tokio::select! {
+                    biased;
+                    _ = keep.lost() => return Err(RegistryError::LeaseGone(leadership.lease.id())),
+                    due = pass => due?,
+                };
                 continue;
             }
             _ = resync.tick() => {
@@ -179,6 +220,58 @@ async fn lead(
         }
         if listed.all() && due.is_none() {
             due = Some(Instant::now() + config.debounce);
+        }
+    }
+}
+
+/// While `hold` lasts, the machines whose units reconciling would move (`vanished`), and
+/// the hold's end.
+fn holding(hold: Option<Instant>, view: &View) -> Option<(Instant, Vec<MachineId>)> {
+    let until = hold.filter(|until| Instant::now() < *until)?;
+    let missing: Vec<MachineId> = vanished(view).into_iter().collect();
+    (!missing.is_empty()).then_some((until, missing))
+}
+
+/// One reconcile: reads the requirements, plans, and applies the writes. Returns when the next
+/// pass is due (after a failed write), or `None`.
+async fn pass(
+    registry: &Registry,
+    leadership: &Leadership,
+    view: &mut View,
+    contents: &mut HashMap<UnitHash, UnitFile>,
+    failures: &mut Backoff,
+    taking_office: &mut Option<std::time::Instant>,
+) -> Result<Option<Instant>, RegistryError> {
+    let pass = std::time::Instant::now();
+    read_requirements(registry, view, contents).await;
+    let writes = reconcile(view);
+    if writes.is_empty() {
+        record_pass(view, &[], pass);
+        if let Some(since) = taking_office.take() {
+            log_first_reconcile(since, view, 0);
+        }
+        return Ok(None);
+    }
+    let started = std::time::Instant::now();
+    match registry.apply(&leadership.fence, &writes).await {
+        Ok(()) => {
+            failures.reset();
+            view.apply(&writes);
+            record_pass(view, &writes, pass);
+            let n: usize = writes.iter().map(Vec::len).sum();
+            tracing::info!(writes = n, units = writes.len(), took = ?started.elapsed(), "reconciled");
+            if let Some(since) = taking_office.take() {
+                log_first_reconcile(since, view, n);
+            }
+            Ok(None)
+        }
+        Err(RegistryError::Fenced) => Err(RegistryError::Fenced),
+        Err(e) => {
+            // The outcome is unknown: read back what is there and try again.
+            let delay = failures.next_delay();
+            tracing::warn!(error = %e, retry_in = ?delay, "applying the plan failed");
+            read_own_output(registry, view).await?;
+            Ok(Some(Instant::now() + delay))
         }
     }
 }
@@ -346,6 +439,72 @@ async fn collect_contents(registry: &Registry, leadership: &Leadership, view: &V
             Ok(true) => tracing::debug!(%hash, "collected unused content"),
             Ok(false) => {}
             Err(e) => tracing::warn!(%hash, error = %e, "cannot collect content"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_engine_holds_only_within_the_window_and_while_a_machine_is_missing() {
+        let m = |n: u8| MachineId::new(&format!("{n:02x}").repeat(16)).unwrap();
+        let u = UnitName::new("web.service").unwrap();
+        let entry = crate::registry::ScheduleEntry {
+            hash: "a".repeat(40).parse().unwrap(),
+            target: crate::unit::Target::Launched,
+            global: false,
+            start: 0,
+        };
+        let mut missing = View::default();
+        missing.schedule.insert((m(1), u.clone()), entry.clone());
+        let mut present = missing.clone();
+        present.machines.insert(
+            m(1),
+            crate::registry::MachineRecord {
+                id: m(1),
+                ip: "10.0.0.1".into(),
+                metadata: Default::default(),
+                version: "test".into(),
+                api: None,
+                hostname: "host-1".into(),
+                capacity: None,
+            },
+        );
+        let soon = Instant::now() + Duration::from_secs(60);
+        let past = Instant::now() - Duration::from_millis(1);
+        for (hold, view, holds) in [
+            (None, &missing, false),
+            (Some(past), &missing, false),
+            (Some(soon), &present, false),
+            (Some(soon), &missing, true),
+        ] {
+            let held = holding(hold, view);
+            assert_eq!(held.is_some(), holds, "{hold:?} {:?}", view.machines.keys());
+            if let Some((until, machines)) = held {
+                assert_eq!((until, machines), (soon, vec![m(1)]));
+            }
+        }
+    }
+
+    #[test]
+    fn losses_are_suspect_after_a_silence_of_half_the_agents_ttl() {
+        let s = Duration::from_millis;
+        for (silence, ttl, suspect) in [
+            (s(0), s(3000), false),
+            (s(700), s(3000), false),
+            (s(1499), s(3000), false),
+            (s(1500), s(3000), true),
+            (s(5000), s(3000), true),
+            (s(4000), s(10000), false),
+            (s(5000), s(10000), true),
+        ] {
+            assert_eq!(
+                suspect_losses(silence, ttl),
+                suspect,
+                "{silence:?} of {ttl:?}"
+            );
         }
     }
 }

@@ -162,6 +162,23 @@ pub fn reconcile(view: &View) -> Vec<Vec<EngineWrite>> {
             wanted_entries.insert((m.clone(), name.clone()), entry);
         }
     }
+    // A global unit's entry on a machine that vanished stays as it is while the unit is still
+    // wanted (nothing else may run it, so it cannot run twice): a machine that was only cut
+    // off finds it again when it rejoins and keeps the unit running, instead of unloading it
+    // and starting it again once the engine re-places it. Destroying, stopping or unloading
+    // the unit takes the entry off.
+    for (key, entry) in &view.schedule {
+        let (m, u) = key;
+        let still_wanted = view.units.get(u).is_some_and(|r| {
+            Target::for_desired(r.desired) == Some(entry.target)
+                && !matches!(view.requirements.get(u), Some((h, Ok(req))) if *h == r.hash && !req.global)
+        });
+        if entry.global && still_wanted && !view.machines.contains_key(m) {
+            wanted_entries
+                .entry(key.clone())
+                .or_insert_with(|| entry.clone());
+        }
+    }
     for (key, entry) in &wanted_entries {
         if view.schedule.get(key) != Some(entry) {
             groups
@@ -234,6 +251,16 @@ pub fn reconcile(view: &View) -> Vec<Vec<EngineWrite>> {
         }
     }
     groups.into_values().collect()
+}
+
+/// Machines that hold entries of non-global units but are not registered (their lease
+/// expired, or they have not registered again yet): reconciling now would move those units.
+pub fn vanished(view: &View) -> BTreeSet<MachineId> {
+    view.schedule
+        .iter()
+        .filter(|((m, _), e)| !e.global && !view.machines.contains_key(m))
+        .map(|((m, _), _)| m.clone())
+        .collect()
 }
 
 #[cfg(test)]

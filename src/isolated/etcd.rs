@@ -338,26 +338,38 @@ impl EtcdCluster {
 
     /// Starts member `i` again on its data; it rejoins the cluster.
     pub async fn restart(&mut self, i: usize) -> Result<(), IsolatedError> {
-        self.stop(i);
-        self.spawn(i)?;
-        let url = self.members[i].client_url.clone();
-        let log = self.members[i].log.clone();
-        wait_for(
-            Duration::from_secs(20),
-            || {
-                format!(
-                    "etcd member {i} did not serve again on {url} (log: {})",
-                    log.display()
-                )
-            },
-            || async {
-                let mut c = etcd_client::Client::connect([url.as_str()], None)
-                    .await
-                    .ok()?;
-                c.status().await.ok().map(|_| ())
-            },
-        )
-        .await
+        self.restart_all(&[i]).await
+    }
+
+    /// Starts `members` again on their data, all at once, and waits until each serves: a
+    /// member serves clients only once it has a quorum, so members that make one only
+    /// together (two of three, or all) must start together.
+    pub async fn restart_all(&mut self, members: &[usize]) -> Result<(), IsolatedError> {
+        for &i in members {
+            self.stop(i);
+            self.spawn(i)?;
+        }
+        for &i in members {
+            let url = self.members[i].client_url.clone();
+            let log = self.members[i].log.clone();
+            wait_for(
+                Duration::from_secs(20),
+                || {
+                    format!(
+                        "etcd member {i} did not serve again on {url} (log: {})",
+                        log.display()
+                    )
+                },
+                || async {
+                    let mut c = etcd_client::Client::connect([url.as_str()], None)
+                        .await
+                        .ok()?;
+                    c.status().await.ok().map(|_| ())
+                },
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// Freezes (SIGSTOP) or thaws (SIGCONT) member `i`.

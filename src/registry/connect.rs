@@ -30,7 +30,12 @@ impl Registry {
         let mut options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(5))
             .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5))
-            .with_keep_alive_while_idle(true);
+            .with_keep_alive_while_idle(true)
+            // A member without a leader (cut off from its cluster, or electing) answers "no
+            // leader" at once instead of holding the request, and ends the watches and
+            // keep-alive streams it serves when it loses its leader; the channel then moves on
+            // to the next endpoint (`channel`).
+            .with_require_leader(true);
         if let (Some(user), Some(password)) = (&settings.username, &settings.password) {
             options = options.with_user(user.clone(), password.clone());
         }
@@ -66,9 +71,13 @@ impl Registry {
             },
         };
         let connect = async {
-            let mut client = Client::connect(&settings.endpoints, Some(options))
-                .await
-                .map_err(failed)?;
+            let mut client = Client::connect_with_balanced_channel(
+                &settings.endpoints,
+                Some(options),
+                super::channel::Pinned,
+            )
+            .await
+            .map_err(failed)?;
             client.status().await.map_err(failed)?;
             // A read under the prefix: refused credentials or permissions show here, at
             // start-up, rather than on the first real request.

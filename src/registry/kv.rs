@@ -10,8 +10,15 @@ use serde::de::DeserializeOwned;
 use super::watch::{self, TypedWatch};
 use super::{Keys, Registry, RegistryError};
 
-/// Unary requests that take longer than this have failed: etcd answers in milliseconds.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Unary requests that take longer than this have failed: etcd answers in milliseconds, but
+/// holds a request sent to a member whose leader just died for its own 7 s (5 s and two
+/// election timeouts) before answering "request timed out"; by then a new leader has long been
+/// elected, and a retry succeeds.
+pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// For the small lease requests (grant, revoke, time-to-live): a new engine term or a
+/// registration waits no longer than this behind a request lost with a dead leader.
+pub(super) const LEASE_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// etcd's default `--max-txn-ops`.
 pub const MAX_TXN_OPS: usize = 128;
@@ -149,8 +156,18 @@ pub(super) async fn timed<T, E>(
     what: String,
     fut: impl std::future::Future<Output = Result<T, E>>,
 ) -> Result<Result<T, E>, RegistryError> {
+    timed_within(REQUEST_TIMEOUT, op, what, fut).await
+}
+
+/// `timed` with a timeout of its own.
+pub(super) async fn timed_within<T, E>(
+    timeout: Duration,
+    op: &'static str,
+    what: String,
+    fut: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<Result<T, E>, RegistryError> {
     let started = std::time::Instant::now();
-    let outcome = tokio::time::timeout(REQUEST_TIMEOUT, fut).await;
+    let outcome = tokio::time::timeout(timeout, fut).await;
     crate::metrics::etcd_request(op, started, matches!(outcome, Ok(Ok(_))));
-    outcome.map_err(|_| RegistryError::Timeout(REQUEST_TIMEOUT, what))
+    outcome.map_err(|_| RegistryError::Timeout(timeout, what))
 }

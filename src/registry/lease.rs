@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::kv::timed;
+use super::kv::{LEASE_REQUEST_TIMEOUT, timed_within};
 use super::{Registry, RegistryError};
 
 /// A granted lease.
@@ -104,7 +104,8 @@ impl Drop for KeepAlive {
 impl Registry {
     pub async fn grant_lease(&self, ttl: Duration) -> Result<Lease, RegistryError> {
         let seconds = ttl.as_secs().max(1) as i64;
-        let resp = timed(
+        let resp = timed_within(
+            LEASE_REQUEST_TIMEOUT,
             "lease_grant",
             "granting a lease".into(),
             self.client().lease_grant(seconds, None),
@@ -123,7 +124,8 @@ impl Registry {
         id: i64,
         ttl: Duration,
     ) -> Result<Option<Lease>, RegistryError> {
-        let resp = timed(
+        let resp = timed_within(
+            LEASE_REQUEST_TIMEOUT,
             "lease_time_to_live",
             "reading a lease".into(),
             self.client().lease_time_to_live(id, None),
@@ -135,7 +137,8 @@ impl Registry {
 
     /// Ends a lease now: every key under it is deleted.
     pub async fn revoke_lease(&self, lease: &Lease) -> Result<(), RegistryError> {
-        match timed(
+        match timed_within(
+            LEASE_REQUEST_TIMEOUT,
             "lease_revoke",
             "revoking a lease".into(),
             self.client().lease_revoke(lease.id),

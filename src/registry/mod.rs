@@ -4,6 +4,7 @@
 
 mod announce;
 mod changes;
+mod channel;
 mod connect;
 mod election;
 mod events;

@@ -100,11 +100,14 @@ impl PrefixWatch {
         loop {
             match self.phase.clone() {
                 Phase::List => {
-                    let resp = self
-                        .client
-                        .get(self.prefix.as_str(), Some(GetOptions::new().with_prefix()))
-                        .await
-                        .map_err(|e| RegistryError::etcd(format!("listing {}", self.prefix), e))?;
+                    let resp = super::kv::timed(
+                        "range",
+                        format!("listing {}", self.prefix),
+                        self.client
+                            .get(self.prefix.as_str(), Some(GetOptions::new().with_prefix())),
+                    )
+                    .await?
+                    .map_err(|e| RegistryError::etcd(format!("listing {}", self.prefix), e))?;
                     let revision = resp.header().map_or(0, |h| h.revision());
                     let kvs = resp
                         .kvs()
@@ -124,7 +127,15 @@ impl PrefixWatch {
                         let first = stream.message().await?;
                         Ok::<_, etcd_client::Error>((stream, first))
                     };
-                    match opened.await {
+                    // Bounded: a member that cannot serve it now (frozen, electing) must
+                    // not hold the watch; reopening may find another.
+                    let opened = tokio::time::timeout(super::kv::REQUEST_TIMEOUT, opened);
+                    match opened.await.unwrap_or_else(|_| {
+                        Err(etcd_client::Error::WatchError(format!(
+                            "no answer within {:?}",
+                            super::kv::REQUEST_TIMEOUT
+                        )))
+                    }) {
                         Ok((stream, Some(resp))) if resp.created() && !resp.canceled() => {
                             self.stream = Some(stream);
                             self.advance(Input::Opened);

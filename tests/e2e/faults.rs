@@ -37,6 +37,16 @@ const LEADER_SETTINGS: &[(&str, &str)] = &[
     ("listen_tcp", "127.0.0.1:0"),
 ];
 const DEADLINE: Duration = Duration::from_secs(30);
+/// One etcd member of three stopped (its leader, or a follower): a unit submitted then (retried
+/// while a request is lost with the dead leader) is active within this. A request held by a
+/// member whose leader died times out after 3 s, etcd elects in 1–2 s, and the engine's
+/// handover and the unit's start take well under a second; measured 3.3–3.6 s (leader) and
+/// 0.06–0.4 s (follower) on a loaded 2-core machine, 10–20 s before the etcd channel was
+/// pinned to one endpoint at a time.
+const MEMBER_LOSS_LIMIT: Duration = Duration::from_secs(6);
+/// Quorum back (members restarted): a unit submitted then is active within this (etcd elects a
+/// leader among the restarted members, and the engine takes office).
+const QUORUM_BACK_LIMIT: Duration = Duration::from_secs(8);
 
 /// What sampling every host's systemd found.
 #[derive(Debug, Default)]
@@ -299,23 +309,16 @@ async fn a_host_cut_off_from_etcd_stops_its_units_before_they_can_start_elsewher
             "{n} stayed where it moved"
         );
     }
-    // Known gap (not fixed here): once the lease expired the engine unplaced the global unit
-    // from the vanished machine and places it again after the rejoin, so the agent's relist
-    // unloads and starts it again. It ran on through the cut itself (the sampler's host view).
+    // Its lease expired while it was cut off, but the engine kept the global unit's entry on
+    // it: the agent that registers again finds it placed and keeps it running.
     let global_after = pids(&t, &["everywhere.service"]).await[&("everywhere.service".into(), cut)];
-    eprintln!(
-        "the global unit on the cut host: {}",
-        if global_after == global_pid {
-            "not restarted"
-        } else {
-            "restarted after the heal (known gap)"
-        }
+    assert_eq!(
+        global_after, global_pid,
+        "the global unit on the cut host restarted after the heal"
     );
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "fails today (issue 12 item 2 unfinished): after a member stops, scheduling takes ~20 s; \
-            after quorum loss some units restart"]
 async fn etcd_member_loss_quorum_loss_and_a_full_restart_stop_no_unit() {
     let mut t = cluster_with(
         "members",
@@ -357,7 +360,12 @@ async fn etcd_member_loss_quorum_loss_and_a_full_restart_stop_no_unit() {
         })
         .await;
         eprintln!(
-            "etcd {probe} member {victim} stopped: a unit submitted then was active after {took:?}"
+            "etcd {probe} member {victim} stopped: a unit submitted then was active after {took:?} \
+             (limit {MEMBER_LOSS_LIMIT:?})"
+        );
+        assert!(
+            took <= MEMBER_LOSS_LIMIT,
+            "etcd {probe} member stopped: scheduling took {took:?}, over {MEMBER_LOSS_LIMIT:?}"
         );
         t.cluster
             .etcd_members()
@@ -389,17 +397,24 @@ async fn etcd_member_loss_quorum_loss_and_a_full_restart_stop_no_unit() {
     eprintln!("without quorum: the API answers: {}", stderr.trim());
     // The fault lasts longer than a lease: that is the scenario, not a wait for a result.
     tokio::time::sleep((AGENT_TTL + Duration::from_secs(1)).saturating_sub(outage.elapsed())).await;
-    for m in down {
-        t.cluster.etcd_members().unwrap().restart(m).await.unwrap();
-    }
+    t.cluster
+        .etcd_members()
+        .unwrap()
+        .restart_all(&down)
+        .await
+        .unwrap();
     let ((), back) = timed(async {
         submit_retrying(&t, "after-quorum.service", SLEEPER).await;
         await_active(&t.registry, &["after-quorum.service"], DEADLINE).await;
     })
     .await;
     eprintln!(
-        "quorum lost for {:?}: scheduling again {back:?} after the restart",
+        "quorum lost for {:?}: scheduling again {back:?} after the restart (limit {QUORUM_BACK_LIMIT:?})",
         outage.elapsed() - back
+    );
+    assert!(
+        back <= QUORUM_BACK_LIMIT,
+        "quorum back: scheduling took {back:?}, over {QUORUM_BACK_LIMIT:?}"
     );
     assert_eq!(
         before,
@@ -415,11 +430,25 @@ async fn etcd_member_loss_quorum_loss_and_a_full_restart_stop_no_unit() {
     let outage = Instant::now();
     await_logged(&t, KEPT, &kept, "with every member down").await;
     tokio::time::sleep((AGENT_TTL + Duration::from_secs(1)).saturating_sub(outage.elapsed())).await;
-    for m in 0..3 {
-        t.cluster.etcd_members().unwrap().restart(m).await.unwrap();
-    }
-    submit_retrying(&t, "after-restart.service", SLEEPER).await;
-    await_active(&t.registry, &["after-restart.service"], DEADLINE).await;
+    t.cluster
+        .etcd_members()
+        .unwrap()
+        .restart_all(&[0, 1, 2])
+        .await
+        .unwrap();
+    let ((), back) = timed(async {
+        submit_retrying(&t, "after-restart.service", SLEEPER).await;
+        await_active(&t.registry, &["after-restart.service"], DEADLINE).await;
+    })
+    .await;
+    eprintln!(
+        "every member down for {:?}: scheduling again {back:?} after the restart (limit {QUORUM_BACK_LIMIT:?})",
+        outage.elapsed() - back
+    );
+    assert!(
+        back <= QUORUM_BACK_LIMIT,
+        "etcd restarted: scheduling took {back:?}, over {QUORUM_BACK_LIMIT:?}"
+    );
     await_active(&t.registry, &names, DEADLINE).await;
     let samples = sampler.finish().await;
     assert_eq!(
@@ -447,8 +476,6 @@ async fn etcd_member_loss_quorum_loss_and_a_full_restart_stop_no_unit() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "fails today (issue 12 item 2 unfinished): etcd expires every lease when thawed, so \
-            units move and restart"]
 async fn a_frozen_etcd_stops_no_unit() {
     let t = cluster(
         "frozen",

@@ -378,3 +378,97 @@ fn global_units_get_an_entry_on_every_matching_machine() {
         ]],
     );
 }
+
+fn placed_global(mut view: V, unit: &str, machine: u8, h: char) -> V {
+    view.0.schedule.insert(
+        (id(machine), name(unit)),
+        ScheduleEntry {
+            hash: hash(h),
+            target: Target::Launched,
+            global: true,
+            start: 0,
+        },
+    );
+    view.0
+        .placements
+        .entry(name(unit))
+        .or_default()
+        .push(id(machine));
+    view
+}
+
+#[test]
+fn a_global_units_entry_on_a_vanished_machine_stays_while_the_unit_is_wanted() {
+    // Machine 2 vanished (its lease expired): its entry of the global unit stays, so that the
+    // machine keeps the unit running when it rejoins.
+    let view = V::default()
+        .machine(1, "")
+        .unit("log.service", 'a', Launched, "Global=true");
+    let view = placed_global(
+        placed_global(view, "log.service", 1, 'a'),
+        "log.service",
+        2,
+        'a',
+    );
+    check(view, vec![]);
+
+    // Stopped, destroyed, or no longer global: the entry goes.
+    let view = V::default()
+        .machine(1, "")
+        .unit("log.service", 'a', Loaded, "Global=true");
+    let view = placed_global(
+        placed_global(view, "log.service", 1, 'a'),
+        "log.service",
+        2,
+        'a',
+    );
+    check(
+        view,
+        vec![vec![
+            EngineWrite::PutSchedule(
+                id(1),
+                name("log.service"),
+                ScheduleEntry {
+                    hash: hash('a'),
+                    target: Ld,
+                    global: true,
+                    start: 0,
+                },
+            ),
+            del("log.service", 2),
+            placement("log.service", &[1]),
+        ]],
+    );
+    let view = placed_global(V::default().machine(1, ""), "log.service", 2, 'a');
+    check(
+        view,
+        vec![vec![
+            del("log.service", 2),
+            EngineWrite::DeletePlacement(name("log.service")),
+        ]],
+    );
+    let view = V::default()
+        .machine(1, "")
+        .unit("log.service", 'b', Launched, "");
+    let view = placed_global(view, "log.service", 2, 'a');
+    check(
+        view,
+        vec![vec![
+            put("log.service", 1, 'b', L),
+            del("log.service", 2),
+            placement("log.service", &[1]),
+        ]],
+    );
+}
+
+#[test]
+fn vanished_machines_are_those_holding_non_global_entries_without_a_record() {
+    let view = V::default()
+        .machine(1, "")
+        .unit("web.service", 'a', Launched, "")
+        .placed("web.service", 1, 'a', L)
+        .placed("api.service", 2, 'a', L);
+    let view = placed_global(view, "log.service", 3, 'a');
+    assert_eq!(vanished(&view.0), [id(2)].into_iter().collect());
+    assert!(vanished(&V::default().machine(1, "").0).is_empty());
+}
