@@ -440,6 +440,64 @@ pub fn running_twice<'a>(
     on
 }
 
+/// What a non-global unit running on several hosts at once means, given the hosts the
+/// registry schedules it on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Twice {
+    /// Scheduled on more than one of them: the engine placed a non-global unit twice.
+    Placed(Vec<usize>),
+    /// Scheduled on at most one of them: the others run copies their agents have yet to
+    /// stop (a move or a destroy under way: the engine places the new copy without waiting
+    /// for the old one to stop).
+    Leftover(Vec<usize>),
+}
+
+pub fn judge_twice(running_on: &[usize], scheduled_on: &BTreeSet<usize>) -> Twice {
+    let placed: Vec<usize> = running_on
+        .iter()
+        .copied()
+        .filter(|h| scheduled_on.contains(h))
+        .collect();
+    if placed.len() > 1 {
+        Twice::Placed(placed)
+    } else {
+        Twice::Leftover(
+            running_on
+                .iter()
+                .copied()
+                .filter(|h| !scheduled_on.contains(h))
+                .collect(),
+        )
+    }
+}
+
+/// How long each leftover copy (unit, host) has been seen running in a row.
+#[derive(Debug, Default)]
+pub struct Leftovers {
+    since: BTreeMap<(String, usize), std::time::Duration>,
+}
+
+impl Leftovers {
+    /// Records the leftover copies of one sample taken at `now`, forgets those it lacks, and
+    /// returns those seen for longer than `limit`, with how long.
+    pub fn observe(
+        &mut self,
+        now: std::time::Duration,
+        seen: &[(String, usize)],
+        limit: std::time::Duration,
+    ) -> Vec<(String, usize, std::time::Duration)> {
+        self.since.retain(|k, _| seen.contains(k));
+        let mut over = Vec::new();
+        for k in seen {
+            let first = *self.since.entry(k.clone()).or_insert(now);
+            if now - first > limit {
+                over.push((k.0.clone(), k.1, now - first));
+            }
+        }
+        over
+    }
+}
+
 /// Every unit runs as asked and where its rules allow, judged from the hosts alone (a unit
 /// is on a host when its systemd knows it): inactive units nowhere; a global unit on every
 /// host whose metadata it matches; a normal unit on at most one host that satisfies its
@@ -1085,6 +1143,43 @@ mod tests {
             break_it(&mut w);
             w.expect(expected);
         }
+    }
+
+    #[test]
+    fn two_running_copies_are_told_apart_by_where_the_unit_is_scheduled() {
+        let on = |hs: &[usize]| hs.iter().copied().collect::<BTreeSet<usize>>();
+        assert_eq!(
+            judge_twice(&[0, 1], &on(&[0, 1])),
+            Twice::Placed(vec![0, 1])
+        );
+        assert_eq!(
+            judge_twice(&[0, 1, 2], &on(&[1, 2])),
+            Twice::Placed(vec![1, 2])
+        );
+        assert_eq!(judge_twice(&[0, 1], &on(&[1])), Twice::Leftover(vec![0]));
+        assert_eq!(judge_twice(&[0, 2], &on(&[])), Twice::Leftover(vec![0, 2]));
+    }
+
+    #[test]
+    fn a_leftover_copy_is_reported_once_it_ran_longer_than_the_limit_in_a_row() {
+        let s = std::time::Duration::from_secs;
+        let limit = s(10);
+        let mut l = Leftovers::default();
+        let a = (A.to_owned(), 0);
+        let b = (B.to_owned(), 2);
+        assert!(l.observe(s(0), std::slice::from_ref(&a), limit).is_empty());
+        assert!(l.observe(s(5), &[a.clone(), b.clone()], limit).is_empty());
+        assert_eq!(
+            l.observe(s(11), &[a.clone(), b.clone()], limit),
+            vec![(A.to_owned(), 0, s(11))]
+        );
+        // Gone for one sample: counted afresh.
+        assert!(l.observe(s(12), std::slice::from_ref(&b), limit).is_empty());
+        assert!(l.observe(s(13), &[a.clone(), b.clone()], limit).is_empty());
+        assert_eq!(
+            l.observe(s(16), std::slice::from_ref(&b), limit),
+            vec![(B.to_owned(), 2, s(11))]
+        );
     }
 
     #[test]
