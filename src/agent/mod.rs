@@ -24,14 +24,16 @@ use tokio_util::sync::CancellationToken;
 pub use error::{ActionError, retry_policy};
 pub use fence::{FencePolicy, PeerAnswer, Verdict, ask_peer, decide, fence_after, renew_interval};
 pub use files::UnitsDir;
-pub use plan::{Action, Desired, Observed, adopted, note_requests, plan, state_record};
+pub use plan::{
+    Action, Desired, Observed, adopted, found_after_restart, note_requests, plan, state_record,
+};
 
 use crate::backoff::Backoff;
 use crate::machine::{MachineId, Metadata};
 use crate::registry::{
     Contact, KeepAlive, Lease, Registry, RegistryError, ScheduleEntry, UnitStateRecord, Update,
 };
-use crate::systemd::{LoadState, SystemdError, UnitChanges, UnitManager, UnitStatus};
+use crate::systemd::{SystemdError, UnitChanges, UnitManager, UnitStatus};
 use crate::unit::{UnitFile, UnitHash, UnitName};
 
 /// How this machine presents itself and where it keeps its files.
@@ -380,21 +382,8 @@ impl<M: UnitManager> Agent<M> {
             .collect();
         for (name, hash) in on_disk {
             let status = statuses.get(&name).cloned();
-            let done = match (reported.get(&name), &status) {
-                (Some(r), _) if r.hash == hash => Some(r.current),
-                (_, Some(s)) if s.load != LoadState::NotFound => Some(adopted(s)),
-                _ => None,
-            };
-            let started = reported.get(&name).map(|r| r.started);
-            self.observed.insert(
-                name,
-                Observed {
-                    file: Some(hash),
-                    done,
-                    status,
-                    started,
-                },
-            );
+            let found = plan::found_after_restart(hash, reported.get(&name), status);
+            self.observed.insert(name, found);
         }
         // Reports of units no longer on disk are stale.
         let mut stale = Vec::new();

@@ -169,6 +169,31 @@ pub fn state_record(
     })
 }
 
+/// What a restarted agent has of a unit whose file it found on disk (content `file`), given
+/// its previous run's published state, if any, and systemd's view. The report says what was
+/// done and with which content: a file newer than it was written by a pass cut short between
+/// writing the file and restarting the unit (a crash, a stop), so the unit may still run its
+/// old content under an old definition; taking the reported content as what is there makes
+/// the plan load the file again, reload and restart. Without a report, a unit systemd knows
+/// is adopted (`adopted`).
+pub fn found_after_restart(
+    file: UnitHash,
+    reported: Option<&UnitStateRecord>,
+    status: Option<UnitStatus>,
+) -> Observed {
+    let (file, done) = match (reported, &status) {
+        (Some(r), _) => (r.hash, Some(r.current)),
+        (None, Some(s)) if s.load != LoadState::NotFound => (file, Some(adopted(s))),
+        (None, _) => (file, None),
+    };
+    Observed {
+        file: Some(file),
+        done,
+        status,
+        started: reported.map(|r| r.started),
+    }
+}
+
 /// What the agent has done with a unit it found on disk after a restart, when its own report
 /// from before is gone: a unit systemd runs counts as launched, so it is adopted, not restarted.
 pub fn adopted(status: &UnitStatus) -> Target {
@@ -639,6 +664,80 @@ mod tests {
         assert_eq!(started, [Some(4), Some(2), None]);
         let record = state_record(&observed[&b], Some(Target::Launched), None).unwrap();
         assert_eq!(record.started, 2, "the published state keeps it");
+    }
+
+    #[test]
+    fn a_unit_whose_file_is_newer_than_its_report_is_restarted_after_an_agent_restart() {
+        use Target::*;
+        let running = || UnitStatus {
+            load: LoadState::Loaded,
+            active: ActiveState::Active,
+            sub: "running".into(),
+        };
+        let report = |h: char, current| UnitStateRecord {
+            hash: hash(h),
+            current,
+            load: LoadState::Loaded,
+            active: ActiveState::Active,
+            sub: "running".into(),
+            message: None,
+            started: 3,
+        };
+        let u = || name("u.service");
+        // (what, file on disk, report, what the schedule wants, expected actions)
+        let cases = [
+            (
+                "file and report agree: adopted as it runs",
+                'b',
+                Some(report('b', Launched)),
+                want('b', Launched),
+                vec![],
+            ),
+            (
+                "a newer file than the report (cut short before the restart): restarted",
+                'b',
+                Some(report('a', Launched)),
+                want('b', Launched),
+                vec![
+                    Action::Load(u(), hash('b')),
+                    Action::Reload,
+                    Action::Restart(u()),
+                ],
+            ),
+            (
+                "no report: adopted as systemd runs it",
+                'b',
+                None,
+                want('b', Launched),
+                vec![],
+            ),
+            (
+                "a newer file of a loaded unit: loaded again, not started",
+                'b',
+                Some(report('a', Loaded)),
+                want('b', Loaded),
+                vec![Action::Load(u(), hash('b')), Action::Reload],
+            ),
+        ];
+        for (what, file, reported, desired, expected) in cases {
+            let found = found_after_restart(hash(file), reported.as_ref(), Some(running()));
+            assert_eq!(
+                found.started,
+                reported.as_ref().map(|r| r.started),
+                "{what}"
+            );
+            let observed = BTreeMap::from([(u(), found)]);
+            let desired = BTreeMap::from([(u(), desired)]);
+            assert_eq!(plan(&desired, &observed), expected, "{what}");
+        }
+        let unknown = UnitStatus {
+            load: LoadState::NotFound,
+            ..running()
+        };
+        assert_eq!(
+            found_after_restart(hash('a'), None, Some(unknown)).done,
+            None
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::backoff::Backoff;
 use crate::machine::MachineId;
 use crate::registry::{
     Contact, EngineWrite, KeepAlive, KeepAliveOptions, Leadership, LossPolicy, Registry,
-    RegistryError, Update,
+    RegistryError, UnitRecord, Update,
 };
 use crate::unit::{DesiredState, Requirements, UnitFile, UnitHash, UnitName};
 
@@ -166,6 +166,8 @@ async fn lead(
     let mut contents: HashMap<UnitHash, UnitFile> = HashMap::new();
     let mut listed = Listed::default();
     let mut due: Option<Instant> = None;
+    // Contents are collected soon after a unit leaves one unused, not only at the resync.
+    let mut collect: Option<Instant> = None;
     let mut resync = tokio::time::interval(config.resync);
     resync.tick().await;
     let mut failures = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
@@ -195,7 +197,15 @@ async fn lead(
             }
             Some(update) = units.recv() => {
                 listed.units |= matches!(update, Update::Reset(_));
+                if collect.is_none() && drops_content(&update, &view.units) {
+                    collect = Some(Instant::now() + COLLECT_AFTER);
+                }
                 update.apply_to(&mut view.units);
+            }
+            _ = crate::backoff::sleep_until(collect) => {
+                collect = None;
+                collect_contents(registry, leadership, &view).await;
+                continue;
             }
             _ = crate::backoff::sleep_until(due) => {
                 if let Some((until, missing)) = holding(hold, &view) {
@@ -406,6 +416,30 @@ async fn read_requirements(
     contents.retain(|h, _| used.contains(h));
 }
 
+/// How long after a unit was deleted or given new content the contents are collected: one
+/// collection per burst of changes, after the engine has moved its schedule entries on.
+const COLLECT_AFTER: Duration = Duration::from_secs(5);
+
+/// Whether `update` may leave a content unused: a unit deleted or given other content, or a
+/// listing (a new term, a relisted watch), after which the previous collections are unknown.
+fn drops_content(
+    update: &Update<UnitName, UnitRecord>,
+    units: &std::collections::BTreeMap<UnitName, UnitRecord>,
+) -> bool {
+    match update {
+        Update::Reset(_) => true,
+        Update::Changes(changes) => {
+            changes
+                .iter()
+                .any(|(name, new)| match (units.get(name), new) {
+                    (Some(old), Some(new)) => old.hash != new.hash,
+                    (Some(_), None) => true,
+                    (None, _) => false,
+                })
+        }
+    }
+}
+
 /// Deletes contents no unit and no schedule entry refers to. Units are listed afresh (the
 /// watched view may lag), and only contents written before that listing are candidates: a
 /// content stored with a unit after it is not. A content written again between the listing
@@ -445,7 +479,10 @@ async fn collect_contents(registry: &Registry, leadership: &Leadership, view: &V
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+    use crate::unit::DesiredState::Launched;
 
     #[test]
     fn the_engine_holds_only_within_the_window_and_while_a_machine_is_missing() {
@@ -506,5 +543,44 @@ mod tests {
                 "{silence:?} of {ttl:?}"
             );
         }
+    }
+
+    #[test]
+    fn only_a_deleted_or_replaced_unit_or_a_listing_calls_for_a_collection() {
+        let record = |h: char| UnitRecord {
+            hash: h.to_string().repeat(40).parse().unwrap(),
+            desired: Launched,
+            start: 0,
+        };
+        let (a, b) = (
+            UnitName::new("a.service").unwrap(),
+            UnitName::new("b.service").unwrap(),
+        );
+        let units = BTreeMap::from([(a.clone(), record('1'))]);
+        let cases = [
+            ("a new unit", vec![(b.clone(), Some(record('2')))], false),
+            (
+                "a new desired state",
+                vec![(
+                    a.clone(),
+                    Some(UnitRecord {
+                        desired: DesiredState::Loaded,
+                        ..record('1')
+                    }),
+                )],
+                false,
+            ),
+            ("new content", vec![(a.clone(), Some(record('2')))], true),
+            ("a deleted unit", vec![(a.clone(), None)], true),
+            ("an unknown unit deleted", vec![(b.clone(), None)], false),
+        ];
+        for (what, changes, expected) in cases {
+            assert_eq!(
+                drops_content(&Update::Changes(changes), &units),
+                expected,
+                "{what}"
+            );
+        }
+        assert!(drops_content(&Update::Reset(vec![]), &units), "a listing");
     }
 }

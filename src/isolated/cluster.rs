@@ -146,17 +146,7 @@ impl Cluster {
                 Some(l) => format!("http://{}", l.addr()),
                 None => cluster.etcd_endpoints().join(","),
             };
-            // Units on the host (a sidekick's `flottectl announce`) find this flotted's
-            // configuration, as they would find /etc/flotte/flotted.conf on a real machine.
-            let set_env = async {
-                let systemd = crate::systemd::Systemd::connect(&host.bus()).await?;
-                systemd
-                    .set_environment(&[format!("FLOTTE_CONFIG={}", config.display())])
-                    .await
-            };
-            set_env.await.map_err(|e| {
-                IsolatedError::Missing(format!("setting FLOTTE_CONFIG on {}: {e}", h.name))
-            })?;
+            set_config_env(&host, &config).await?;
             let mut lines = vec![
                 format!("etcd_servers={etcd_url}"),
                 format!("etcd_key_prefix={}", cluster.prefix),
@@ -342,6 +332,21 @@ impl Cluster {
         self.members[i].host.kill()
     }
 
+    /// Starts host `i` again (killing it first if `kill_host` did not), as a machine that
+    /// rebooted: the same directory, machine ID and flotted configuration, a fresh `/run`
+    /// (no units, no lease file), then its flotted.
+    pub async fn restart_host(&mut self, i: usize) -> Result<(), IsolatedError> {
+        self.kill_host(i)?;
+        let spec = &self.spec.hosts[i];
+        let group = format!("{}-{}", self.spec.group_prefix, spec.name);
+        let member = &mut self.members[i];
+        let dir = member.host.dir().to_owned();
+        let id = member.host.machine_id().clone();
+        member.host = Host::start_as(&spec.name, &dir, &group, id).await?;
+        set_config_env(&member.host, &member.config).await?;
+        self.start_flotted(i)
+    }
+
     /// The link between host `i`'s flotted and etcd (with `EtcdAccess::ThroughLinks`).
     pub fn link(&self, i: usize) -> Option<&Link> {
         self.members[i].link.as_ref()
@@ -398,6 +403,20 @@ impl Cluster {
             members,
         }
     }
+}
+
+/// Units on the host (a sidekick's `flottectl announce`) find this flotted's configuration,
+/// as they would find /etc/flotte/flotted.conf on a real machine.
+async fn set_config_env(host: &Host, config: &Path) -> Result<(), IsolatedError> {
+    let set_env = async {
+        let systemd = crate::systemd::Systemd::connect(&host.bus()).await?;
+        systemd
+            .set_environment(&[format!("FLOTTE_CONFIG={}", config.display())])
+            .await
+    };
+    set_env.await.map_err(|e| {
+        IsolatedError::Missing(format!("setting FLOTTE_CONFIG on {}: {e}", host.name()))
+    })
 }
 
 impl Drop for Cluster {

@@ -74,6 +74,19 @@ impl Host {
     /// `group` names its cgroup subtree; tests include their PID in it so leftovers of a killed
     /// test run can be recognised (see `isolated::sweep_stale_test_hosts`).
     pub async fn start(name: &str, dir: &Path, group: &str) -> Result<Host, IsolatedError> {
+        let machine_id = MachineId::new(&format!("{:032x}", rand::random::<u128>()))
+            .expect("32 hex digits are a machine ID");
+        Self::start_as(name, dir, group, machine_id).await
+    }
+
+    /// Like `start`, with the machine ID given: a host that was killed, started again in its
+    /// directory, is a machine that rebooted (its `/run` and units are gone, its ID stays).
+    pub async fn start_as(
+        name: &str,
+        dir: &Path,
+        group: &str,
+        machine_id: MachineId,
+    ) -> Result<Host, IsolatedError> {
         super::require_root_tools(&["unshare", "nsenter", "mount", "hostname"])?;
         for bin in [SYSTEMD, JOURNALD] {
             if !Path::new(bin).exists() {
@@ -87,8 +100,8 @@ impl Host {
             .map_err(|e| IsolatedError::io(format!("creating {}", dir.display()), e))?;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
             .map_err(|e| IsolatedError::io(format!("chmod {}", dir.display()), e))?;
-        let machine_id = MachineId::new(&format!("{:032x}", rand::random::<u128>()))
-            .expect("32 hex digits are a machine ID");
+        // A killed host's bus socket stays behind; readiness is its new one answering.
+        let _ = fs::remove_file(dir.join("bus"));
         fs::write(dir.join("machine-id"), format!("{machine_id}\n"))
             .map_err(|e| IsolatedError::io("writing machine-id", e))?;
         let subtree = Subtree::create(&layout, group)

@@ -587,7 +587,8 @@ async fn flotted_says_when_etcd_is_unreachable_and_connects_once_it_is_there() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn content_no_unit_refers_to_any_more_is_collected() {
-    let t = cluster("gc", &[("host-1", "")], &[("resync_interval", "1s")]).await;
+    // The default resync (5 min): collection follows the replacement itself.
+    let t = cluster("gc", &[("host-1", "")], &[]).await;
     let r = &t.registry;
     submit(r, "a.service", SLEEPER, Launched).await;
     await_active(r, &["a.service"], DEADLINE).await;
@@ -610,7 +611,8 @@ async fn content_no_unit_refers_to_any_more_is_collected() {
         |s| s.hash == new && s.active.as_str() == "active",
     )
     .await;
-    // Collection runs with the engine's periodic re-read: poll its outcome under a deadline.
+    // The engine collects a few seconds after the replacement (`COLLECT_AFTER`), a deletion
+    // with no event of its own here: poll its outcome under a deadline.
     flotte::isolated::wait_for(
         DEADLINE,
         || format!("content {old} was not collected"),
