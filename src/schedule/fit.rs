@@ -1,11 +1,13 @@
-//! Machines in the strategy's share order, found by what is free: a segment tree over the
-//! machines keeping, per subtree, the smallest order key and the most free memory and CPU of
-//! one machine in it. `in_order(need)` walks best-first and yields, in key order, only the
-//! machines where `need` fits, skipping whole subtrees where it cannot; packing tries the
-//! fullest machines first, and most of those are full.
+//! Machines in the strategy's share order, grouped by how much is free, so that packing does not
+//! walk past the full machines: it tries the fullest first, and most of those have no room.
+//!
+//! A machine sits in the bucket of its free memory's and free CPU's binary magnitudes (`level`).
+//! For a need, a bucket above its levels in both dimensions only holds machines where it fits, a
+//! bucket below in either only machines where it does not; the buckets at its levels are
+//! mixed, and their machines are tested. The first machine by key that passes the caller's test
+//! is the smallest of each bucket's first, so `first` looks at a few machines per bucket.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::index::MachineIx;
 use crate::resources::Resources;
@@ -13,85 +15,72 @@ use crate::resources::Resources;
 /// The order a machine is tried in: (the strategy's share key, load, machine), smallest first.
 pub(super) type Key = (u64, usize, MachineIx);
 
-const NONE: Key = (u64::MAX, usize::MAX, usize::MAX);
-
-#[derive(Clone, Copy)]
-struct Node {
-    key: Key,
-    memory: u64,
-    millicpus: u64,
+/// The binary magnitude of an amount: 0 for nothing, else the number of bits it takes. An
+/// amount of level `l > 0` lies in `[2^(l-1), 2^l)`.
+fn level(amount: u64) -> u8 {
+    (u64::BITS - amount.leading_zeros()) as u8
 }
 
-const EMPTY: Node = Node {
-    key: NONE,
-    memory: 0,
-    millicpus: 0,
-};
+type Bucket = (u8, u8);
 
-pub(super) struct FitTree {
-    /// Leaves from `leaves` on, one per machine in index order; node `i`'s children are `2i`
-    /// and `2i + 1`; node 0 is unused.
-    nodes: Vec<Node>,
-    leaves: usize,
+fn bucket(free: Resources) -> Bucket {
+    (level(free.memory), level(free.millicpus))
 }
 
-impl FitTree {
+#[derive(Default)]
+pub(super) struct Buckets {
+    buckets: BTreeMap<Bucket, BTreeSet<Key>>,
+    /// Per machine, where it is now.
+    at: Vec<Option<(Bucket, Key)>>,
+}
+
+impl Buckets {
     pub(super) fn new(machines: usize) -> Self {
-        let leaves = machines.next_power_of_two().max(1);
         Self {
-            nodes: vec![EMPTY; 2 * leaves],
-            leaves,
+            buckets: BTreeMap::new(),
+            at: vec![None; machines],
         }
     }
 
-    /// Sets machine `m`'s key and free resources.
+    /// Sets machine `m`'s key and what is free on it.
     pub(super) fn set(&mut self, m: MachineIx, key: Key, free: Resources) {
-        let mut i = self.leaves + m;
-        self.nodes[i] = Node {
-            key,
-            memory: free.memory,
-            millicpus: free.millicpus,
-        };
-        while i > 1 {
-            i /= 2;
-            let (a, b) = (self.nodes[2 * i], self.nodes[2 * i + 1]);
-            self.nodes[i] = Node {
-                key: a.key.min(b.key),
-                memory: a.memory.max(b.memory),
-                millicpus: a.millicpus.max(b.millicpus),
-            };
+        if let Some((b, old)) = self.at[m].take()
+            && let Some(set) = self.buckets.get_mut(&b)
+        {
+            set.remove(&old);
+            if set.is_empty() {
+                self.buckets.remove(&b);
+            }
         }
+        let b = bucket(free);
+        self.buckets.entry(b).or_default().insert(key);
+        self.at[m] = Some((b, key));
     }
 
-    /// Whether some machine under node `i` may have room for `need`: each dimension it asks
-    /// for is free on at least one of them (not necessarily the same one).
-    fn may_fit(&self, i: usize, need: Resources) -> bool {
-        let n = &self.nodes[i];
-        n.key != NONE
-            && (need.memory == 0 || n.memory >= need.memory)
-            && (need.millicpus == 0 || n.millicpus >= need.millicpus)
-    }
-
-    /// The machines where `need` fits in what is free, smallest key first. With a need of
-    /// nothing, every machine.
-    pub(super) fn in_order(&self, need: Resources) -> impl Iterator<Item = MachineIx> + '_ {
-        let mut heap = BinaryHeap::new();
-        if self.may_fit(1, need) {
-            heap.push(Reverse((self.nodes[1].key, 1)));
-        }
-        std::iter::from_fn(move || {
-            while let Some(Reverse((_, i))) = heap.pop() {
-                if i >= self.leaves {
-                    return Some(i - self.leaves);
+    /// The machine of the smallest key among those where `need` may fit (by the buckets) and
+    /// `test` holds; `test` decides whether it really fits.
+    pub(super) fn first(
+        &self,
+        need: Resources,
+        mut test: impl FnMut(MachineIx) -> bool,
+    ) -> Option<MachineIx> {
+        let (memory, cpu) = bucket(need);
+        let mut best: Option<Key> = None;
+        for (&(_, c), machines) in self.buckets.range((memory, cpu)..) {
+            if c < cpu {
+                continue;
+            }
+            for &key in machines {
+                if best.is_some_and(|b| key >= b) {
+                    break;
                 }
-                for child in [2 * i, 2 * i + 1] {
-                    if self.may_fit(child, need) {
-                        heap.push(Reverse((self.nodes[child].key, child)));
-                    }
+                if test(key.2) {
+                    best = Some(key);
+                    break;
                 }
             }
-            None
-        })
+        }
+        best.map(|(_, _, m)| m)
     }
 }
 
@@ -103,16 +92,24 @@ mod tests {
         Resources { memory, millicpus }
     }
 
-    /// The same answer by brute force: every machine that fits, sorted by key.
-    fn brute(machines: &[(Key, Resources)], need: Resources) -> Vec<MachineIx> {
-        let mut fit: Vec<&(Key, Resources)> =
-            machines.iter().filter(|(_, f)| need.fits_in(*f)).collect();
-        fit.sort_by_key(|(k, _)| *k);
-        fit.into_iter().map(|(k, _)| k.2).collect()
+    #[test]
+    fn levels_are_binary_magnitudes() {
+        for (amount, expected) in [
+            (0, 0),
+            (1, 1),
+            (2, 2),
+            (3, 2),
+            (4, 3),
+            (1023, 10),
+            (1024, 11),
+        ] {
+            assert_eq!(level(amount), expected, "{amount}");
+        }
+        assert_eq!(level(u64::MAX), 64);
     }
 
     #[test]
-    fn yields_the_machines_that_fit_in_key_order() {
+    fn first_is_the_smallest_key_where_the_need_fits_and_the_test_holds() {
         // (share key, load) and free (memory, millicpus) per machine.
         let table: &[(u64, usize, u64, u64)] = &[
             (500, 2, 100, 1000),
@@ -127,33 +124,42 @@ mod tests {
             .enumerate()
             .map(|(m, &(share, load, mem, cpu))| ((share, load, m), res(mem, cpu)))
             .collect();
-        let mut tree = FitTree::new(machines.len());
+        let mut buckets = Buckets::new(machines.len());
         for &(key, free) in &machines {
-            tree.set(key.2, key, free);
+            buckets.set(key.2, key, free);
         }
-        let cases: &[((u64, u64), &[MachineIx])] = &[
-            ((0, 0), &[1, 5, 2, 0, 3, 4]),
-            ((50, 0), &[5, 2, 0, 3]),
-            ((50, 50), &[5, 0, 3]),
-            ((200, 0), &[2, 3]),
-            ((200, 100), &[3]),
-            ((10, 1500), &[1]),
-            ((2000, 0), &[]),
+        // (need, machines the test turns away, expected)
+        let cases: &[((u64, u64), &[MachineIx], Option<MachineIx>)] = &[
+            ((0, 0), &[], Some(1)),
+            ((0, 0), &[1], Some(5)),
+            ((0, 0), &[1, 5, 2, 0, 3], Some(4)),
+            ((50, 0), &[], Some(5)),
+            ((51, 0), &[], Some(2)),
+            ((50, 50), &[5], Some(0)),
+            ((200, 0), &[], Some(2)),
+            ((200, 100), &[], Some(3)),
+            ((10, 1500), &[], Some(1)),
+            ((2000, 0), &[], None),
+            ((0, 0), &[0, 1, 2, 3, 4, 5], None),
         ];
-        for &((mem, cpu), expected) in cases {
+        for &((mem, cpu), refused, expected) in cases {
             let need = res(mem, cpu);
-            let got: Vec<MachineIx> = tree.in_order(need).collect();
-            assert_eq!(got, expected, "need {mem} B, {cpu} mCPU");
-            assert_eq!(got, brute(&machines, need), "need {mem} B, {cpu} mCPU");
+            let got = buckets.first(need, |m| {
+                !refused.contains(&m) && need.fits_in(machines[m].1)
+            });
+            assert_eq!(
+                got, expected,
+                "need {mem} B, {cpu} mCPU, refused {refused:?}"
+            );
         }
         // A change of one machine moves it in the order and in what fits.
-        tree.set(3, (50, 1, 3), res(20, 20));
-        assert_eq!(tree.in_order(res(200, 0)).collect::<Vec<_>>(), [2]);
-        assert_eq!(tree.in_order(res(0, 0)).next(), Some(3));
+        buckets.set(3, (50, 1, 3), res(20, 20));
+        assert_eq!(buckets.first(res(0, 0), |_| true), Some(3));
+        assert_eq!(buckets.first(res(200, 0), |m| m != 2), None);
     }
 
     #[test]
-    fn an_empty_tree_yields_nothing() {
-        assert_eq!(FitTree::new(0).in_order(res(0, 0)).count(), 0);
+    fn no_machines_no_answer() {
+        assert_eq!(Buckets::new(0).first(res(0, 0), |_| true), None);
     }
 }

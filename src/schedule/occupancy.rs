@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use super::Strategy;
 use super::conflicts::PatternIx;
-use super::fit::FitTree;
+use super::fit::{Buckets, Key};
 use super::hash::FxHashMap;
 use super::index::{Index, MachineIx, UnitIx};
 use crate::resources::Resources;
@@ -70,8 +70,8 @@ pub(super) struct State<'i, 'v> {
     used: Vec<Resources>,
     free: Vec<Resources>,
     /// Machines by (strategy's share key, load, machine), first the machine a unit with
-    /// requests tries first, found by what is free; kept only when some unit has requests.
-    by_share: FitTree,
+    /// requests tries first; kept only when some unit has requests.
+    by_share: ShareOrder,
     counts: FxHashMap<(MachineIx, PatternIx), Counts>,
     /// How many more units a `Replaces=` may displace in this plan: a safety net, so that the
     /// passes end whatever the input; displacement cycles are already kept from displacing.
@@ -80,14 +80,14 @@ pub(super) struct State<'i, 'v> {
 
 impl<'i, 'v> State<'i, 'v> {
     pub(super) fn new(ix: &'i Index<'v>) -> Self {
-        let mut by_share = FitTree::new(if ix.any_requests {
-            ix.machines.len()
-        } else {
-            0
-        });
+        let mut by_share = match ix.strategy {
+            Strategy::Spread => ShareOrder::Sorted(BTreeSet::new()),
+            Strategy::Pack => ShareOrder::Buckets(Buckets::new(ix.machines.len())),
+        };
         if ix.any_requests {
             for m in 0..ix.machines.len() {
-                by_share.set(m, (share_key(ix, m, Resources::ZERO), 0, m), ix.capacity(m));
+                let key = (share_key(ix, m, Resources::ZERO), 0, m);
+                by_share.set(None, key, ix.capacity(m));
             }
         }
         Self {
@@ -142,11 +142,12 @@ impl<'i, 'v> State<'i, 'v> {
         let Err(at) = self.on[u].binary_search(&m) else {
             return;
         };
+        let old = self.share_entry(m);
         self.on[u].insert(at, m);
         self.units_on[m].insert(u);
         self.used[m] = self.used[m].saturating_add(self.ix.requests(u));
         self.free[m] = self.ix.capacity(m).saturating_sub(self.used[m]);
-        self.reload(m, self.load(m) - 1);
+        self.reload(m, self.load(m) - 1, old);
         self.count(u, m, Change::Add);
     }
 
@@ -154,19 +155,21 @@ impl<'i, 'v> State<'i, 'v> {
         let Ok(at) = self.on[u].binary_search(&m) else {
             return;
         };
+        let old = self.share_entry(m);
         self.on[u].remove(at);
         self.units_on[m].remove(&u);
         self.used[m] = self.used[m].saturating_sub(self.ix.requests(u));
         self.free[m] = self.ix.capacity(m).saturating_sub(self.used[m]);
-        self.reload(m, self.load(m) + 1);
+        self.reload(m, self.load(m) + 1, old);
         self.count(u, m, Change::Remove);
     }
 
-    fn reload(&mut self, m: MachineIx, old: usize) {
+    fn reload(&mut self, m: MachineIx, old: usize, old_share: Key) {
         self.by_load.remove(&(old, m));
         self.by_load.insert((self.load(m), m));
         if self.ix.any_requests {
-            self.by_share.set(m, self.share_entry(m), self.free[m]);
+            let key = self.share_entry(m);
+            self.by_share.set(Some(old_share), key, self.free[m]);
         }
     }
 
@@ -174,17 +177,25 @@ impl<'i, 'v> State<'i, 'v> {
         (share_key(self.ix, m, self.used[m]), self.load(m), m)
     }
 
-    /// Machines in the order `u`, a unit with requests, tries them (see `Strategy`), then by
-    /// load and ID: only those where its requests fit in what is free, unless it replaces
-    /// units (what it would displace counts as free, see `fits`). Empty when no unit has
-    /// requests.
-    pub(super) fn by_share(&self, u: UnitIx) -> impl Iterator<Item = MachineIx> + '_ {
-        let need = if self.ix.info[u].replaces.is_empty() {
-            self.ix.requests(u)
-        } else {
-            Resources::ZERO
-        };
-        self.by_share.in_order(need)
+    /// The first machine, in the order a unit with requests tries them (see `Strategy`, then
+    /// by load and ID), where `u` may be placed now. None when no unit has requests.
+    pub(super) fn first_by_share(&self, u: UnitIx) -> Option<MachineIx> {
+        match &self.by_share {
+            ShareOrder::Sorted(set) => set
+                .iter()
+                .map(|&(_, _, m)| m)
+                .find(|&m| self.can_place(u, m)),
+            ShareOrder::Buckets(buckets) => {
+                // What a unit would displace counts as free for it (see `fits`): the buckets
+                // cannot tell, so every machine is tested.
+                let need = if self.ix.info[u].replaces.is_empty() {
+                    self.ix.requests(u)
+                } else {
+                    Resources::ZERO
+                };
+                buckets.first(need, |m| self.can_place(u, m))
+            }
+        }
     }
 
     /// The strategy's key of `m` with the load as tie-break, for choosing among a few
@@ -352,5 +363,27 @@ fn share_key(ix: &Index, m: MachineIx, used: Resources) -> u64 {
         Strategy::Spread => share,
         Strategy::Pack if share == u64::MAX => u64::MAX,
         Strategy::Pack => u64::MAX - 1 - share,
+    }
+}
+
+/// The machines in share order. Spreading finds room on one of the first machines it tries,
+/// so a sorted set is enough; packing tries the fullest first and needs to skip the full ones.
+enum ShareOrder {
+    Sorted(BTreeSet<Key>),
+    Buckets(Buckets),
+}
+
+impl ShareOrder {
+    /// Machine `key.2` moves from `old` (None: it was not there) to `key`, with `free` free.
+    fn set(&mut self, old: Option<Key>, key: Key, free: Resources) {
+        match self {
+            ShareOrder::Sorted(set) => {
+                if let Some(old) = old {
+                    set.remove(&old);
+                }
+                set.insert(key);
+            }
+            ShareOrder::Buckets(buckets) => buckets.set(key.2, key, free),
+        }
     }
 }

@@ -173,7 +173,7 @@ fn choose(state: &State, u: UnitIx) -> Vec<MachineIx> {
             } else if ix.requirements(u).machine_id.is_some() {
                 least_loaded(state, u, ix.id_candidates(u), by_share)
             } else if by_share {
-                state.by_share(u).find(|&m| state.can_place(u, m))
+                state.first_by_share(u)
             } else {
                 state.by_load().find(|&m| state.can_place(u, m))
             };
