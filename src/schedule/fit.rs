@@ -129,7 +129,8 @@ mod tests {
             buckets.set(key.2, key, free);
         }
         // (need, machines the test turns away, expected)
-        let cases: &[((u64, u64), &[MachineIx], Option<MachineIx>)] = &[
+        type Case = ((u64, u64), &'static [MachineIx], Option<MachineIx>);
+        let cases: &[Case] = &[
             ((0, 0), &[], Some(1)),
             ((0, 0), &[1], Some(5)),
             ((0, 0), &[1, 5, 2, 0, 3], Some(4)),
