@@ -14,7 +14,7 @@ use crate::systemd::ActiveState;
 use crate::unit::UnitName;
 
 /// The instances started of each template in `units/`.
-const INSTANCES: &[&str] = &["1", "2"];
+const INSTANCES: &[&str] = &["1", "2", "3"];
 
 /// How long `up` waits for the example units: fleetctl's half-second attempts, so 2 minutes.
 const START_ATTEMPTS: u32 = 240;
@@ -23,7 +23,7 @@ const START_ATTEMPTS: u32 = 240;
 const SETTLE: Duration = Duration::from_secs(30);
 
 /// What `up` submits (every unit file) and starts (every unit but templates, and instances 1
-/// and 2 of each template), from the file names of the units directory.
+/// to 3 of each template), from the file names of the units directory.
 pub fn examples(file_names: &[String]) -> (Vec<String>, Vec<String>) {
     let mut units: Vec<&String> = file_names
         .iter()
