@@ -4,6 +4,7 @@
 mod api;
 mod cli_check;
 mod discovery;
+mod dns;
 mod drain;
 mod events;
 mod faults;
