@@ -151,7 +151,7 @@ pub fn endpoint(cluster: &ClusterRecord) -> Endpoint {
 /// The shell lines of `env`: flottectl and etcdctl pointed at the cluster, the first through
 /// host-1 (its API, and its flotted's configuration for the commands that read etcd); with
 /// `bin_dir`, also a PATH that finds flottectl there. `FLOTTE_UI`, the web page's address on
-/// host-1's TCP listener, and `FLOTTE_DNS`, host-1's DNS address for `dig @`, are shell
+/// host-1's TCP listener, and `FLOTTE_DNS`, host-1's DNS address for `dig @` (port 53), are shell
 /// variables, not exported: flotted and `flottectl announce` read every exported `FLOTTE_*`
 /// variable as a setting.
 pub fn env(cluster: &ClusterRecord, bin_dir: Option<&Path>) -> String {
@@ -174,8 +174,9 @@ pub fn env(cluster: &ClusterRecord, bin_dir: Option<&Path>) -> String {
     ];
     if let Some(tcp) = cluster.members[0].tcp {
         lines.push(format!("FLOTTE_UI={}", quote(&ui_url(tcp))));
-        // The TCP listener is on host-1's own address, where its DNS is too.
-        lines.push(format!("FLOTTE_DNS={}:{DNS_PORT}", tcp.ip()));
+        // The TCP listener is on host-1's own address, where its DNS is too. The address
+        // alone, since DNS_PORT is DNS's own: `dig @$FLOTTE_DNS` takes no `:PORT`.
+        lines.push(format!("FLOTTE_DNS={}", tcp.ip()));
     }
     if let Some(dir) = bin_dir {
         lines.push(format!(

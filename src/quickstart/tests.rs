@@ -51,7 +51,7 @@ fn env_points_flottectl_at_host_1_and_etcdctl_at_etcd() {
          export ETCDCTL_ENDPOINTS='http://127.0.0.1:40123'\n\
          export FLOTTE_CONFIG='/var/lib/flotte-local-cluster/run/host-1/flotted.conf'\n\
          FLOTTE_UI='http://127.0.1.1:8470/ui/'\n\
-         FLOTTE_DNS=127.0.1.1:53\n\
+         FLOTTE_DNS=127.0.1.1\n\
          export PATH='/src/flotte/target/release':\"$PATH\"\n"
     );
 }
