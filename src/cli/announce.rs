@@ -79,8 +79,12 @@ pub(super) async fn run(console: &mut Console<'_>, args: &AnnounceArgs) -> Resul
         }
         None => None,
     };
+    let key = match (&service, &args.key) {
+        (None, Some(key_text)) => Some(ServiceKey::new(key_text, &host.keys)?),
+        _ => None,
+    };
     let registry = Registry::connect(&host.etcd).await?;
-    let subject = match (service, &args.key, &args.value) {
+    let subject = match (service, key, &args.value) {
         (Some((name, tags)), _, _) => {
             let refuse = |why: String| CliError::AnnounceService {
                 service: name.to_string(),
@@ -112,14 +116,14 @@ pub(super) async fn run(console: &mut Console<'_>, args: &AnnounceArgs) -> Resul
                 health: Health::Passing,
             })
         }
-        (None, Some(key_text), Some(value)) => {
-            let key = ServiceKey::new(key_text, &host.keys)?;
+        (None, Some(key), Some(value)) => {
+            let key_text = key.as_str().to_owned();
             Subject::Key(Announcement {
                 key,
                 value: value.clone(),
                 ttl,
                 announcer: AnnouncerRecord {
-                    key: key_text.clone(),
+                    key: key_text,
                     machine: host.machine_id,
                     unit,
                     hostname,
