@@ -105,6 +105,10 @@ settings! {
         "private key (PEM) of api_certfile; keep it readable by root only";
     ApiClientCafile = "api_client_cafile", "",
         "CA certificates (PEM): when set, TCP clients must present a certificate signed by one of them";
+    DnsListen = "dns_listen", "",
+        "addresses to answer DNS on, over UDP and TCP, comma-separated (e.g. 10.0.0.5:53), for the zone flotte.: NAME.service.flotte (healthy instances), _NAME._tcp.service.flotte (SRV), HOSTNAME.node.flotte (machines); off when empty";
+    DnsTtl = "dns_ttl", "5s",
+        "the TTL of DNS answers, and of their absence (the SOA's minimum): how long a resolver may keep an instance that is gone (whole seconds, at most 1h)";
     ResyncInterval = "resync_interval", "5m",
         "how often the engine and agent compare everything with etcd and systemd, a safety net beside their watches (at least 1s)";
     Capacity = "capacity", "",
@@ -512,6 +516,10 @@ pub struct Config {
     /// TLS on the TCP listeners.
     pub api_tls: Option<TlsFiles>,
     pub resync_interval: Duration,
+    /// Where DNS is answered; empty: nowhere.
+    pub dns_listen: Vec<SocketAddr>,
+    /// The TTL of DNS answers, in seconds.
+    pub dns_ttl: u32,
     /// `capacity`: memory and CPUs as configured, each `None` to detect.
     pub capacity_setting: (Option<u64>, Option<u64>),
     /// `reserved`, taken off the capacity.
@@ -600,6 +608,28 @@ impl Config {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let dns_listen = text(Key::DnsListen)
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|a| {
+                a.parse::<SocketAddr>().map_err(|_| {
+                    invalid(
+                        Key::DnsListen,
+                        format!("`{a}` is not an address such as 10.0.0.5:53"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let dns_ttl =
+            parse_duration(&text(Key::DnsTtl)).map_err(|why| invalid(Key::DnsTtl, why))?;
+        if dns_ttl.subsec_nanos() != 0 {
+            return Err(invalid(Key::DnsTtl, "must be whole seconds".into()));
+        }
+        if dns_ttl > Duration::from_secs(3600) {
+            return Err(invalid(Key::DnsTtl, "must be at most 1h".into()));
+        }
+        let dns_ttl = dns_ttl.as_secs() as u32;
         let api_tls = match (
             optional(Key::ApiCertfile),
             optional(Key::ApiKeyfile),
@@ -656,6 +686,8 @@ impl Config {
             listen_tcp,
             api_tls,
             resync_interval,
+            dns_listen,
+            dns_ttl,
             capacity_setting,
             reserved,
             placement_strategy,
@@ -741,6 +773,22 @@ mod tests {
         assert_eq!(c.fence_policy, FencePolicy::Peers);
         assert!(c.listen_tcp.is_empty());
         assert_eq!(c.api_tls, None);
+        assert!(c.dns_listen.is_empty(), "DNS is off unless set");
+        assert_eq!(c.dns_ttl, 5);
+    }
+
+    #[test]
+    fn dns_is_answered_where_dns_listen_says_with_the_ttl_of_dns_ttl() {
+        let c = resolve("dns_listen=127.0.1.1:53, [::1]:5353\ndns_ttl=0\n").unwrap();
+        assert_eq!(
+            c.dns_listen,
+            [
+                "127.0.1.1:53".parse::<SocketAddr>().unwrap(),
+                "[::1]:5353".parse().unwrap()
+            ]
+        );
+        assert_eq!(c.dns_ttl, 0);
+        assert_eq!(resolve("dns_ttl=1m").unwrap().dns_ttl, 60);
     }
 
     #[test]
@@ -918,6 +966,18 @@ mod tests {
             (
                 "listen_tcp=localhost",
                 "/etc/flotte/flotted.conf:1: invalid listen_tcp `localhost`: `localhost` is not an address such as 127.0.0.1:8080",
+            ),
+            (
+                "dns_listen=10.0.0.5",
+                "/etc/flotte/flotted.conf:1: invalid dns_listen `10.0.0.5`: `10.0.0.5` is not an address such as 10.0.0.5:53",
+            ),
+            (
+                "dns_ttl=1.5s",
+                "/etc/flotte/flotted.conf:1: invalid dns_ttl `1.5s`: must be whole seconds",
+            ),
+            (
+                "dns_ttl=2h",
+                "/etc/flotte/flotted.conf:1: invalid dns_ttl `2h`: must be at most 1h",
             ),
             (
                 "etcd_certfile=/c.pem",

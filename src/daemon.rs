@@ -113,6 +113,8 @@ pub enum DaemonError {
     Agent(#[from] agent::AgentError),
     #[error(transparent)]
     Api(#[from] api::ServeError),
+    #[error(transparent)]
+    Dns(#[from] crate::dns::DnsError),
 }
 
 /// Runs flotted until `shutdown`. Start-up waits (with backoff, saying so) for systemd and
@@ -126,6 +128,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Da
         tls: config.api_tls.clone(),
     })
     .await?;
+    let dns = crate::dns::Listeners::bind(&config.dns_listen).await?;
     // What the machine record publishes: the bound address, with the port picked for port 0.
     let api_addr = listeners.tcp_addrs().first().map(|a| a.to_string());
     // The API answers (503) from now on, while systemd and etcd are being reached.
@@ -186,6 +189,14 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Da
     });
     tracing::info!(machine = %config.machine_id, ip = %public_ip, %hostname, bus = %bus_name(&config.systemd_bus), "flotted starting");
 
+    let dns = (!dns.is_empty()).then(|| {
+        tokio::spawn(crate::dns::serve(
+            dns,
+            registry.clone(),
+            config.dns_ttl,
+            shutdown.clone(),
+        ))
+    });
     let engine = (!config.disable_engine).then(|| {
         let engine_config = EngineConfig {
             machine_id: config.machine_id.clone(),
@@ -229,6 +240,9 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Da
     shutdown.cancel();
     if let Some(engine) = engine {
         let _ = engine.await;
+    }
+    if let Some(dns) = dns {
+        let _ = dns.await;
     }
     let _ = api.await;
     let _ = notifier.await;

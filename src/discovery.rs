@@ -9,7 +9,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
-use crate::registry::{AnnouncerRecord, LossPolicy, Registry, RegistryError, ServiceKey};
+use crate::registry::{
+    AnnouncerRecord, InstanceRecord, LossPolicy, Registry, RegistryError, ServiceKey,
+};
 use crate::unit::UnitName;
 
 /// What to announce.
@@ -29,10 +31,61 @@ pub struct Announcement {
 pub async fn announce(
     registry: &Registry,
     what: &Announcement,
-    mut announced: impl FnMut(),
+    announced: impl FnMut(),
     shutdown: CancellationToken,
 ) -> Result<(), RegistryError> {
-    let mut lease = put(registry, what).await?;
+    keep_announced(
+        registry,
+        what.key.as_str(),
+        || put(registry, what),
+        announced,
+        shutdown,
+    )
+    .await
+}
+
+/// Like `announce`, for a declared service's instance (`flottectl announce --service`): the
+/// instance is written under a lease of its own with the TTL, in the key shape the agent
+/// uses (`Registry::write_instances`), so the catalog and DNS list it like the agent's while
+/// it is announced; revoked at `shutdown`, expired after the TTL if the announcer dies.
+pub async fn announce_instance(
+    registry: &Registry,
+    instance: &InstanceRecord,
+    ttl: Duration,
+    announced: impl FnMut(),
+    shutdown: CancellationToken,
+) -> Result<(), RegistryError> {
+    let put = || async {
+        let lease = registry.grant_lease(ttl).await?;
+        registry
+            .write_instances(&[(instance.id(), Some(instance.clone()))], &lease)
+            .await?;
+        Ok(lease)
+    };
+    keep_announced(
+        registry,
+        instance.service.as_str(),
+        put,
+        announced,
+        shutdown,
+    )
+    .await
+}
+
+/// The loop of `announce` and `announce_instance`: `put` writes under a new lease, kept alive
+/// until `shutdown` (then revoked), written again whenever the lease is lost.
+async fn keep_announced<F, Fut>(
+    registry: &Registry,
+    what: &str,
+    mut put: F,
+    mut announced: impl FnMut(),
+    shutdown: CancellationToken,
+) -> Result<(), RegistryError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<crate::registry::Lease, RegistryError>>,
+{
+    let mut lease = put().await?;
     announced();
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     loop {
@@ -45,11 +98,11 @@ pub async fn announce(
                 return Ok(());
             }
             _ = keep.lost() => {
-                tracing::warn!(key = what.key.as_str(), "lease lost; announcing again");
+                tracing::warn!(what, "lease lost; announcing again");
             }
         }
         lease = loop {
-            match put(registry, what).await {
+            match put().await {
                 Ok(lease) => {
                     backoff.reset();
                     break lease;

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod discovery;
+pub mod dns;
 pub mod engine;
 #[cfg(feature = "isolated")]
 pub mod isolated;

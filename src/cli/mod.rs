@@ -404,13 +404,17 @@ pub enum CliError {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     ServiceKey(#[from] ServiceKeyError),
+    #[error(transparent)]
+    ServiceName(#[from] crate::unit::ServiceNameError),
+    #[error("cannot announce service {service}: {why}")]
+    AnnounceService { service: String, why: String },
 }
 
 impl CliError {
     /// The exit status this error ends flottectl with.
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            CliError::ServiceKey(_) => exit::usage(),
+            CliError::ServiceKey(_) | CliError::ServiceName(_) => exit::usage(),
             _ => exit::FAILURE,
         }
     }

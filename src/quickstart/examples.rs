@@ -14,7 +14,7 @@ use crate::systemd::ActiveState;
 use crate::unit::UnitName;
 
 /// The instances started of each template in `units/`.
-const INSTANCES: &[&str] = &["1", "2"];
+const INSTANCES: &[&str] = &["1", "2", "3"];
 
 /// How long `up` waits for the example units: fleetctl's half-second attempts, so 2 minutes.
 const START_ATTEMPTS: u32 = 240;
@@ -32,7 +32,7 @@ pub struct Examples {
     /// Every unit file, templates too.
     pub submit: Vec<String>,
     /// Started and waited for: every unit but templates and `FITS_NOWHERE`, and instances 1
-    /// and 2 of each template.
+    /// to 3 of each template.
     pub start: Vec<String>,
     /// Started without waiting (`--no-block`): `FITS_NOWHERE`, if there.
     pub start_no_block: Vec<String>,

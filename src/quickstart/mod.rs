@@ -47,6 +47,11 @@ pub const FIRST_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 1, 1);
 /// browser, `FLOTTE_UI` in `env`.
 pub const UI_PORT: u16 = 8470;
 
+/// The port each host's flotted answers DNS on, on the host's own address (`dns_listen`):
+/// DNS's own, which `dig @ADDRESS` asks without `-p`. Nothing else listens on these
+/// addresses: systemd-resolved's stub is on 127.0.0.53 and 127.0.0.54.
+pub const DNS_PORT: u16 = 53;
+
 /// What `up` needs to know.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -121,7 +126,14 @@ pub fn spec(settings: &Settings) -> ClusterSpec {
                 name: name.to_string(),
                 metadata: metadata.to_string(),
                 api_port: (i == 0).then_some(UI_PORT),
-                settings: vec![("capacity".to_owned(), capacity.to_string())],
+                settings: vec![
+                    ("capacity".to_owned(), capacity.to_string()),
+                    (
+                        "dns_listen".to_owned(),
+                        std::net::SocketAddr::from((host_ip(settings.first_ip, i), DNS_PORT))
+                            .to_string(),
+                    ),
+                ],
             })
             .collect(),
         flotted: settings.flotted.clone(),
@@ -129,6 +141,11 @@ pub fn spec(settings: &Settings) -> ClusterSpec {
         etcd_access: EtcdAccess::Direct,
         first_ip: settings.first_ip,
     }
+}
+
+/// Host `i`'s address (from 0): the `i`-th after host-1's, as `isolated::Cluster` gives them.
+fn host_ip(first: Ipv4Addr, i: usize) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(first) + i as u32)
 }
 
 /// flottectl's endpoint for the cluster: host-1's API socket.
@@ -139,8 +156,9 @@ pub fn endpoint(cluster: &ClusterRecord) -> Endpoint {
 /// The shell lines of `env`: flottectl and etcdctl pointed at the cluster, the first through
 /// host-1 (its API, and its flotted's configuration for the commands that read etcd); with
 /// `bin_dir`, also a PATH that finds flottectl there. `FLOTTE_UI`, the web page's address on
-/// host-1's TCP listener, is a shell variable, not exported: flotted and `flottectl announce`
-/// read every exported `FLOTTE_*` variable as a setting.
+/// host-1's TCP listener, and `FLOTTE_DNS`, host-1's DNS address for `dig @` (port 53), are shell
+/// variables, not exported: flotted and `flottectl announce` read every exported `FLOTTE_*`
+/// variable as a setting.
 pub fn env(cluster: &ClusterRecord, bin_dir: Option<&Path>) -> String {
     let quote = flottectl::quoted;
     let mut lines = vec![
@@ -161,6 +179,9 @@ pub fn env(cluster: &ClusterRecord, bin_dir: Option<&Path>) -> String {
     ];
     if let Some(tcp) = cluster.members[0].tcp {
         lines.push(format!("FLOTTE_UI={}", quote(&ui_url(tcp))));
+        // The TCP listener is on host-1's own address, where its DNS is too. The address
+        // alone, since DNS_PORT is DNS's own: `dig @$FLOTTE_DNS` takes no `:PORT`.
+        lines.push(format!("FLOTTE_DNS={}", tcp.ip()));
     }
     if let Some(dir) = bin_dir {
         lines.push(format!(

@@ -51,12 +51,13 @@ fn env_points_flottectl_at_host_1_and_etcdctl_at_etcd() {
          export ETCDCTL_ENDPOINTS='http://127.0.0.1:40123'\n\
          export FLOTTE_CONFIG='/var/lib/flotte-local-cluster/run/host-1/flotted.conf'\n\
          FLOTTE_UI='http://127.0.1.1:8470/ui/'\n\
+         FLOTTE_DNS=127.0.1.1\n\
          export PATH='/src/flotte/target/release':\"$PATH\"\n"
     );
 }
 
 #[test]
-fn examples_submit_every_unit_and_start_two_instances_of_each_template() {
+fn examples_submit_every_unit_and_start_three_instances_of_each_template() {
     let names: Vec<String> = [
         "hello@.service",
         "README.md",
@@ -88,9 +89,45 @@ fn examples_submit_every_unit_and_start_two_instances_of_each_template() {
             "beacon.service",
             "hello.service",
             "hello@1.service",
-            "hello@2.service"
+            "hello@2.service",
+            "hello@3.service"
         ]
     );
+}
+
+#[test]
+fn every_host_declares_its_capacity_and_answers_dns_on_its_own_address_port_53() {
+    let settings = Settings {
+        state_dir: "/var/lib/flotte-local-cluster".into(),
+        flotted: "/usr/local/bin/flotted".into(),
+        units: "units".into(),
+        group_prefix: "flotte-local".into(),
+        first_ip: FIRST_IP,
+        links: Links {
+            dir: "/usr/local/bin".into(),
+            flottectl: "/usr/local/bin/flottectl".into(),
+            flotted: "/usr/local/bin/flotted".into(),
+        },
+    };
+    let settings: Vec<Vec<(String, String)>> = spec(&settings)
+        .hosts
+        .into_iter()
+        .map(|h| h.settings)
+        .collect();
+    let expected: Vec<Vec<(String, String)>> = [
+        ("memory=4G,cpu=2", "127.0.1.1:53"),
+        ("memory=2G,cpu=2", "127.0.1.2:53"),
+        ("memory=1G,cpu=1", "127.0.1.3:53"),
+    ]
+    .iter()
+    .map(|(capacity, dns)| {
+        vec![
+            ("capacity".to_owned(), capacity.to_string()),
+            ("dns_listen".to_owned(), dns.to_string()),
+        ]
+    })
+    .collect();
+    assert_eq!(settings, expected);
 }
 
 #[test]

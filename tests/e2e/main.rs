@@ -5,6 +5,7 @@ mod api;
 mod churn;
 mod cli_check;
 mod discovery;
+mod dns;
 mod drain;
 mod events;
 mod faults;

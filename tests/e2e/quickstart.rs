@@ -216,12 +216,15 @@ async fn flottectl_drives_the_quick_start_cluster_from_submit_to_destroy() {
         "hello.service",
         "hello@1.service",
         "hello@2.service",
+        "hello@3.service",
         "ssd-cache.service",
         "db.service",
         "web@1.service",
         "web@2.service",
+        "web@3.service",
         "web-sidekick@1.service",
         "web-sidekick@2.service",
+        "web-sidekick@3.service",
     ] {
         assert!(
             q.up_output.contains(&format!("Unit {unit} launched on ")),
@@ -301,6 +304,7 @@ async fn flottectl_drives_the_quick_start_cluster_from_submit_to_destroy() {
     let expected = [
         "/services/web/1",
         "/services/web/2",
+        "/services/web/3",
         "/services/website/apache",
         "/services/website/apache-etcdctl",
     ];
@@ -411,7 +415,10 @@ async fn flottectl_drives_the_quick_start_cluster_from_submit_to_destroy() {
         "{files}"
     );
 
-    // An instance from the template in the registry, on the one host left by its conflicts.
+    // An instance from the template in the registry, on the one host left by its conflicts:
+    // `up` started hello@3 too, so it goes first.
+    let (args, out) = run(&["destroy", "hello@3"]).await;
+    assert_eq!(ok(args, out), "Destroyed hello@3.service\n");
     let (args, out) = run(&["start", "hello@3"]).await;
     let third = ok(args, out);
     assert!(

@@ -86,7 +86,7 @@ pub async fn cluster_of(
     cluster_of_at(test, hosts, settings, etcd_access, unique_first_ip()).await
 }
 
-async fn cluster_of_at(
+pub async fn cluster_of_at(
     test: &str,
     hosts: Vec<HostSpec>,
     settings: &[(&str, &str)],
