@@ -94,6 +94,15 @@
 //! registered too. Every other answer is counted in `flotte_api_requests_total` by its declared
 //! route, method and status.
 //!
+//! `POST /flotte/v1/plan` is a dry run of `flottectl apply` (`wire::PlanRequest`: the desired
+//! units with options and desired states, a set name, `prune`): the engine's `reconcile` over
+//! the cluster as stored with these units in place, writing nothing. It answers
+//! `wire::PlanAnswer`: the revision the units were read at and, for each proposed unit and each
+//! unit of the set, the unit as stored (`stored`, `modRevision`) and the machines it would be
+//! placed on or the reason it would not. `PUT /flotte/v1/sets/NAME` (`wire::SetWrite`:
+//! `units`, `modRevision`) records the units applies of a set created, only if the set is
+//! still at `modRevision` (0: new), answering the set with its new `modRevision`, else 409.
+//!
 //! `GET /flotte/v1/etcd-contact` says whether this flotted's agent reaches etcd
 //! (`wire::EtcdContact`), also while it does not: the other machines' agents ask it before they
 //! fence themselves (`agent::fence`). While the agent's renewals fail, every gated request is a
@@ -111,10 +120,12 @@ mod journal;
 mod leader;
 mod machines;
 mod pagination;
+mod plan;
 mod request;
 mod routes;
 mod server;
 mod services;
+mod sets;
 mod states;
 mod status;
 mod tls;

@@ -208,6 +208,51 @@ impl Client {
         }
     }
 
+    /// A dry run of an apply (`POST /flotte/v1/plan`): where the proposed units would be
+    /// placed, and the units as stored with their revisions.
+    pub async fn plan(&self, request: &wire::PlanRequest) -> Result<wire::PlanAnswer, ClientError> {
+        let path = wire::PLAN;
+        let answer = self
+            .call(Method::POST, path, Some(json(request)), Duration::ZERO)
+            .await?;
+        match answer.status {
+            StatusCode::OK => decode(Method::POST, path, &answer.body),
+            _ => Err(api_error(Method::POST, path, &answer)),
+        }
+    }
+
+    /// Records a set's units if it is still at `write.mod_revision`; the set as written.
+    pub async fn put_set(
+        &self,
+        name: &str,
+        write: &wire::SetWrite,
+    ) -> Result<wire::SetAnswer, ClientError> {
+        let path = wire::set_path(name);
+        let answer = self
+            .call(Method::PUT, &path, Some(json(write)), Duration::ZERO)
+            .await?;
+        match answer.status {
+            StatusCode::OK => decode(Method::PUT, &path, &answer.body),
+            _ => Err(api_error(Method::PUT, &path, &answer)),
+        }
+    }
+
+    /// A declared service's instances once its index moved past `index`, or after `wait`
+    /// (the catalog's blocking query).
+    pub async fn service_instances(
+        &self,
+        name: &str,
+        index: i64,
+        wait: Duration,
+    ) -> Result<wire::ServiceInstances, ClientError> {
+        let path = wire::blocking_query(&wire::catalog_path(name), index, wait);
+        let answer = self.call(Method::GET, &path, None, wait).await?;
+        match answer.status {
+            StatusCode::OK => decode(Method::GET, &path, &answer.body),
+            _ => Err(api_error(Method::GET, &path, &answer)),
+        }
+    }
+
     /// Drains a machine (flotte's `PUT /flotte/v1/drains/ID`); `false` when it already was.
     pub async fn drain(&self, machine: &str) -> Result<bool, ClientError> {
         let path = wire::drain_path(machine);

@@ -14,6 +14,7 @@ mod lease;
 mod machines;
 mod model;
 mod schedule;
+mod sets;
 mod states;
 mod units;
 mod watch;
@@ -35,6 +36,7 @@ pub use model::{
     ScheduleEntry, UnitRecord, UnitStateRecord, effective_metadata,
 };
 pub use schedule::EngineWrite;
+pub use sets::{SetName, SetNameError, SetRecord, StoredUnit};
 pub use units::ETCD_MAX_REQUEST_BYTES;
 pub use watch::{Phase, TypedWatch, Update};
 
