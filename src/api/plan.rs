@@ -168,9 +168,10 @@ async fn dry_run(api: &Api, proposal: Proposal) -> Result<wire::PlanAnswer, ApiE
                     .flatten()
                     .map(|ms| ms.iter().map(ToString::to_string).collect())
                     .unwrap_or_default(),
-                reason: (view.units.contains_key(name))
-                    .then(|| view.reasons.get(name).cloned())
-                    .flatten()
+                // Only a unit that should run has a reason to show (a template has one too).
+                reason: (view.units.get(name))
+                    .filter(|r| r.desired != DesiredState::Inactive)
+                    .and_then(|_| view.reasons.get(name).cloned())
                     .unwrap_or_default(),
             }
         })

@@ -111,7 +111,7 @@ pub struct Observed<'a> {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Progress {
-    /// Not there yet: what is awaited.
+    /// Not there yet: what is awaited, as a sentence's end.
     Waiting(String),
     Done,
     Failed(String),
@@ -126,17 +126,17 @@ pub fn progress(o: &Observed) -> Progress {
     }
     if o.placed.is_empty() {
         return if o.reason.is_empty() {
-            Progress::Waiting("to be placed".into())
+            Progress::Waiting("waiting to be placed".into())
         } else {
             Progress::Failed(format!("cannot be placed: {}", o.reason))
         };
     }
     for machine in o.placed {
         let Some(r) = o.reports.iter().find(|r| &r.machine == machine) else {
-            return Progress::Waiting(format!("a report from machine {machine}"));
+            return Progress::Waiting(format!("waiting for a report from machine {machine}"));
         };
         if r.hash != o.hash {
-            return Progress::Waiting(format!("the new content on machine {machine}"));
+            return Progress::Waiting(format!("waiting for the new content on machine {machine}"));
         }
         if r.active == ActiveState::Failed {
             let why = if r.message.is_empty() {
@@ -150,7 +150,7 @@ pub fn progress(o: &Observed) -> Progress {
             // Activating is not up yet: a rolling update waits until the unit is.
             if r.active != ActiveState::Active {
                 return Progress::Waiting(format!(
-                    "to run on machine {machine} (now {})",
+                    "{} on machine {machine}, waiting until active",
                     r.active.as_str()
                 ));
             }
@@ -164,7 +164,7 @@ pub fn progress(o: &Observed) -> Progress {
                     }
                     _ => {
                         return Progress::Waiting(format!(
-                            "its service check to pass on machine {machine}"
+                            "running on machine {machine}, waiting for its service check to pass"
                         ));
                     }
                 }
@@ -298,7 +298,7 @@ mod tests {
                 "",
                 vec![],
                 false,
-                waiting("to be placed"),
+                waiting("waiting to be placed"),
             ),
             (
                 "unplaceable",
@@ -316,7 +316,7 @@ mod tests {
                 "",
                 vec![report("m1", "old", Active, None)],
                 false,
-                waiting("the new content on machine m1"),
+                waiting("waiting for the new content on machine m1"),
             ),
             (
                 "starting",
@@ -325,7 +325,7 @@ mod tests {
                 "",
                 vec![report("m1", "new", Activating, None)],
                 false,
-                waiting("to run on machine m1 (now activating)"),
+                waiting("activating on machine m1, waiting until active"),
             ),
             (
                 "running",
@@ -352,7 +352,7 @@ mod tests {
                 "",
                 vec![report("m1", "new", Active, Some("unknown"))],
                 true,
-                waiting("its service check to pass on machine m1"),
+                waiting("running on machine m1, waiting for its service check to pass"),
             ),
             (
                 "running, check critical",
@@ -379,7 +379,7 @@ mod tests {
                 "",
                 vec![report("m1", "new", Active, None)],
                 false,
-                waiting("a report from machine m2"),
+                waiting("waiting for a report from machine m2"),
             ),
             (
                 "loaded needs the new content, not a run",

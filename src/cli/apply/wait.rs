@@ -109,9 +109,10 @@ pub async fn step_done(
             });
             let text = match &progress {
                 Progress::Done => format!("{} on {}", done_text(w), machines(&placed, hosts)),
-                Progress::Waiting(what) => format!("waiting for {what}"),
+                Progress::Waiting(what) => what.clone(),
                 Progress::Failed(why) => why.clone(),
             };
+            let text = labelled(text, hosts);
             if text != w.shown {
                 let _ = writeln!(out, "      {name}: {text}");
                 let _ = out.flush();
@@ -120,7 +121,7 @@ pub async fn step_done(
             match progress {
                 Progress::Done => {}
                 Progress::Waiting(_) => all_done = false,
-                Progress::Failed(why) => return Err(format!("{name} {why}")),
+                Progress::Failed(why) => return Err(labelled(format!("{name} {why}"), hosts)),
             }
         }
         let now = Instant::now();
@@ -196,6 +197,16 @@ fn done_text(w: &Watched) -> &'static str {
         (crate::unit::DesiredState::Loaded, _) => "loaded",
         (crate::unit::DesiredState::Inactive, _) => "inactive",
     }
+}
+
+/// `text` with each machine ID written as its short form and hostname.
+fn labelled(mut text: String, hosts: &BTreeMap<String, String>) -> String {
+    for id in hosts.keys() {
+        if text.contains(id.as_str()) {
+            text = text.replace(id.as_str(), &machines(std::slice::from_ref(id), hosts));
+        }
+    }
+    text
 }
 
 fn machines(ids: &[String], hosts: &BTreeMap<String, String>) -> String {
