@@ -390,3 +390,107 @@ async fn bad_files_are_refused_with_file_and_line_before_anything_changes() {
     }
     assert!(r.units().await.unwrap().0.is_empty(), "nothing submitted");
 }
+
+/// A web server instance declaring a checked service on port 8000+%i of its host's address.
+fn checked_web(version: u32) -> String {
+    format!(
+        "[Unit]\nDescription=web %i\n[Service]\nEnvironmentFile=/run/flotte/machine.env\n\
+         Environment=VERSION={version}\nExecStartPre=/bin/sleep 1\n\
+         ExecStart=/bin/sh -c 'exec /usr/bin/python3 -m http.server --bind \"$$FLOTTE_HOST_IP\" --directory /tmp $$((8000 + %i))'\n\
+         [X-Flotte-Service]\nName=web\nPort=800%i\nCheck=http /\nCheckInterval=500ms\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rolling_update_waits_for_each_checked_instance_to_pass_and_ctrl_c_stops_it_between_steps()
+ {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let t = cluster("apply-health", &[("host-1", ""), ("host-2", "")], &[]).await;
+    let r = t.registry.clone();
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("web");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("web@.service"), checked_web(1)).unwrap();
+    for i in 1..=2 {
+        std::os::unix::fs::symlink("web@.service", dir.join(format!("web@{i}.service"))).unwrap();
+    }
+    let d = dir.to_str().unwrap();
+    expect_code(
+        &flottectl(&t, &["apply", d, "--healthy-for", "0.5"]).await,
+        0,
+        "flottectl apply web (checked)",
+    );
+
+    // Each instance is passing its check before the next is replaced.
+    std::fs::write(dir.join("web@.service"), checked_web(2)).unwrap();
+    let shown = expect_code(
+        &flottectl(&t, &["apply", d, "--healthy-for", "0.5"]).await,
+        0,
+        "flottectl apply web (checked, rolling update)",
+    );
+    let at = |needle: &str| {
+        shown
+            .find(needle)
+            .unwrap_or_else(|| panic!("`{needle}` not in: {shown}"))
+    };
+    assert!(
+        at("web@1.service: running and healthy on") < at("[3/3] replace web@2.service"),
+        "web@1 was healthy before web@2 was replaced: {shown}"
+    );
+    at("web@2.service: running and healthy on");
+
+    // Ctrl-C once the first instance's step is under way: that step finishes its writes, the
+    // next never starts.
+    std::fs::write(dir.join("web@.service"), checked_web(3)).unwrap();
+    let mut child = flottectl_command(&t, &["apply", d, "--healthy-for", "0.5"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = String::new();
+    within("apply to start replacing web@1", DEADLINE, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.starts_with("[2/3] replace web@1.service") {
+                return;
+            }
+        }
+        panic!("apply ended before replacing web@1: {seen}");
+    })
+    .await;
+    let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        seen.push_str(&line);
+        seen.push('\n');
+    }
+    let status = child.wait().await.unwrap();
+    println!("$ flottectl apply web (Ctrl-C during step 2)\n{seen}");
+    assert_eq!(status.code(), Some(1), "{seen}");
+    assert!(
+        seen.contains("STOPPED at step 2 of 3: interrupted (Ctrl-C)"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("3. replace web@2.service: not started (unchanged)"),
+        "{seen}"
+    );
+    let (units, _) = r.units().await.unwrap();
+    let hashes: BTreeMap<String, UnitHash> = units
+        .iter()
+        .map(|(u, rec)| (u.to_string(), rec.hash))
+        .collect();
+    assert_eq!(
+        hashes["web@1.service"],
+        hash_of(&checked_web(3)),
+        "step 2 was made"
+    );
+    assert_eq!(
+        hashes["web@2.service"],
+        hash_of(&checked_web(2)),
+        "step 3 was not"
+    );
+}

@@ -346,6 +346,10 @@ async fn run_steps(
         if interrupted.is_cancelled() {
             return failed(i, false, "interrupted (Ctrl-C)".into());
         }
+        let before = match step {
+            Step::Replace(units) => wait::entered_active(client, units).await,
+            _ => BTreeMap::new(),
+        };
         if let Err(e) = write_step(client, step, &desired).await {
             return failed(i, true, e.to_string());
         }
@@ -366,7 +370,7 @@ async fn run_steps(
             continue;
         }
         let waited = tokio::select! {
-            r = wait::step_done(client, out, step, &desired, settings, hosts) => r,
+            r = wait::step_done(client, out, step, &desired, &before, settings, hosts) => r,
             _ = interrupted.cancelled() => return failed(i, true, "interrupted (Ctrl-C)".into()),
         };
         if let Err(why) = waited {

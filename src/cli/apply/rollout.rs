@@ -93,6 +93,9 @@ pub struct Report {
     /// The declared service's health there (`passing`, `unknown`, `critical`), when the unit
     /// declares a checked service; `None` when it declares none or has no instance yet.
     pub health: Option<String>,
+    /// systemd there entered `active` after the unit was replaced (or it did not run there
+    /// before): an agent reports the new content before it restarted the old process.
+    pub restarted: bool,
 }
 
 /// What a changed unit should reach, and what the cluster reports of it.
@@ -145,6 +148,11 @@ pub fn progress(o: &Observed) -> Progress {
                 format!(": {}", r.message)
             };
             return Progress::Failed(format!("failed on machine {machine}{why}"));
+        }
+        if o.desired == DesiredState::Launched && !r.restarted {
+            return Progress::Waiting(format!(
+                "waiting for the restart under the new content on machine {machine}"
+            ));
         }
         if o.desired == DesiredState::Launched {
             // Activating is not up yet: a rolling update waits until the unit is.
@@ -264,6 +272,7 @@ mod tests {
             active,
             message: String::new(),
             health: health.map(str::to_owned),
+            restarted: true,
         }
     }
 
@@ -380,6 +389,18 @@ mod tests {
                 vec![report("m1", "new", Active, None)],
                 false,
                 waiting("waiting for a report from machine m2"),
+            ),
+            (
+                "the new content reported before the old process was restarted",
+                Launched,
+                &["m1"],
+                "",
+                vec![Report {
+                    restarted: false,
+                    ..report("m1", "new", Active, None)
+                }],
+                false,
+                waiting("waiting for the restart under the new content on machine m1"),
             ),
             (
                 "loaded needs the new content, not a run",

@@ -36,11 +36,54 @@ struct Watched<'a> {
 
 type Wake<'a> = Pin<Box<dyn Future<Output = Option<(String, wire::ServiceInstances)>> + 'a>>;
 
+/// When systemd last entered `active` for each of `names` on each machine where it is active
+/// now (microseconds of that machine's clock), read before they are replaced. A unit whose
+/// status cannot be read has no entry: its restart is then judged by its state alone.
+pub async fn entered_active(
+    client: &Client,
+    names: &[UnitName],
+) -> BTreeMap<(UnitName, String), u64> {
+    let mut since = BTreeMap::new();
+    for name in names {
+        let Ok(status) = client.unit_status(name, None).await else {
+            continue;
+        };
+        for m in status.machines {
+            if m.active_state == "active" && m.active_enter_timestamp != 0 {
+                since.insert((name.clone(), m.machine_id), m.active_enter_timestamp);
+            }
+        }
+    }
+    since
+}
+
+/// Whether each machine in `before` of `name` entered `active` again since.
+async fn restarted(
+    client: &Client,
+    name: &UnitName,
+    before: &BTreeMap<(UnitName, String), u64>,
+) -> BTreeMap<String, bool> {
+    let mut out = BTreeMap::new();
+    let status = client.unit_status(name, None).await.ok();
+    for ((unit, machine), at) in before {
+        if unit != name {
+            continue;
+        }
+        let now = (status.iter())
+            .flat_map(|s| s.machines.iter())
+            .find(|m| m.machine_id == *machine)
+            .map_or(0, |m| m.active_enter_timestamp);
+        out.insert(machine.clone(), now > *at);
+    }
+    out
+}
+
 pub async fn step_done(
     client: &Client,
     out: &mut dyn Write,
     step: &Step,
     desired: &BTreeMap<&UnitName, &DesiredUnit>,
+    before: &BTreeMap<(UnitName, String), u64>,
     settings: &Settings,
     hosts: &BTreeMap<String, String>,
 ) -> Result<(), String> {
@@ -85,7 +128,7 @@ pub async fn step_done(
             };
             let states = client.unit_states(Some(name)).await.map_err(failure)?;
             let instances = w.service.as_ref().and_then(|s| catalog.get(s));
-            let reports: Vec<Report> = states
+            let mut reports: Vec<Report> = states
                 .iter()
                 .map(|s| Report {
                     machine: s.machine_id.clone(),
@@ -97,16 +140,28 @@ pub async fn step_done(
                             .find(|i| i.unit == *name && i.machine.as_str() == s.machine_id)
                             .map(|i| i.health.clone())
                     }),
+                    restarted: true,
                 })
                 .collect();
-            let progress = rollout::progress(&Observed {
-                desired: w.unit.state,
-                hash: &w.hash,
-                placed: &placed,
-                reason: &reason,
-                reports: &reports,
-                checked: w.service.is_some(),
-            });
+            let observed = |reports: &[Report]| {
+                rollout::progress(&Observed {
+                    desired: w.unit.state,
+                    hash: &w.hash,
+                    placed: &placed,
+                    reason: &reason,
+                    reports,
+                    checked: w.service.is_some(),
+                })
+            };
+            let mut progress = observed(&reports);
+            // Done by its reports: whether systemd really restarted it is asked only now.
+            if progress == Progress::Done && before.keys().any(|(u, _)| u == name) {
+                let again = restarted(client, name, before).await;
+                for r in reports.iter_mut() {
+                    r.restarted = again.get(&r.machine).copied().unwrap_or(true);
+                }
+                progress = observed(&reports);
+            }
             let text = match &progress {
                 Progress::Done => format!("{} on {}", done_text(w), machines(&placed, hosts)),
                 Progress::Waiting(what) => what.clone(),
