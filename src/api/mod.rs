@@ -10,6 +10,7 @@
 //! - `catalog`: the declared services and their instances (blocking queries);
 //! - `changes`: flotte's change notification; `events`: its event stream; `leader`,
 //!   `services`, `drains`: the engine's leader, announced services, drained machines.
+//! - `plan`, `sets`: the dry run of `flottectl apply` and the sets it records.
 //! - `ui`: the web page, its assets under `ui/`.
 //! - `status`, `journal`: a unit's status and journal, from this machine or forwarded to the
 //!   unit's (`backend`: what the API answers from, and how it reaches the other machines).

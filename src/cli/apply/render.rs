@@ -213,7 +213,12 @@ pub fn outcome_text(o: &Outcome) -> String {
         if o.steps.is_empty() {
             let _ = writeln!(out, "In sync: nothing applied.");
         } else {
-            let _ = writeln!(out, "Applied: {} steps done.", o.steps.len());
+            let n = o.steps.len();
+            let _ = writeln!(
+                out,
+                "Applied: {n} step{} done.",
+                if n == 1 { "" } else { "s" }
+            );
         }
         return out;
     };

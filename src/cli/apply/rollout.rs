@@ -122,7 +122,8 @@ pub enum Progress {
 
 /// Whether a changed unit reached its desired state with its new content: running on each
 /// machine it is placed on (systemd's `active`, and healthy when checked) for `launched`, loaded there for
-/// `loaded`; at once for `inactive`. An unplaceable unit or a failed one has failed.
+/// `loaded`; at once for `inactive`. An unplaceable unit or a failed one has failed; a
+/// critical check is waited out (until the step's deadline).
 pub fn progress(o: &Observed) -> Progress {
     if o.desired == DesiredState::Inactive {
         return Progress::Done;
@@ -165,9 +166,11 @@ pub fn progress(o: &Observed) -> Progress {
             if o.checked {
                 match r.health.as_deref() {
                     Some("passing") => {}
+                    // A server still starting fails its first checks: only the step's
+                    // deadline (`--step-timeout`) ends the wait, as Nomad's healthy_deadline.
                     Some("critical") => {
-                        return Progress::Failed(format!(
-                            "its service check is critical on machine {machine}"
+                        return Progress::Waiting(format!(
+                            "running on machine {machine}, its service check is critical: waiting for it to pass"
                         ));
                     }
                     _ => {
@@ -370,7 +373,9 @@ mod tests {
                 "",
                 vec![report("m1", "new", Active, Some("critical"))],
                 true,
-                failed("its service check is critical on machine m1"),
+                waiting(
+                    "running on machine m1, its service check is critical: waiting for it to pass",
+                ),
             ),
             (
                 "running and passing",

@@ -163,6 +163,9 @@ pub async fn step_done(
                 progress = observed(&reports);
             }
             let text = match &progress {
+                Progress::Done if w.unit.state == crate::unit::DesiredState::Inactive => {
+                    "submitted, inactive".to_owned()
+                }
                 Progress::Done => format!("{} on {}", done_text(w), machines(&placed, hosts)),
                 Progress::Waiting(what) => what.clone(),
                 Progress::Failed(why) => why.clone(),
