@@ -252,6 +252,10 @@ async fn prune_removes_only_the_sets_own_units() {
     // Without --prune nothing is destroyed.
     let shown = expect_code(&flottectl(&t, &["plan", ad]).await, 0, "flottectl plan a");
     assert!(!shown.contains(": destroy"), "{shown}");
+    assert!(
+        shown.contains("= two.service: kept, in set a but not in the directories"),
+        "{shown}"
+    );
     let shown = expect_code(
         &flottectl(&t, &["plan", ad, "--prune"]).await,
         2,

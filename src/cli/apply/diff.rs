@@ -35,13 +35,15 @@ pub enum Change {
     },
     /// In the set, no longer in the directories, and `--prune` given.
     Destroy,
+    /// In the set, no longer in the directories, kept: no `--prune`.
+    Kept,
     /// As stored.
     InSync,
 }
 
 impl Change {
     pub fn is_change(&self) -> bool {
-        !matches!(self, Change::InSync)
+        !matches!(self, Change::InSync | Change::Kept)
     }
 }
 
@@ -51,9 +53,8 @@ pub struct UnitChange {
     pub change: Change,
 }
 
-/// Every unit of `desired` (sorted by name), then each unit of `set` that `desired` lacks and
-/// that is still stored, destroyed when `prune`; a set's unit that `prune` does not take is
-/// left out (nothing changes for it).
+/// Every unit of `desired`, and each unit of `set` that `desired` lacks and that is still
+/// stored: destroyed with `prune`, kept without; sorted by name.
 pub fn diff(
     desired: &[DesiredUnit],
     stored: &BTreeMap<UnitName, Stored>,
@@ -82,15 +83,13 @@ pub fn diff(
             }
         })
         .collect();
-    if prune {
-        let wanted: BTreeSet<&UnitName> = desired.iter().map(|d| &d.name).collect();
-        for name in set {
-            if !wanted.contains(name) && stored.contains_key(name) {
-                changes.push(UnitChange {
-                    name: name.clone(),
-                    change: Change::Destroy,
-                });
-            }
+    let wanted: BTreeSet<&UnitName> = desired.iter().map(|d| &d.name).collect();
+    for name in set {
+        if !wanted.contains(name) && stored.contains_key(name) {
+            changes.push(UnitChange {
+                name: name.clone(),
+                change: if prune { Change::Destroy } else { Change::Kept },
+            });
         }
     }
     changes.sort_by(|a, b| a.name.cmp(&b.name));
@@ -204,29 +203,32 @@ mod tests {
                         }
                         Change::State { from, desired } => format!("state {from}->{desired}"),
                         Change::Destroy => "destroy".into(),
+                        Change::Kept => "kept".into(),
                         Change::InSync => "in sync".into(),
                     };
                     (c.name.to_string(), what)
                 })
                 .collect()
         };
-        let without_prune = shown(diff(&wanted, &stored, &set, false));
-        let expected: Vec<(String, String)> = [
-            ("both.service", "replace loaded->launched"),
-            ("content.service", "replace launched->launched"),
-            ("new.service", "submit loaded"),
-            ("same.service", "in sync"),
-            ("state.service", "state launched->inactive"),
-        ]
-        .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect();
-        assert_eq!(without_prune, expected);
+        let expected = |gone: &str| -> Vec<(String, String)> {
+            [
+                ("both.service", "replace loaded->launched"),
+                ("content.service", "replace launched->launched"),
+                ("gone.service", gone),
+                ("new.service", "submit loaded"),
+                ("same.service", "in sync"),
+                ("state.service", "state launched->inactive"),
+            ]
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+        };
         // Only the set's own unit that is still stored goes; never foreign.service.
-        let with_prune = shown(diff(&wanted, &stored, &set, true));
-        let mut expected = expected;
-        expected.insert(2, ("gone.service".into(), "destroy".into()));
-        assert_eq!(with_prune, expected);
+        assert_eq!(shown(diff(&wanted, &stored, &set, false)), expected("kept"));
+        assert_eq!(
+            shown(diff(&wanted, &stored, &set, true)),
+            expected("destroy")
+        );
     }
 
     #[test]

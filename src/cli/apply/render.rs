@@ -85,6 +85,14 @@ pub fn plan_text(planned: &Planned, hosts: &BTreeMap<String, String>) -> String 
                     planned.file.set
                 );
             }
+            Change::Kept => {
+                same += 1;
+                let _ = writeln!(
+                    out,
+                    "  = {name}: kept, in set {} but not in the directories (--prune destroys it)",
+                    planned.file.set
+                );
+            }
             Change::InSync => {
                 same += 1;
                 let _ = writeln!(out, "  = {name}: in sync{placed}");
