@@ -18,7 +18,7 @@ use crate::unit::{DesiredState, UnitFile, UnitName};
 use crate::wire;
 
 use super::ApiError;
-use super::request::{self, read_body};
+use super::request::read_body;
 use super::routes::Api;
 use super::units::parse_put;
 
@@ -69,8 +69,7 @@ pub async fn post(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<wire::PlanAnswer>, ApiError> {
-    request::require_json(&headers)?;
-    let proposal = parse(super::decode::json(&read_body(body).await?)?)?;
+    let proposal = super::decode::plan(&headers, &read_body(body).await?)?;
     Ok(Json(dry_run(&api, proposal).await?))
 }
 

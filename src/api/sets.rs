@@ -14,7 +14,7 @@ use crate::unit::UnitName;
 use crate::wire;
 
 use super::ApiError;
-use super::request::{self, read_body};
+use super::request::read_body;
 use super::routes::Api;
 
 /// The `{name}` segment of a set's path, a valid set name.
@@ -57,8 +57,7 @@ pub async fn put(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<wire::SetAnswer>, ApiError> {
-    request::require_json(&headers)?;
-    let (record, revision) = parse(super::decode::json(&read_body(body).await?)?)?;
+    let (record, revision) = super::decode::set_put(&headers, &read_body(body).await?)?;
     let mod_revision = api.registry.put_set_at(&name, &record, revision).await?;
     Ok(Json(wire::SetAnswer {
         name: name.to_string(),
