@@ -914,6 +914,9 @@ pub mod param {
     /// wait (`30s`, `500ms`, `5m`).
     pub const INDEX: &str = "index";
     pub const WAIT: &str = "wait";
+    /// flotte: a unit PUT only if the unit is still at this etcd revision (`0`: only if
+    /// there is none), else a 409; `flottectl apply` sends the revision its plan saw.
+    pub const MOD_REVISION: &str = "modRevision";
 }
 
 /// `GET /flotte/v1/changes?since=REV&timeout=SECS`.

@@ -30,6 +30,10 @@
 //! when false); a state's `message` (systemd's complaint). Every response carries
 //! `Server: flotted/VERSION`.
 //!
+//! A unit `PUT` with `?modRevision=N` (a flotte parameter) applies only if the unit is still
+//! at etcd revision N (0: only if there is none), else 409: `flottectl apply` writes so, with
+//! the revisions its plan saw.
+//!
 //! A `PUT` of `desiredState: launched` to a unit launched already that a machine it is placed
 //! on reports not running is a start request: the unit's `startRequest` (a flotte field,
 //! left out while 0) goes up by one, and its agents start it again; a state's `startRequest`

@@ -171,7 +171,20 @@ impl Client {
 
     /// Creates or replaces a unit (its options) or changes its desired state (no options).
     pub async fn put_unit(&self, unit: &wire::Unit) -> Result<(), ClientError> {
-        let name_path = Resource::Units.item(FLEET_V1, &unit.name);
+        self.put_unit_at(unit, None).await
+    }
+
+    /// `put_unit`, refused (409) unless the unit is still at `revision` (0: there is none).
+    pub async fn put_unit_at(
+        &self,
+        unit: &wire::Unit,
+        revision: Option<i64>,
+    ) -> Result<(), ClientError> {
+        let params: Vec<(&str, String)> = revision
+            .map(|r| (param::MOD_REVISION, r.to_string()))
+            .into_iter()
+            .collect();
+        let name_path = wire::with_query(&Resource::Units.item(FLEET_V1, &unit.name), &params);
         let body = json(unit);
         let answer = self
             .call(Method::PUT, &name_path, Some(body), Duration::ZERO)

@@ -497,4 +497,55 @@ async fn a_rolling_update_waits_for_each_checked_instance_to_pass_and_ctrl_c_sto
         hash_of(&checked_web(2)),
         "step 3 was not"
     );
+
+    // Someone changes web@2 while web@1 is being replaced: apply refuses to overwrite it.
+    // (web@1 first finishes the restart the interrupted apply asked for.)
+    let v3 = hash_of(&checked_web(3));
+    await_states(&r, DEADLINE, "web@1 active on version 3", |s| {
+        s.iter()
+            .any(|((u, _), st)| {
+                u.as_str() == "web@1.service" && st.hash == v3 && st.active.as_str() == "active"
+            })
+            .then_some(())
+    })
+    .await;
+    std::fs::write(dir.join("web@.service"), checked_web(4)).unwrap();
+    let mut child = flottectl_command(&t, &["apply", d, "--healthy-for", "0.5"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = String::new();
+    within("apply to start replacing web@1", DEADLINE, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.starts_with("[2/3] replace web@1.service") {
+                return;
+            }
+        }
+        panic!("apply ended before replacing web@1: {seen}");
+    })
+    .await;
+    set_desired(&r, "web@2.service", flotte::unit::DesiredState::Loaded).await;
+    while let Some(line) = lines.next_line().await.unwrap() {
+        seen.push_str(&line);
+        seen.push('\n');
+    }
+    let status = child.wait().await.unwrap();
+    println!("$ flottectl apply web (web@2 changed meanwhile)\n{seen}");
+    assert_eq!(status.code(), Some(1), "{seen}");
+    assert!(seen.contains("STOPPED at step 3 of 3"), "{seen}");
+    assert!(seen.contains("changed concurrently"), "{seen}");
+    assert!(
+        seen.contains("3. replace web@2.service: not started (unchanged)"),
+        "{seen}"
+    );
+    let (record, _) = r.unit(&unit("web@2.service")).await.unwrap().unwrap();
+    assert_eq!(
+        (record.hash, record.desired),
+        (hash_of(&checked_web(2)), flotte::unit::DesiredState::Loaded),
+        "the concurrent change is kept"
+    );
 }

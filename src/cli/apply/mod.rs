@@ -331,6 +331,9 @@ async fn run_steps(
             }
         }
     }
+    let revisions: BTreeMap<String, i64> = (planned.file.answer.units.iter())
+        .map(|u| (u.name.clone(), u.mod_revision))
+        .collect();
     let total = planned.steps.len();
     for (i, step) in planned.steps.iter().enumerate() {
         let names: Vec<String> = step.units().iter().map(ToString::to_string).collect();
@@ -350,8 +353,8 @@ async fn run_steps(
             Step::Replace(units) => wait::entered_active(client, units).await,
             _ => BTreeMap::new(),
         };
-        if let Err(e) = write_step(client, step, &desired).await {
-            return failed(i, true, e.to_string());
+        if let Err((made, e)) = write_step(client, step, &desired, &revisions).await {
+            return failed(i, made > 0, e.to_string());
         }
         if let Step::Destroy(units) = step {
             for u in units {
@@ -383,28 +386,38 @@ async fn run_steps(
     }
 }
 
-/// The writes of one step, each unit's in turn.
+/// The writes of one step, each unit's in turn, each refused by the API if the unit is no
+/// longer at the revision the plan saw (`revisions`): a change made meanwhile is never
+/// overwritten (a destroy is not checked). On failure, how many units were written.
 async fn write_step(
     client: &Client,
     step: &Step,
     desired: &BTreeMap<&UnitName, &DesiredUnit>,
-) -> Result<(), CliError> {
-    for name in step.units() {
+    revisions: &BTreeMap<String, i64>,
+) -> Result<(), (usize, CliError)> {
+    for (made, name) in step.units().iter().enumerate() {
+        let at = Some(revisions.get(name.as_str()).copied().unwrap_or(0));
+        let failed = |e: super::client::ClientError| (made, CliError::from(e));
         match step {
             Step::Submit(_) | Step::Replace(_) => {
                 let d = desired
                     .get(name)
                     .expect("submitted and replaced units are desired ones");
-                client.put_unit(&to_wire(d)).await?;
+                client.put_unit_at(&to_wire(d), at).await.map_err(failed)?;
             }
             Step::State(_) => {
                 let d = desired
                     .get(name)
                     .expect("units changing state are desired ones");
-                client.set_desired(name, d.state).await?;
+                let unit = wire::Unit {
+                    name: name.to_string(),
+                    desired_state: d.state.to_string(),
+                    ..wire::Unit::default()
+                };
+                client.put_unit_at(&unit, at).await.map_err(failed)?;
             }
             Step::Destroy(_) => {
-                client.delete_unit(name).await?;
+                client.delete_unit(name).await.map_err(failed)?;
             }
         }
     }
