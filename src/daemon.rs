@@ -185,6 +185,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Da
             hostname: hostname.clone(),
             systemd: systemd.clone(),
             journal: crate::journal::Scope::of(&config.systemd_bus),
+            strategy: config.placement_strategy,
         }),
     });
     tracing::info!(machine = %config.machine_id, ip = %public_ip, %hostname, bus = %bus_name(&config.systemd_bus), "flotted starting");

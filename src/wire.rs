@@ -743,6 +743,96 @@ pub struct Instance {
     pub health: String,
 }
 
+/// flotte's dry run of an apply: `POST` a `PlanRequest`, answered with a `PlanAnswer`.
+pub const PLAN: &str = "/flotte/v1/plan";
+
+/// A proposed change for `POST /flotte/v1/plan`: the whole desired set of units (name,
+/// options, desired state), and the set whose record to answer with. The server runs the
+/// engine's reconcile over the cluster as it is, with these units in place of (or beside) the
+/// stored ones, and with the set's units that `units` lacks taken out when `prune` is true.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanRequest {
+    pub units: Vec<Unit>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub set: String,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub prune: bool,
+}
+
+/// The answer of `POST /flotte/v1/plan`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanAnswer {
+    /// The etcd revision the stored units were read at: every `modRevision` below is at most
+    /// this, and a unit changed since shows a later one (the plan's check index).
+    pub revision: i64,
+    /// Each proposed unit, then each unit of the set that was not proposed, sorted by name.
+    pub units: Vec<PlannedUnit>,
+    /// The set's record (`PlanRequest::set`); left out when none was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set: Option<SetAnswer>,
+}
+
+/// One unit of a plan: as stored now, and where the scheduler would have it after the change.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedUnit {
+    pub name: String,
+    /// The stored unit (its options and desired state); left out when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored: Option<Unit>,
+    /// The revision the stored unit last changed at; 0 when there is none.
+    #[serde(default, skip_serializing_if = "is_zero_revision")]
+    pub mod_revision: i64,
+    /// The machines it would be placed on (sorted; many for a global unit).
+    #[serde(rename = "machineIDs", default, skip_serializing_if = "Vec::is_empty")]
+    pub machine_ids: Vec<String>,
+    /// Why it would be placed nowhere, when it should run.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
+fn is_zero_revision(n: &i64) -> bool {
+    *n == 0
+}
+
+/// A set's record: the units that applies of it created, and the revision it last changed at
+/// (0: there is no such set yet).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SetAnswer {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub units: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_zero_revision")]
+    pub mod_revision: i64,
+}
+
+/// flotte's sets: `PUT` a `SetWrite` to a set's item to record its units.
+pub const SETS: &str = "/flotte/v1/sets";
+
+/// One set: `/flotte/v1/sets/NAME`.
+pub fn set_path(name: &str) -> String {
+    format!("{SETS}/{}", encode(name, PATH_SAFE))
+}
+
+/// The server's route of a set: the name is captured as `{name}`.
+pub fn set_route() -> String {
+    format!("{SETS}/{{name}}")
+}
+
+/// The body of `PUT /flotte/v1/sets/NAME`: the set's units, written only if the set is still
+/// at `modRevision` (0: only if there is none), else a 409.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SetWrite {
+    #[serde(default)]
+    pub units: Vec<String>,
+    #[serde(default)]
+    pub mod_revision: i64,
+}
+
 /// flotte's drains: `PUT` a machine's item to drain it, `DELETE` it to undrain.
 pub const DRAINS: &str = "/flotte/v1/drains";
 
@@ -824,6 +914,9 @@ pub mod param {
     /// wait (`30s`, `500ms`, `5m`).
     pub const INDEX: &str = "index";
     pub const WAIT: &str = "wait";
+    /// flotte: a unit PUT only if the unit is still at this etcd revision (`0`: only if
+    /// there is none), else a 409; `flottectl apply` sends the revision its plan saw.
+    pub const MOD_REVISION: &str = "modRevision";
 }
 
 /// `GET /flotte/v1/changes?since=REV&timeout=SECS`.

@@ -42,6 +42,8 @@ pub struct LocalMachine {
     pub systemd: Systemd,
     /// How journalctl finds this machine's units (from `systemd_bus`).
     pub journal: journal::Scope,
+    /// This flotted's `placement_strategy`, which dry runs (`POST /flotte/v1/plan`) place by.
+    pub strategy: crate::schedule::Strategy,
 }
 
 /// How this API reaches the others: over TLS when its own TCP listeners use TLS (a cluster's

@@ -18,6 +18,7 @@ use super::machines::{PatchOp, plan_patch};
 use super::request::{self, Params};
 use super::units::parse_put;
 
+pub use super::plan::Proposal;
 pub use super::units::PutRequest;
 
 /// What a machines PATCH sets or removes: each (machine, key) once, the last operation's.
@@ -39,6 +40,21 @@ pub fn machines_patch(headers: &HeaderMap, body: &[u8]) -> Result<MetadataChange
     request::require_json(headers)?;
     let ops: Vec<PatchOp> = json(body)?;
     plan_patch(&ops)
+}
+
+/// `POST /flotte/v1/plan`: every proposed unit checked as its PUT would be.
+pub fn plan(headers: &HeaderMap, body: &[u8]) -> Result<Proposal, ApiError> {
+    request::require_json(headers)?;
+    super::plan::parse(json(body)?)
+}
+
+/// `PUT /flotte/v1/sets/NAME`'s body: the set's record and the revision it must still be at.
+pub fn set_put(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(crate::registry::SetRecord, i64), ApiError> {
+    request::require_json(headers)?;
+    super::sets::parse(json(body)?)
 }
 
 /// The page a listing's query asks for.

@@ -69,6 +69,8 @@ pub enum ApiError {
         name: UnitName,
         messages: Vec<String>,
     },
+    #[error(transparent)]
+    InvalidSetName(crate::registry::SetNameError),
     #[error("invalid service name in the path: {0}")]
     BadServiceName(crate::unit::ServiceNameError),
     #[error("this machine has not listed the service catalog from etcd yet; retry in a moment")]
@@ -227,6 +229,7 @@ impl ApiError {
             | ApiError::InvalidRequirements { .. }
             | ApiError::InvalidService { .. }
             | ApiError::BadServiceName(_)
+            | ApiError::InvalidSetName(_)
             | ApiError::InvalidPatch { .. }
             | ApiError::FutureRevision(_)
             | ApiError::BadMachine(_) => StatusCode::BAD_REQUEST,

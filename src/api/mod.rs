@@ -10,6 +10,7 @@
 //! - `catalog`: the declared services and their instances (blocking queries);
 //! - `changes`: flotte's change notification; `events`: its event stream; `leader`,
 //!   `services`, `drains`: the engine's leader, announced services, drained machines.
+//! - `plan`, `sets`: the dry run of `flottectl apply` and the sets it records.
 //! - `ui`: the web page, its assets under `ui/`.
 //! - `status`, `journal`: a unit's status and journal, from this machine or forwarded to the
 //!   unit's (`backend`: what the API answers from, and how it reaches the other machines).
@@ -28,6 +29,10 @@
 //! otherwise); a machine's `version` (of its flotted), `hostname` and `drained` (left out
 //! when false); a state's `message` (systemd's complaint). Every response carries
 //! `Server: flotted/VERSION`.
+//!
+//! A unit `PUT` with `?modRevision=N` (a flotte parameter) applies only if the unit is still
+//! at etcd revision N (0: only if there is none), else 409: `flottectl apply` writes so, with
+//! the revisions its plan saw.
 //!
 //! A `PUT` of `desiredState: launched` to a unit launched already that a machine it is placed
 //! on reports not running is a start request: the unit's `startRequest` (a flotte field,
@@ -94,6 +99,15 @@
 //! registered too. Every other answer is counted in `flotte_api_requests_total` by its declared
 //! route, method and status.
 //!
+//! `POST /flotte/v1/plan` is a dry run of `flottectl apply` (`wire::PlanRequest`: the desired
+//! units with options and desired states, a set name, `prune`): the engine's `reconcile` over
+//! the cluster as stored with these units in place, writing nothing. It answers
+//! `wire::PlanAnswer`: the revision the units were read at and, for each proposed unit and each
+//! unit of the set, the unit as stored (`stored`, `modRevision`) and the machines it would be
+//! placed on or the reason it would not. `PUT /flotte/v1/sets/NAME` (`wire::SetWrite`:
+//! `units`, `modRevision`) records the units applies of a set created, only if the set is
+//! still at `modRevision` (0: new), answering the set with its new `modRevision`, else 409.
+//!
 //! `GET /flotte/v1/etcd-contact` says whether this flotted's agent reaches etcd
 //! (`wire::EtcdContact`), also while it does not: the other machines' agents ask it before they
 //! fence themselves (`agent::fence`). While the agent's renewals fail, every gated request is a
@@ -111,10 +125,12 @@ mod journal;
 mod leader;
 mod machines;
 mod pagination;
+mod plan;
 mod request;
 mod routes;
 mod server;
 mod services;
+mod sets;
 mod states;
 mod status;
 mod tls;

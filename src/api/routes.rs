@@ -7,7 +7,7 @@ use axum::http::header::{ACCEPT, CONTENT_TYPE, SERVER};
 use axum::http::{HeaderMap, HeaderValue, Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, put};
+use axum::routing::{any, get, post, put};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -17,8 +17,8 @@ use crate::wire::{self, FLEET_PREFIXES, Resource};
 use super::backend::{LocalMachine, Peers};
 use super::request::check_host;
 use super::{
-    ApiError, catalog, changes, discovery_doc, drains, events, journal, leader, machines, services,
-    states, status, ui, units,
+    ApiError, catalog, changes, discovery_doc, drains, events, journal, leader, machines, plan,
+    services, sets, states, status, ui, units,
 };
 
 /// What handlers share. Cheap to clone.
@@ -137,6 +137,14 @@ pub fn router(api: Api, registered: impl Into<Gate>) -> Router {
                 .fallback(refuse("only PUT and DELETE are supported on this resource")),
         )
         .route(wire::LEADER, get(leader::get).fallback(refuse(ONLY_GET)))
+        .route(
+            wire::PLAN,
+            post(plan::post).fallback(refuse("only POST is supported on this resource")),
+        )
+        .route(
+            &wire::set_route(),
+            put(sets::put).fallback(refuse("only PUT is supported on this resource")),
+        )
         .route(
             wire::SERVICES,
             get(services::list).fallback(refuse(ONLY_GET)),

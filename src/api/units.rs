@@ -177,18 +177,37 @@ pub fn plan_put(
     }
 }
 
+/// A PUT with `modRevision=N` applies only to the unit as it was at revision N (0: none):
+/// anything else is a concurrent change, refused before anything is written.
+pub fn check_revision(
+    name: &UnitName,
+    existing: Option<i64>,
+    expected: Option<i64>,
+) -> Result<(), ApiError> {
+    match expected {
+        Some(n) if existing.unwrap_or(0) != n => Err(ApiError::Concurrent(format!(
+            "unit {name} (at revision {}, not {n})",
+            existing.unwrap_or(0)
+        ))),
+        _ => Ok(()),
+    }
+}
+
 pub async fn put(
     State(api): State<Api>,
     ItemName(path): ItemName,
+    params: Params,
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
     let request = decode::unit_put(&path, &headers, &read_body(body).await?)?;
+    let expected = params.revision(wire::param::MOD_REVISION)?;
     let name = request.name.clone();
     // Most PUTs with options create their unit: that is tried in one request, which reads
     // the unit in the same transaction when there is one.
+    let create_at_once = expected.is_none_or(|n| n == 0);
     let existing = match plan_put(request.clone(), None, Running::AsPlaced) {
-        Ok(PutPlan::Create { file, desired }) => {
+        Ok(PutPlan::Create { file, desired }) if create_at_once => {
             match api.registry.create_unit(&name, &file, desired).await? {
                 None => return Ok(StatusCode::CREATED),
                 existing => existing,
@@ -196,6 +215,8 @@ pub async fn put(
         }
         _ => api.registry.unit(&name).await?,
     };
+    // The writes below compare the revision read here, so the check holds until they land.
+    check_revision(&name, existing.as_ref().map(|(_, r)| *r), expected)?;
     let running = match (&request.desired, &existing) {
         (Some(DesiredState::Launched), Some((record, _)))
             if record.desired == DesiredState::Launched =>

@@ -171,7 +171,20 @@ impl Client {
 
     /// Creates or replaces a unit (its options) or changes its desired state (no options).
     pub async fn put_unit(&self, unit: &wire::Unit) -> Result<(), ClientError> {
-        let name_path = Resource::Units.item(FLEET_V1, &unit.name);
+        self.put_unit_at(unit, None).await
+    }
+
+    /// `put_unit`, refused (409) unless the unit is still at `revision` (0: there is none).
+    pub async fn put_unit_at(
+        &self,
+        unit: &wire::Unit,
+        revision: Option<i64>,
+    ) -> Result<(), ClientError> {
+        let params: Vec<(&str, String)> = revision
+            .map(|r| (param::MOD_REVISION, r.to_string()))
+            .into_iter()
+            .collect();
+        let name_path = wire::with_query(&Resource::Units.item(FLEET_V1, &unit.name), &params);
         let body = json(unit);
         let answer = self
             .call(Method::PUT, &name_path, Some(body), Duration::ZERO)
@@ -205,6 +218,51 @@ impl Client {
             StatusCode::NO_CONTENT | StatusCode::OK => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
             _ => Err(api_error(Method::DELETE, &path, &answer)),
+        }
+    }
+
+    /// A dry run of an apply (`POST /flotte/v1/plan`): where the proposed units would be
+    /// placed, and the units as stored with their revisions.
+    pub async fn plan(&self, request: &wire::PlanRequest) -> Result<wire::PlanAnswer, ClientError> {
+        let path = wire::PLAN;
+        let answer = self
+            .call(Method::POST, path, Some(json(request)), Duration::ZERO)
+            .await?;
+        match answer.status {
+            StatusCode::OK => decode(Method::POST, path, &answer.body),
+            _ => Err(api_error(Method::POST, path, &answer)),
+        }
+    }
+
+    /// Records a set's units if it is still at `write.mod_revision`; the set as written.
+    pub async fn put_set(
+        &self,
+        name: &str,
+        write: &wire::SetWrite,
+    ) -> Result<wire::SetAnswer, ClientError> {
+        let path = wire::set_path(name);
+        let answer = self
+            .call(Method::PUT, &path, Some(json(write)), Duration::ZERO)
+            .await?;
+        match answer.status {
+            StatusCode::OK => decode(Method::PUT, &path, &answer.body),
+            _ => Err(api_error(Method::PUT, &path, &answer)),
+        }
+    }
+
+    /// A declared service's instances once its index moved past `index`, or after `wait`
+    /// (the catalog's blocking query).
+    pub async fn service_instances(
+        &self,
+        name: &str,
+        index: i64,
+        wait: Duration,
+    ) -> Result<wire::ServiceInstances, ClientError> {
+        let path = wire::blocking_query(&wire::catalog_path(name), index, wait);
+        let answer = self.call(Method::GET, &path, None, wait).await?;
+        match answer.status {
+            StatusCode::OK => decode(Method::GET, &path, &answer.body),
+            _ => Err(api_error(Method::GET, &path, &answer)),
         }
     }
 

@@ -5,6 +5,7 @@
 //! errors into exit codes.
 
 mod announce;
+mod apply;
 mod cat;
 mod check;
 // `pub(crate)`: the quick start uses these.
@@ -38,6 +39,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use announce::AnnounceArgs;
+pub use apply::{ApplyArgs, PlanArgs};
 pub use check::CheckArgs;
 use client::{Client, ClientError, ClientSettings};
 use endpoint::Endpoint;
@@ -56,9 +58,11 @@ use crate::unit::UnitName;
 
 const EXIT_STATUS: &str = "\
 Exit status:
-  0  success
-  1  an error, or a wait that timed out (and for `check`: an invalid file)
-  2  a usage error: unknown command, flag or field, an invalid unit name or service key";
+  0  success (for `plan`: the cluster is in sync with the directories)
+  1  an error, or a wait that timed out (for `check`: an invalid file; for `apply`: a rollout
+     stopped)
+  2  a usage error: unknown command, flag or field, an invalid unit name or service key (for
+     `plan`: also changes pending)";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -157,6 +161,10 @@ pub enum Command {
     Drain(MachineArgs),
     /// Let units be placed on a drained machine again
     Undrain(MachineArgs),
+    /// Show what `apply` would change in the cluster to match directories of unit files
+    Plan(PlanArgs),
+    /// Make the cluster match directories of unit files, replacing running units one by one
+    Apply(ApplyArgs),
     /// Print flottectl's version
     Version,
     /// Check unit files and their [X-Fleet] requirements, without a cluster
@@ -348,6 +356,8 @@ pub enum CliError {
     #[error(transparent)]
     Resolve(#[from] ResolveError),
     #[error(transparent)]
+    Apply(#[from] apply::ApplyError),
+    #[error(transparent)]
     Wait(#[from] WaitError),
     #[error("unit {0} not found")]
     NotFound(UnitName),
@@ -451,6 +461,8 @@ pub async fn run_async(cli: Cli, console: &mut Console<'_>) -> Result<ExitCode, 
                 env!("CARGO_PKG_VERSION")
             )?;
         }
+        Command::Plan(args) => return apply::plan(&client()?, console, args).await,
+        Command::Apply(args) => return apply::apply(&client()?, console, args).await,
         Command::Submit(args) => submit::run(&client()?, console, args).await?,
         Command::Load(args) => transition::load(&client()?, console, args).await?,
         Command::Start(args) => transition::start(&client()?, console, args).await?,

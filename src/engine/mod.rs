@@ -334,7 +334,7 @@ fn stepped_down() {
 
 /// Reads the schedule, placements and reasons: at the start of a term, after a failed write
 /// and as the periodic safety net.
-async fn read_own_output(registry: &Registry, view: &mut View) -> Result<(), RegistryError> {
+pub async fn read_own_output(registry: &Registry, view: &mut View) -> Result<(), RegistryError> {
     view.schedule = registry.schedule().await?.0.into_iter().collect();
     view.placements = registry
         .placements()
@@ -354,7 +354,7 @@ async fn read_own_output(registry: &Registry, view: &mut View) -> Result<(), Reg
 /// Reads the requirements of every unit whose content changed. A content that cannot be read
 /// from etcd now is tried again at the next reconcile; one that is missing or invalid becomes
 /// the unit's reason.
-async fn read_requirements(
+pub async fn read_requirements(
     registry: &Registry,
     view: &mut View,
     contents: &mut HashMap<UnitHash, UnitFile>,

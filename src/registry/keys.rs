@@ -12,6 +12,7 @@
 //! <prefix>states/<unit>/<machine>       systemd state            agent, under its lease
 //! <prefix>election/engine               engine election          etcd's election API
 //! <prefix>announcers/<lease>            who announced a service  `flottectl announce`, its lease
+//! <prefix>sets/<set>                   units an apply created   API (`flottectl apply --set`)
 //! <prefix>instances/<service>/<machine>/<unit>
 //!                                       a declared service's     agent, under its lease
 //!                                       instance and its health
@@ -76,6 +77,10 @@ impl Keys {
 
     pub fn unit(&self, name: &UnitName) -> String {
         format!("{}{name}", self.units())
+    }
+
+    pub fn set(&self, name: &super::SetName) -> String {
+        format!("{}sets/{name}", self.prefix)
     }
 
     pub fn contents(&self) -> String {

@@ -15,6 +15,7 @@ mod lease;
 mod machines;
 mod model;
 mod schedule;
+mod sets;
 mod states;
 mod units;
 mod watch;
@@ -36,6 +37,7 @@ pub use model::{
     ScheduleEntry, UnitRecord, UnitStateRecord, effective_metadata,
 };
 pub use schedule::EngineWrite;
+pub use sets::{SetName, SetNameError, SetRecord, StoredUnit};
 pub use units::ETCD_MAX_REQUEST_BYTES;
 pub use watch::{Phase, TypedWatch, Update};
 

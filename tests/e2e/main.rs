@@ -2,6 +2,7 @@
 //! One binary for all of them, so that they build and link once.
 
 mod api;
+mod apply;
 mod churn;
 mod cli_check;
 mod discovery;

@@ -301,3 +301,26 @@ fn a_start_of_a_launched_unit_stopped_on_its_machine_is_a_start_request() {
         assert_eq!(put(json, stored, running), expected, "{what}");
     }
 }
+
+#[test]
+fn a_put_with_a_revision_applies_only_to_the_unit_as_it_was_then() {
+    let name = UnitName::new("a.service").unwrap();
+    let cases: &[(Option<i64>, Option<i64>, bool)] = &[
+        // No revision asked: as fleet, whatever is stored.
+        (None, None, true),
+        (Some(7), None, true),
+        // 0: only if there is none.
+        (None, Some(0), true),
+        (Some(7), Some(0), false),
+        (Some(7), Some(7), true),
+        (Some(8), Some(7), false),
+        (None, Some(7), false),
+    ];
+    for (existing, expected, ok) in cases {
+        let got = check_revision(&name, *existing, *expected);
+        assert_eq!(got.is_ok(), *ok, "{existing:?} {expected:?}: {got:?}");
+        if let Err(e) = got {
+            assert_eq!(e.status(), StatusCode::CONFLICT, "{e}");
+        }
+    }
+}
