@@ -2,20 +2,22 @@
 //! machines into placements with the pure scheduler and writes them in fenced transactions.
 //!
 //! While leading, the engine keeps a `View` fed by watches (machines, metadata overrides,
-//! drains, units). It owns the schedule, placements and reasons (it is their only writer), so it reads
+//! drains, units, unit states). It owns the schedule, placements and reasons (it is their only writer), so it reads
 //! them once when it takes office and then follows its own writes. A burst of changes is
-//! coalesced into one reconcile; a slow periodic re-read is only a safety net.
+//! coalesced into one reconcile; a slow periodic re-read is only a safety net. A non-global
+//! unit moves in two phases (`held_back`): off its old machine first, onto the new one once the
+//! old one's agent reports it stopped; only then does a unit state change call for a pass.
 
 mod reconcile;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use reconcile::{View, reconcile, vanished};
+pub use reconcile::{HeldMove, View, held_back, reconcile, reconcile_holding, vanished};
 
 use crate::backoff::Backoff;
 use crate::machine::MachineId;
@@ -138,11 +140,12 @@ struct Listed {
     overrides: bool,
     drains: bool,
     units: bool,
+    states: bool,
 }
 
 impl Listed {
     fn all(&self) -> bool {
-        self.machines && self.overrides && self.drains && self.units
+        self.machines && self.overrides && self.drains && self.units && self.states
     }
 }
 
@@ -158,6 +161,7 @@ async fn lead(
     let mut overrides = registry.watch_metadata_overrides().spawn("metadata");
     let mut drains = registry.watch_drains().spawn("drains");
     let mut units = registry.watch_units().spawn("units");
+    let mut states = registry.watch_states().spawn("states");
     let mut view = View {
         strategy: config.strategy,
         ..View::default()
@@ -174,6 +178,9 @@ async fn lead(
     // Until the first reconcile of the term is complete (its writes applied): then how long
     // taking office took is logged.
     let mut taking_office = Some(std::time::Instant::now());
+    // The moves the last pass held back (`held_back`): only a state change of one of these
+    // units calls for a pass.
+    let mut held: BTreeSet<UnitName> = BTreeSet::new();
     loop {
         tokio::select! {
             _ = keep.lost() => return Err(RegistryError::LeaseGone(leadership.lease.id())),
@@ -202,6 +209,15 @@ async fn lead(
                 }
                 update.apply_to(&mut view.units);
             }
+            Some(update) = states.recv() => {
+                let first = !listed.states;
+                listed.states |= matches!(update, Update::Reset(_));
+                let releases = first || releases_a_move(&update, &held);
+                update.apply_to(&mut view.states);
+                if !releases {
+                    continue;
+                }
+            }
             _ = crate::backoff::sleep_until(collect) => {
                 collect = None;
                 collect_contents(registry, leadership, &view).await;
@@ -215,7 +231,7 @@ async fn lead(
                 }
                 // Raced against the lease: a request held by a member whose leader died must
                 // not keep a deposed engine acting, nor its successor waiting.
-                let pass = pass(registry, leadership, &mut view, &mut contents, &mut failures, &mut taking_office);
+                let pass = pass(registry, leadership, &mut view, &mut contents, &mut failures, &mut taking_office, &mut held);
                 due = tokio::select! {
                     biased;
                     _ = keep.lost() => return Err(RegistryError::LeaseGone(leadership.lease.id())),
@@ -242,8 +258,24 @@ fn holding(hold: Option<Instant>, view: &View) -> Option<(Instant, Vec<MachineId
     (!missing.is_empty()).then_some((until, missing))
 }
 
+/// Whether a state `update` may release a move held back: a listing, or a change of a state
+/// of a unit in `held`. Any other state report costs no pass.
+fn releases_a_move(
+    update: &Update<(UnitName, MachineId), crate::registry::UnitStateRecord>,
+    held: &BTreeSet<UnitName>,
+) -> bool {
+    if held.is_empty() {
+        return false;
+    }
+    match update {
+        Update::Reset(_) => true,
+        Update::Changes(changes) => changes.iter().any(|((u, _), _)| held.contains(u)),
+    }
+}
+
 /// One reconcile: reads the requirements, plans, and applies the writes. Returns when the next
-/// pass is due (after a failed write), or `None`.
+/// pass is due (after a failed write), or `None`. `held` becomes the units whose move it held
+/// back.
 async fn pass(
     registry: &Registry,
     leadership: &Leadership,
@@ -251,10 +283,18 @@ async fn pass(
     contents: &mut HashMap<UnitHash, UnitFile>,
     failures: &mut Backoff,
     taking_office: &mut Option<std::time::Instant>,
+    held: &mut BTreeSet<UnitName>,
 ) -> Result<Option<Instant>, RegistryError> {
     let pass = std::time::Instant::now();
     read_requirements(registry, view, contents).await;
-    let writes = reconcile(view);
+    let (writes, moves) = reconcile_holding(view);
+    if !moves.is_empty() {
+        tracing::info!(
+            units = moves.len(),
+            "moves wait for their old machines to stop the units"
+        );
+    }
+    *held = moves.into_keys().collect();
     if writes.is_empty() {
         record_pass(view, &[], pass);
         if let Some(since) = taking_office.take() {
@@ -522,6 +562,37 @@ mod tests {
             if let Some((until, machines)) = held {
                 assert_eq!((until, machines), (soon, vec![m(1)]));
             }
+        }
+    }
+
+    #[test]
+    fn a_state_report_calls_for_a_pass_only_for_a_unit_whose_move_is_held() {
+        let m = MachineId::new(&"01".repeat(16)).unwrap();
+        let (a, b) = (
+            UnitName::new("a.service").unwrap(),
+            UnitName::new("b.service").unwrap(),
+        );
+        let change = |u: &UnitName| Update::Changes(vec![((u.clone(), m.clone()), None)]);
+        let none = BTreeSet::new();
+        let held_a = BTreeSet::from([a.clone()]);
+        for (what, update, held, expected) in [
+            ("nothing held", change(&a), &none, false),
+            (
+                "nothing held, a listing",
+                Update::Reset(vec![]),
+                &none,
+                false,
+            ),
+            ("another unit", change(&b), &held_a, false),
+            ("the held unit", change(&a), &held_a, true),
+            (
+                "a listing while holding",
+                Update::Reset(vec![]),
+                &held_a,
+                true,
+            ),
+        ] {
+            assert_eq!(releases_a_move(&update, held), expected, "{what}");
         }
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::machine::MachineId;
 use crate::registry::{
     DrainRecord, EngineWrite, MachineRecord, MetadataOverride, PlacementRecord, ReasonRecord,
-    ScheduleEntry, UnitRecord, effective_metadata,
+    ScheduleEntry, UnitRecord, UnitStateRecord, effective_metadata,
 };
 use crate::resources::Resources;
 use crate::schedule::{self, ClusterView, Strategy};
@@ -31,6 +31,8 @@ pub struct View {
     pub drained: BTreeMap<MachineId, DrainRecord>,
     /// This engine's `placement_strategy`.
     pub strategy: Strategy,
+    /// What the agents report of the units on their machines (`held_back` reads it).
+    pub states: BTreeMap<(UnitName, MachineId), UnitStateRecord>,
 }
 
 impl View {
@@ -61,9 +63,59 @@ impl View {
     }
 }
 
+/// A non-global unit moving to machines it is not scheduled on while it still runs on others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldMove {
+    /// The machines the plan wants it on that are held back.
+    pub to: BTreeSet<MachineId>,
+    /// The registered machines it is taken from whose agents still report it running.
+    pub running_on: Vec<MachineId>,
+}
+
+/// The two-phase move: a non-global unit is placed on a machine it is not scheduled on only
+/// once no other registered machine runs it. `wanted` is where the plan puts it, `current`
+/// where it is scheduled now. A machine runs it while its agent's state of it is running
+/// (active, activating, deactivating, reloading, refreshing); a state that is gone or stopped,
+/// or a machine no longer registered (its lease is gone, and its agent fenced itself before
+/// that: see ARCHITECTURE.md "Fencing"), does not hold the move. A unit placed for the first
+/// time, or whose old machine is gone, is placed at once.
+pub fn held_back(
+    view: &View,
+    unit: &UnitName,
+    wanted: &BTreeSet<MachineId>,
+    current: &[MachineId],
+) -> Option<HeldMove> {
+    let to: BTreeSet<MachineId> = wanted
+        .iter()
+        .filter(|m| !current.contains(m))
+        .cloned()
+        .collect();
+    if to.is_empty() {
+        return None;
+    }
+    let running_on: Vec<MachineId> = view
+        .machines
+        .keys()
+        .filter(|m| !wanted.contains(*m))
+        .filter(|m| {
+            view.states
+                .get(&(unit.clone(), (*m).clone()))
+                .is_some_and(|s| s.active.is_running())
+        })
+        .cloned()
+        .collect();
+    (!running_on.is_empty()).then_some(HeldMove { to, running_on })
+}
+
 /// The writes that make the registry follow the plan, grouped by unit (each group is applied
 /// in one transaction where it fits).
 pub fn reconcile(view: &View) -> Vec<Vec<EngineWrite>> {
+    reconcile_holding(view).0
+}
+
+/// `reconcile`, and the moves it holds back (`held_back`), by unit: while there are any, a
+/// change of a unit state may release one.
+pub fn reconcile_holding(view: &View) -> (Vec<Vec<EngineWrite>>, BTreeMap<UnitName, HeldMove>) {
     let mut current: BTreeMap<&UnitName, Vec<MachineId>> = BTreeMap::new();
     for (m, u) in view.schedule.keys() {
         current.entry(u).or_default().push(m.clone());
@@ -134,6 +186,23 @@ pub fn reconcile(view: &View) -> Vec<Vec<EngineWrite>> {
             wanted.insert(name.clone(), ms.iter().cloned().collect());
         }
     }
+    // Two-phase moves: a non-global unit leaves its old machines now and reaches its new ones
+    // once the old ones no longer run it.
+    let mut held: BTreeMap<UnitName, HeldMove> = BTreeMap::new();
+    for (name, machines) in wanted.iter_mut() {
+        let moving = view
+            .units
+            .get(name)
+            .is_some_and(|r| Target::for_desired(r.desired).is_some());
+        if global.contains(name) || !moving {
+            continue;
+        }
+        let now = current.get(name).map(Vec::as_slice).unwrap_or_default();
+        if let Some(hold) = held_back(view, name, machines, now) {
+            machines.retain(|m| !hold.to.contains(m));
+            held.insert(name.clone(), hold);
+        }
+    }
 
     let mut groups: BTreeMap<UnitName, Vec<EngineWrite>> = BTreeMap::new();
     // Schedule entries: wanted ones written when new or changed, the others deleted.
@@ -200,10 +269,14 @@ pub fn reconcile(view: &View) -> Vec<Vec<EngineWrite>> {
         }
     }
 
-    // Placement records follow the entries.
+    // Placement records follow the entries; a unit held back in a move and scheduled nowhere
+    // is shown where it still runs until it has stopped there (a drain waits for it).
     let mut placed: BTreeMap<&UnitName, Vec<MachineId>> = BTreeMap::new();
     for (m, u) in wanted_entries.keys() {
         placed.entry(u).or_default().push(m.clone());
+    }
+    for (u, hold) in &held {
+        placed.entry(u).or_insert_with(|| hold.running_on.clone());
     }
     for (u, machines) in &placed {
         if view.placements.get(*u) != Some(machines) {
@@ -250,7 +323,7 @@ pub fn reconcile(view: &View) -> Vec<Vec<EngineWrite>> {
                 .push(EngineWrite::DeleteReason(u.clone()));
         }
     }
-    groups.into_values().collect()
+    (groups.into_values().collect(), held)
 }
 
 /// Machines that hold entries of non-global units but are not registered (their lease

@@ -567,11 +567,12 @@ async fn a_long_randomized_churn_loses_nothing_and_never_places_a_unit_twice() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "fails today: a moved unit (metadata or rules changed, a Conflicts/Replaces \
-            newcomer, destroyed and submitted again) runs on both machines until the old \
-            machine's agent stops its copy — the engine places the new copy in the same \
-            transaction that takes the old one away; seen for 0.3 to 2 s in every 2,000-operation \
-            run (seeds 3, 4, 5); fixing it needs the engine to wait for the old copy's stop"]
+#[ignore = "fails now and then: the engine moves a unit in two phases (it is placed anew \
+            only once its old machine reports it stopped), but an agent publishes its states \
+            only at the end of a pass, so a unit it has just started and not reported yet (its \
+            pass still going, or its flotted killed first) can be moved at once; seeds 3, 5 and \
+            17 pass, seed 4 saw one 300 ms sample twice, seed 42 seven during a leader kill; \
+            fixing it needs the agent to publish a start before or as it makes it"]
 async fn a_unit_being_moved_never_runs_on_two_machines_at_once() {
     churn(Moves::NeverOverlap).await;
 }

@@ -1,5 +1,6 @@
 use super::*;
 use crate::machine::Metadata;
+use crate::systemd::{ActiveState, LoadState};
 use crate::unit::{DesiredState, UnitFile};
 
 fn id(n: u8) -> MachineId {
@@ -107,9 +108,29 @@ impl V {
         self
     }
 
+    /// The agent of `machine` reports `unit` in systemd's `active` state.
+    fn state(mut self, unit: &str, machine: u8, active: ActiveState) -> Self {
+        self.0
+            .states
+            .insert((name(unit), id(machine)), state_record(active));
+        self
+    }
+
     fn metadata_override(mut self, machine: u8, key: &str, o: MetadataOverride) -> Self {
         self.0.overrides.insert((id(machine), key.into()), o);
         self
+    }
+}
+
+fn state_record(active: ActiveState) -> UnitStateRecord {
+    UnitStateRecord {
+        hash: hash('a'),
+        current: Target::Launched,
+        load: LoadState::Loaded,
+        active,
+        sub: "running".into(),
+        message: None,
+        started: 0,
     }
 }
 
@@ -471,4 +492,169 @@ fn vanished_machines_are_those_holding_non_global_entries_without_a_record() {
     let view = placed_global(view, "log.service", 3, 'a');
     assert_eq!(vanished(&view.0), [id(2)].into_iter().collect());
     assert!(vanished(&V::default().machine(1, "").0).is_empty());
+}
+
+/// A unit whose metadata requirement 1 no longer meets, on the way to 2.
+fn moving(from_registered: bool) -> V {
+    let view = V::default().machine(2, "disk=ssd");
+    let view = if from_registered {
+        view.machine(1, "disk=hdd")
+    } else {
+        view
+    };
+    view.unit("web.service", 'a', Launched, "MachineMetadata=disk=ssd")
+        .placed("web.service", 1, 'a', L)
+}
+
+#[test]
+fn a_move_leaves_the_old_machine_first_and_reaches_the_new_one_once_it_stopped_there() {
+    use ActiveState::*;
+    let moved_at_once = vec![vec![
+        put("web.service", 2, 'a', L),
+        del("web.service", 1),
+        placement("web.service", &[2]),
+    ]];
+    // While the old machine runs it, only its entry goes (the placement still says where it
+    // runs); once it no longer does, the new entry and placement are written.
+    for running in [Active, Activating, Deactivating, Reloading, Refreshing] {
+        check(
+            moving(true).state("web.service", 1, running.clone()),
+            vec![vec![del("web.service", 1)]],
+        );
+        let mut view = moving(true).state("web.service", 1, running.clone()).0;
+        let (writes, held) = reconcile_holding(&view);
+        assert_eq!(
+            held,
+            BTreeMap::from([(
+                name("web.service"),
+                HeldMove {
+                    to: BTreeSet::from([id(2)]),
+                    running_on: vec![id(1)],
+                }
+            )]),
+            "{running:?}"
+        );
+        view.apply(&writes);
+        for stopped in [Some(Inactive), Some(Failed), Some(Maintenance), None] {
+            let mut after = view.clone();
+            match &stopped {
+                Some(a) => after
+                    .states
+                    .insert((name("web.service"), id(1)), state_record(a.clone())),
+                None => after.states.remove(&(name("web.service"), id(1))),
+            };
+            let (writes, held) = reconcile_holding(&after);
+            assert_eq!(
+                writes,
+                vec![vec![
+                    put("web.service", 2, 'a', L),
+                    placement("web.service", &[2])
+                ]],
+                "{running:?} then {stopped:?}"
+            );
+            assert!(held.is_empty(), "{running:?} then {stopped:?}");
+        }
+        // The old machine gone (its lease expired: its agent fenced itself) releases it too.
+        let mut gone = view.clone();
+        gone.machines.remove(&id(1));
+        assert_eq!(
+            reconcile_holding(&gone).0,
+            vec![vec![
+                put("web.service", 2, 'a', L),
+                placement("web.service", &[2])
+            ]],
+            "{running:?} then machine 1 gone"
+        );
+    }
+    // Stopped there, or no state at all: moved at once.
+    for stopped in [Inactive, Failed] {
+        check(
+            moving(true).state("web.service", 1, stopped),
+            moved_at_once.clone(),
+        );
+    }
+    check(moving(true), moved_at_once.clone());
+    // The old machine no longer registered: at once, whatever its last state said.
+    check(
+        moving(false).state("web.service", 1, Active),
+        moved_at_once.clone(),
+    );
+}
+
+#[test]
+fn a_drained_machine_keeps_a_unit_it_still_runs_until_it_stopped_there() {
+    let view = V::default()
+        .machine(1, "")
+        .machine(2, "")
+        .drained(1)
+        .unit("web.service", 'a', Launched, "")
+        .placed("web.service", 1, 'a', L)
+        .state("web.service", 1, ActiveState::Active);
+    check(view, vec![vec![del("web.service", 1)]]);
+}
+
+#[test]
+fn a_new_placement_waits_for_a_copy_left_running_elsewhere_but_not_for_its_own_machine() {
+    use ActiveState::*;
+    // A unit placed for the first time goes at once.
+    check(
+        V::default()
+            .machine(1, "")
+            .unit("web.service", 'a', Launched, ""),
+        vec![vec![
+            put("web.service", 1, 'a', L),
+            placement("web.service", &[1]),
+        ]],
+    );
+    // Scheduled nowhere but still running on 1 (destroyed and submitted again, planned onto
+    // 2 because 1 no longer fits): nothing until 1 stops it, and no reason meanwhile.
+    let view = V::default()
+        .machine(1, "disk=hdd")
+        .machine(2, "disk=ssd")
+        .unit("web.service", 'a', Launched, "MachineMetadata=disk=ssd")
+        .state("web.service", 1, Deactivating);
+    check(view, vec![vec![placement("web.service", &[1])]]);
+    // Running on the machine the plan keeps it on, or wants it on: no hold.
+    check(
+        V::default()
+            .machine(1, "")
+            .unit("web.service", 'a', Launched, "")
+            .placed("web.service", 1, 'a', L)
+            .state("web.service", 1, Active),
+        vec![],
+    );
+    check(
+        V::default()
+            .machine(1, "")
+            .unit("web.service", 'a', Launched, "")
+            .state("web.service", 1, Active),
+        vec![vec![
+            put("web.service", 1, 'a', L),
+            placement("web.service", &[1]),
+        ]],
+    );
+    // A stopped unit (inactive) is only taken off, and a global unit never waits.
+    check(
+        V::default()
+            .machine(1, "")
+            .unit("web.service", 'a', DesiredState::Inactive, "")
+            .placed("web.service", 1, 'a', L)
+            .state("web.service", 1, Active),
+        vec![vec![
+            del("web.service", 1),
+            EngineWrite::DeletePlacement(name("web.service")),
+        ]],
+    );
+    check(
+        V::default()
+            .machine(1, "")
+            .machine(2, "")
+            .unit("agent.service", 'a', Launched, "Global=true")
+            .state("agent.service", 1, Active),
+        vec![vec![
+            put_global("agent.service", 1, 'a'),
+            put_global("agent.service", 2, 'a'),
+            placement("agent.service", &[1, 2]),
+        ]],
+    );
 }
