@@ -29,13 +29,8 @@ fn web(version: u32) -> String {
 const BROKEN: &str = "[Unit]\nDescription=web %i\n[Service]\nExecStart=/bin/sh -c 'exit 3'\n";
 
 fn flottectl_command(t: &TestCluster, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_flottectl"));
-    command
-        .arg("--endpoint")
-        .arg(format!("unix://{}", t.cluster.socket(0).display()))
-        .arg("--request-timeout")
-        .arg("10")
-        .args(args);
+    let mut command = crate::support::flottectl_command(t, 0, &["--request-timeout", "10"]);
+    command.args(args);
     command
 }
 

@@ -10,7 +10,6 @@ use flotte::machine::MachineId;
 use flotte::systemd::Systemd;
 use flotte::unit::DesiredState::Launched;
 use nix::sys::signal::Signal;
-use tokio::process::Command;
 
 use crate::support::*;
 
@@ -18,31 +17,13 @@ const SLEEPER: &str = "[Service]\nExecStart=/bin/sleep 100000\n";
 const FAST: &[(&str, &str)] = &[("agent_ttl", "3s"), ("engine_lease_ttl", "2s")];
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// Runs the flottectl binary against host `i`'s API.
-async fn flottectl(t: &TestCluster, i: usize, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flottectl"))
-        .arg("--endpoint")
-        .arg(format!("unix://{}", t.cluster.socket(i).display()))
-        .args(args)
-        .output()
-        .await
-        .expect("flottectl runs")
-}
-
 fn stdout_of(out: &Output, what: &str) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{what} failed ({:?}): {stdout}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    succeeded(&[what], out)
 }
 
 /// `list-machines`' DRAINED column for `machine`.
 async fn drained_shown(t: &TestCluster, machine: &MachineId) -> String {
-    let out = flottectl(
+    let out = flottectl_on(
         t,
         1,
         &[
@@ -112,7 +93,7 @@ async fn drain_moves_normal_units_off_keeps_new_ones_away_until_undrain() {
 
     // Drain by the ID's first 8 characters, through another host's API.
     let other = (v + 1) % 3;
-    let (out, took) = timed(flottectl(&t, other, &["drain", short])).await;
+    let (out, took) = timed(flottectl_on(&t, other, &["drain", short])).await;
     let said = stdout_of(&out, "drain");
     eprintln!("drain of {short} returned after {took:?}:\n{said}");
     assert!(
@@ -188,14 +169,14 @@ async fn drain_moves_normal_units_off_keeps_new_ones_away_until_undrain() {
         "a new unit went to the drained machine: {placed:?}"
     );
     assert_eq!(drained_shown(&t, &victim).await, "true");
-    let out = flottectl(&t, other, &["drain", victim.as_str(), "--no-block"]).await;
+    let out = flottectl_on(&t, other, &["drain", victim.as_str(), "--no-block"]).await;
     assert_eq!(
         stdout_of(&out, "drain again"),
         format!("Machine {short}... was already drained\n")
     );
 
     // Undrain: the pinned unit comes back to its machine.
-    let out = flottectl(&t, other, &["undrain", short]).await;
+    let out = flottectl_on(&t, other, &["undrain", short]).await;
     assert_eq!(
         stdout_of(&out, "undrain"),
         format!("Machine {short}... undrained\n")
@@ -211,13 +192,13 @@ async fn drain_moves_normal_units_off_keeps_new_ones_away_until_undrain() {
         placed["back.service"], victim,
         "the undrained machine, the emptiest, gets the next unit"
     );
-    let out = flottectl(&t, other, &["undrain", short]).await;
+    let out = flottectl_on(&t, other, &["undrain", short]).await;
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
         format!("flottectl: machine {short}... is not drained\n")
     );
-    let out = flottectl(&t, other, &["drain", "nosuchhost"]).await;
+    let out = flottectl_on(&t, other, &["drain", "nosuchhost"]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("no machine `nosuchhost` in the cluster"),

@@ -3,12 +3,10 @@
 //! counted on every machine, a unit that fits nowhere waiting with its shortfall as reason, and
 //! placed once a destroy frees the room; list-machines shows capacity, requested and free.
 
-use std::process::Output;
 use std::time::Duration;
 
 use flotte::isolated::{EtcdAccess, HostSpec, wait_for};
 use flotte::unit::DesiredState::Launched;
-use tokio::process::Command;
 
 use crate::support::*;
 
@@ -20,21 +18,7 @@ fn sleeper(x_fleet: &str) -> String {
 }
 
 async fn flottectl(t: &TestCluster, args: &[&str]) -> String {
-    let out: Output = Command::new(env!("CARGO_BIN_EXE_flottectl"))
-        .arg("--endpoint")
-        .arg(format!("unix://{}", t.cluster.socket(0).display()))
-        .args(args)
-        .output()
-        .await
-        .expect("flottectl runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "flottectl {args:?} failed ({:?}): {stdout}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    succeeded(args, &flottectl_on(t, 0, args).await)
 }
 
 /// The `list-machines --fields machine,cpu,memory,units` row of host `i`, its columns after the

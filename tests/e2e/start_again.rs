@@ -4,13 +4,11 @@
 //! by itself stays stopped, also across an agent restart, until someone asks.
 
 use std::path::Path;
-use std::process::Output;
 use std::time::Duration;
 
 use flotte::systemd::Systemd;
 use flotte::unit::DesiredState::Launched;
 use nix::sys::signal::Signal;
-use tokio::process::Command;
 
 use crate::support::*;
 
@@ -23,21 +21,12 @@ const SIDEKICK: &str = "[Unit]\nBindsTo=apache.service\nAfter=apache.service\n\n
                         [X-Fleet]\nMachineOf=apache.service\n";
 
 async fn flottectl(t: &TestCluster, dir: &Path, args: &[&str]) -> String {
-    let out: Output = Command::new(env!("CARGO_BIN_EXE_flottectl"))
-        .arg("--endpoint")
-        .arg(format!("unix://{}", t.cluster.socket(0).display()))
-        .args(args)
+    let out = flottectl_command(t, 0, args)
         .current_dir(dir)
         .output()
         .await
         .expect("flottectl runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "flottectl {args:?} failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    succeeded(args, &out)
 }
 
 /// Awaits `name`'s state on its machine until systemd reports it `active`, or not (`false`).

@@ -26,14 +26,10 @@ const NOWHERE: &str =
 
 const HOSTS: &[(&str, &str)] = &[("host-1", ""), ("host-2", ""), ("host-3", "role=three")];
 
+/// flottectl against host `i`, with a request timeout long enough for a loaded machine.
 fn flottectl_command(t: &TestCluster, i: usize, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_flottectl"));
-    command
-        .arg("--endpoint")
-        .arg(format!("unix://{}", t.cluster.socket(i).display()))
-        .arg("--request-timeout")
-        .arg("15")
-        .args(args);
+    let mut command = crate::support::flottectl_command(t, i, &["--request-timeout", "15"]);
+    command.args(args);
     command
 }
 
@@ -45,14 +41,7 @@ async fn flottectl(t: &TestCluster, args: &[&str]) -> Output {
 }
 
 fn ok(args: &[&str], out: Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "flottectl {args:?} failed ({:?}): {stdout}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    succeeded(args, &out)
 }
 
 /// Runs `args` through host-1 until `done` holds for its output, failing after the deadline

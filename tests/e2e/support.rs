@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::Ipv4Addr;
+use std::process::Output;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -254,4 +255,35 @@ impl Pki {
             .unwrap();
         (cert.pem(), key.serialize_pem())
     }
+}
+
+/// The flottectl binary pointed at host `i`'s API socket, `args` after.
+pub fn flottectl_command(t: &TestCluster, i: usize, args: &[&str]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_flottectl"));
+    command
+        .arg("--endpoint")
+        .arg(format!("unix://{}", t.cluster.socket(i).display()))
+        .args(args);
+    command
+}
+
+/// Runs flottectl against host `i`'s API.
+pub async fn flottectl_on(t: &TestCluster, i: usize, args: &[&str]) -> Output {
+    flottectl_command(t, i, args)
+        .output()
+        .await
+        .expect("flottectl runs")
+}
+
+/// flottectl's standard output, failing the test with its status, output and errors unless it
+/// succeeded.
+pub fn succeeded(args: &[&str], out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "flottectl {args:?} failed ({:?}): {stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
