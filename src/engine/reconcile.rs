@@ -11,6 +11,7 @@ use crate::registry::{
 };
 use crate::resources::Resources;
 use crate::schedule::{self, ClusterView, Strategy};
+use crate::systemd::ActiveState;
 use crate::unit::{Requirements, Target, UnitHash, UnitName};
 
 /// The requirements of a unit's current content, or why they cannot be known.
@@ -63,12 +64,16 @@ impl View {
     }
 }
 
-/// A non-global unit moving to machines it is not scheduled on while it still runs on others.
+/// A change held back until agents report: a non-global unit moving to machines it is not
+/// scheduled on while it still runs on others (`held_back`), or a global unit's new content
+/// waiting for the machines that have it to run it (`rolling`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldMove {
-    /// The machines the plan wants it on that are held back.
+    /// The machines the plan wants it on that are held back (for a rollout: held on their
+    /// older content).
     pub to: BTreeSet<MachineId>,
-    /// The registered machines it is taken from whose agents still report it running.
+    /// The registered machines it is taken from whose agents still report it running (for a
+    /// rollout: the machines on the new content not active on it yet).
     pub running_on: Vec<MachineId>,
 }
 
@@ -105,6 +110,50 @@ pub fn held_back(
         .cloned()
         .collect();
     (!running_on.is_empty()).then_some(HeldMove { to, running_on })
+}
+
+/// A global unit's new content reaches its machines one at a time, as a Kubernetes
+/// DaemonSet's rolling update (at most one machine unavailable): a machine still on an older
+/// content of a launched global unit gets the new one only while no other machine of it runs
+/// the new content without being `active` on it yet (its agent has not reported it, it is
+/// starting, or it failed: then the rollout stops there until the content changes again).
+/// Machines not running it yet (no entry) get it at once; machines whose unit is not active
+/// go first, then by ID. `machines` is where the plan wants it, `hash` its content; returns
+/// the machines held on their older content and those being waited for, or None when
+/// nothing is held.
+pub fn rolling(
+    view: &View,
+    unit: &UnitName,
+    hash: UnitHash,
+    machines: &BTreeSet<MachineId>,
+) -> Option<HeldMove> {
+    let entry = |m: &MachineId| view.schedule.get(&(m.clone(), unit.clone()));
+    let state = |m: &MachineId| view.states.get(&(unit.clone(), m.clone()));
+    let mut older: Vec<(bool, &MachineId)> = machines
+        .iter()
+        .filter(|m| entry(m).is_some_and(|e| e.hash != hash && e.target == Target::Launched))
+        .map(|m| (state(m).is_some_and(|s| s.active == ActiveState::Active), m))
+        .collect();
+    if older.is_empty() {
+        return None;
+    }
+    let waiting: Vec<MachineId> = machines
+        .iter()
+        .filter(|m| entry(m).is_some_and(|e| e.hash == hash))
+        .filter(|m| !state(m).is_some_and(|s| s.hash == hash && s.active == ActiveState::Active))
+        .cloned()
+        .collect();
+    older.sort();
+    let free = 1usize.saturating_sub(waiting.len());
+    let to: BTreeSet<MachineId> = older
+        .into_iter()
+        .skip(free)
+        .map(|(_, m)| m.clone())
+        .collect();
+    (!to.is_empty()).then_some(HeldMove {
+        to,
+        running_on: waiting,
+    })
 }
 
 /// The writes that make the registry follow the plan, grouped by unit (each group is applied
@@ -204,6 +253,20 @@ pub fn reconcile_holding(view: &View) -> (Vec<Vec<EngineWrite>>, BTreeMap<UnitNa
         }
     }
 
+    // Rolling updates: a launched global unit's new content, one machine at a time.
+    let mut rollouts: BTreeMap<UnitName, HeldMove> = BTreeMap::new();
+    for (name, machines) in &wanted {
+        let Some(record) = view.units.get(name) else {
+            continue;
+        };
+        if global.contains(name)
+            && Target::for_desired(record.desired) == Some(Target::Launched)
+            && let Some(hold) = rolling(view, name, record.hash, machines)
+        {
+            rollouts.insert(name.clone(), hold);
+        }
+    }
+
     let mut groups: BTreeMap<UnitName, Vec<EngineWrite>> = BTreeMap::new();
     // Schedule entries: wanted ones written when new or changed, the others deleted.
     let mut wanted_entries: BTreeMap<(MachineId, UnitName), ScheduleEntry> = BTreeMap::new();
@@ -214,7 +277,14 @@ pub fn reconcile_holding(view: &View) -> (Vec<Vec<EngineWrite>>, BTreeMap<UnitNa
         let Some(target) = Target::for_desired(record.desired) else {
             continue;
         };
+        let held_on_older = rollouts.get(name).map(|h| &h.to);
         for m in machines {
+            if held_on_older.is_some_and(|to| to.contains(m))
+                && let Some(e) = view.schedule.get(&(m.clone(), name.clone()))
+            {
+                wanted_entries.insert((m.clone(), name.clone()), e.clone());
+                continue;
+            }
             let entry = match view.requirements.get(name) {
                 Some((hash, _)) if *hash == record.hash => ScheduleEntry {
                     hash: record.hash,
@@ -323,6 +393,7 @@ pub fn reconcile_holding(view: &View) -> (Vec<Vec<EngineWrite>>, BTreeMap<UnitNa
                 .push(EngineWrite::DeleteReason(u.clone()));
         }
     }
+    held.extend(rollouts);
     (groups.into_values().collect(), held)
 }
 

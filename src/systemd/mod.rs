@@ -299,15 +299,17 @@ impl Systemd {
             .map_err(|e| SystemdError::call("ListUnitsByNames", e))?;
         Ok(rows
             .into_iter()
-            .filter_map(|(name, _desc, load, active, sub, ..)| {
-                let name = UnitName::new(&name).ok()?;
-                let status = UnitStatus {
-                    load: LoadState::from(load),
-                    active: ActiveState::from(active),
-                    sub,
-                };
-                Some((name, status))
-            })
+            .filter_map(
+                |(name, _desc, load, active, sub, _following, _path, _job, job_type, _)| {
+                    let name = UnitName::new(&name).ok()?;
+                    let status = UnitStatus {
+                        load: LoadState::from(load),
+                        active: ActiveState::from(active).with_job(&job_type),
+                        sub,
+                    };
+                    Some((name, status))
+                },
+            )
             .collect())
     }
 

@@ -100,6 +100,25 @@ impl ActiveState {
     }
 }
 
+impl ActiveState {
+    /// The state to report of a unit systemd calls `active` while a job of `job_type` is
+    /// queued or running for it (`ListUnitsByNames`' job type, empty when none): a restart or
+    /// start job means the process now running is about to be replaced, so it is
+    /// `activating`; a stop job, `deactivating`. Any other state is reported as it is. An
+    /// agent that queued a restart and read the unit back at once would otherwise report the
+    /// old process as the new content active.
+    pub fn with_job(self, job_type: &str) -> ActiveState {
+        match (self, job_type) {
+            (
+                ActiveState::Active,
+                "start" | "restart" | "try-restart" | "reload-or-start" | "verify-active",
+            ) => ActiveState::Activating,
+            (ActiveState::Active, "stop") => ActiveState::Deactivating,
+            (state, _) => state,
+        }
+    }
+}
+
 /// One unit as the manager reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnitStatus {
@@ -111,6 +130,28 @@ pub struct UnitStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_active_unit_with_a_job_is_reported_in_transition() {
+        use ActiveState::*;
+        for (state, job, expected) in [
+            (Active, "", Active),
+            (Active, "restart", Activating),
+            (Active, "start", Activating),
+            (Active, "try-restart", Activating),
+            (Active, "stop", Deactivating),
+            (Active, "reload", Active),
+            (Inactive, "start", Inactive),
+            (Failed, "restart", Failed),
+            (Activating, "start", Activating),
+        ] {
+            assert_eq!(
+                state.clone().with_job(job),
+                expected,
+                "{state:?} with {job:?}"
+            );
+        }
+    }
 
     #[test]
     fn states_round_trip_through_strings_and_keep_unknown_values() {

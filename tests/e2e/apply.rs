@@ -544,3 +544,84 @@ async fn a_rolling_update_waits_for_each_checked_instance_to_pass_and_ctrl_c_sto
         "the concurrent change is kept"
     );
 }
+
+/// A global unit whose start takes a second, so that a restart is seen.
+fn beacon(version: u32) -> String {
+    format!(
+        "[Service]\nEnvironment=VERSION={version}\nExecStartPre=/bin/sleep 1\nExecStart=/bin/sleep 100000\n\n[X-Fleet]\nGlobal=true\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_global_unit_is_replaced_one_machine_at_a_time() {
+    let t = cluster(
+        "apply-global",
+        &[("host-1", ""), ("host-2", ""), ("host-3", "")],
+        &[],
+    )
+    .await;
+    let r = t.registry.clone();
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("beacon");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("beacon.service"), beacon(1)).unwrap();
+    let d = dir.to_str().unwrap();
+    let out = flottectl(&t, &["apply", d, "--healthy-for", "0.5"]).await;
+    expect_code(&out, 0, "flottectl apply beacon");
+    await_states(&r, DEADLINE, "beacon.service active on all three", |s| {
+        (active_on(s, "beacon.service").len() == 3).then_some(())
+    })
+    .await;
+    let mut hosts = Vec::new();
+    for i in 0..3 {
+        hosts.push(
+            flotte::systemd::Systemd::connect(&t.cluster.host(i).bus())
+                .await
+                .unwrap(),
+        );
+    }
+    let beacon_unit = [unit("beacon.service")];
+
+    // New content: each host's systemd sampled every 100 ms through the whole apply.
+    std::fs::write(dir.join("beacon.service"), beacon(2)).unwrap();
+    let child = flottectl_command(&t, &["apply", d, "--healthy-for", "0.5"]).output();
+    tokio::pin!(child);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut max_down = 0;
+    let mut seen_down = [0usize; 3];
+    let mut samples = 0;
+    let out = loop {
+        tokio::select! {
+            out = &mut child => break out.unwrap(),
+            _ = tick.tick() => {
+                let mut down = 0;
+                for (i, systemd) in hosts.iter().enumerate() {
+                    let statuses = systemd.list_by_names(&beacon_unit).await.unwrap();
+                    let active = statuses
+                        .iter()
+                        .any(|(_, s)| s.active == flotte::systemd::ActiveState::Active);
+                    if !active {
+                        down += 1;
+                        seen_down[i] += 1;
+                    }
+                }
+                samples += 1;
+                max_down = max_down.max(down);
+            }
+        }
+    };
+    expect_code(&out, 0, "flottectl apply beacon (new content)");
+    println!("{samples} samples; down per host: {seen_down:?}; at most {max_down} down at once");
+    assert!(
+        seen_down.iter().all(|&n| n > 0),
+        "every host restarted beacon.service: {seen_down:?}"
+    );
+    assert_eq!(max_down, 1, "one host at a time: {seen_down:?}");
+    let new = hash_of(&beacon(2));
+    let states = r.states_of(&unit("beacon.service")).await.unwrap();
+    assert_eq!(states.len(), 3, "{states:?}");
+    for ((_, m), s) in &states {
+        assert_eq!(s.hash, new, "{m} runs the new content");
+        assert_eq!(s.active.as_str(), "active", "{m}");
+    }
+}

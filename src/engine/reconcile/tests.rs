@@ -658,3 +658,179 @@ fn a_new_placement_waits_for_a_copy_left_running_elsewhere_but_not_for_its_own_m
         ]],
     );
 }
+
+/// The agent of `machine` reports `unit` of content `h` in systemd's state `active`.
+fn state_of(mut view: V, unit: &str, machine: u8, h: char, active: ActiveState) -> V {
+    let record = UnitStateRecord {
+        hash: hash(h),
+        ..state_record(active)
+    };
+    view.0.states.insert((name(unit), id(machine)), record);
+    view
+}
+
+/// Machines 1 to 3 run `g.service` on content `a` (active there unless `states` says
+/// otherwise), and its content is now `b`.
+fn rolling_view(entries: &[(u8, char)], states: &[(u8, char, ActiveState)]) -> V {
+    let mut view = V::default()
+        .machine(1, "")
+        .machine(2, "")
+        .machine(3, "")
+        .unit("g.service", 'b', Launched, "Global=true");
+    for &(m, h) in entries {
+        view = placed_global(view, "g.service", m, h);
+        view = state_of(view, "g.service", m, h, ActiveState::Active);
+    }
+    for (m, h, active) in states {
+        view = state_of(view, "g.service", *m, *h, active.clone());
+    }
+    view
+}
+
+#[test]
+fn a_global_units_new_content_rolls_out_one_machine_at_a_time() {
+    use ActiveState::{Activating, Active, Failed};
+    let on_a = [(1, 'a'), (2, 'a'), (3, 'a')];
+    // (what, entries, states over the defaults, machines given `b` now, held on `a`, waited for)
+    type Case<'a> = (
+        &'a str,
+        Vec<(u8, char)>,
+        Vec<(u8, char, ActiveState)>,
+        Vec<u8>,
+        Vec<u8>,
+        Vec<u8>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "the first machine by ID",
+            on_a.to_vec(),
+            vec![],
+            vec![1],
+            vec![2, 3],
+            vec![],
+        ),
+        (
+            "a machine not active on the old content goes first",
+            on_a.to_vec(),
+            vec![(2, 'a', Failed)],
+            vec![2],
+            vec![1, 3],
+            vec![],
+        ),
+        (
+            "the next once the first is active on the new content",
+            vec![(1, 'b'), (2, 'a'), (3, 'a')],
+            vec![],
+            vec![2],
+            vec![3],
+            vec![],
+        ),
+        (
+            "none while the first has not reported the new content",
+            vec![(1, 'b'), (2, 'a'), (3, 'a')],
+            vec![(1, 'a', Active)],
+            vec![],
+            vec![2, 3],
+            vec![1],
+        ),
+        (
+            "none while the first is starting it",
+            vec![(1, 'b'), (2, 'a'), (3, 'a')],
+            vec![(1, 'b', Activating)],
+            vec![],
+            vec![2, 3],
+            vec![1],
+        ),
+        (
+            "a failure stops the rollout there",
+            vec![(1, 'b'), (2, 'a'), (3, 'a')],
+            vec![(1, 'b', Failed)],
+            vec![],
+            vec![2, 3],
+            vec![1],
+        ),
+        (
+            "a machine without the unit gets the new content at once",
+            vec![(1, 'a'), (2, 'a')],
+            vec![],
+            vec![1, 3],
+            vec![2],
+            vec![],
+        ),
+        (
+            "the last machine",
+            vec![(1, 'b'), (2, 'b'), (3, 'a')],
+            vec![],
+            vec![3],
+            vec![],
+            vec![],
+        ),
+    ];
+    for (what, entries, states, given, held, waited) in cases {
+        let view = rolling_view(&entries, &states);
+        let (writes, holds) = reconcile_holding(&view.0);
+        let mut got: Vec<u8> = writes
+            .iter()
+            .flatten()
+            .filter_map(|w| match w {
+                EngineWrite::PutSchedule(m, _, e) => {
+                    assert_eq!(e.hash, hash('b'), "{what}: {w:?}");
+                    (1..=3).find(|n| id(*n) == *m)
+                }
+                _ => None,
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, given, "{what}: machines given the new content");
+        let hold = holds.get(&name("g.service"));
+        let ids = |ns: &[u8]| ns.iter().map(|n| id(*n)).collect::<Vec<_>>();
+        assert_eq!(
+            hold.map(|h| h.to.iter().cloned().collect::<Vec<_>>())
+                .unwrap_or_default(),
+            ids(&held),
+            "{what}: held on the old content"
+        );
+        assert_eq!(
+            hold.map(|h| h.running_on.clone()).unwrap_or_default(),
+            if held.is_empty() {
+                vec![]
+            } else {
+                ids(&waited)
+            },
+            "{what}: waited for"
+        );
+    }
+}
+
+#[test]
+fn a_global_unit_not_launched_takes_its_new_content_everywhere_at_once() {
+    let mut view =
+        V::default()
+            .machine(1, "")
+            .machine(2, "")
+            .unit("g.service", 'b', Loaded, "Global=true");
+    for m in [1, 2] {
+        view.0.schedule.insert(
+            (id(m), name("g.service")),
+            ScheduleEntry {
+                hash: hash('a'),
+                target: Target::Loaded,
+                global: true,
+                start: 0,
+            },
+        );
+        view.0
+            .placements
+            .entry(name("g.service"))
+            .or_default()
+            .push(id(m));
+    }
+    let (writes, holds) = reconcile_holding(&view.0);
+    assert!(holds.is_empty(), "{holds:?}");
+    let puts = writes
+        .iter()
+        .flatten()
+        .filter(|w| matches!(w, EngineWrite::PutSchedule(_, _, e) if e.hash == hash('b')))
+        .count();
+    assert_eq!(puts, 2, "{writes:?}");
+}
