@@ -570,7 +570,7 @@ async fn a_long_randomized_churn_loses_nothing_and_never_places_a_unit_twice() {
 #[ignore = "fails now and then: agents publish an intent record before a start, and seeds 4 \
             and 42 (which failed before) and 5 pass, but random seed 13303649579655581316 saw one \
             300 ms sample with churn-06 left running on its old host during a graceful agent \
-            restart, possibly the race ARCHITECTURE.md's engine section leaves open (an intent \
+            restart (its replay passed), possibly the race ARCHITECTURE.md's engine section leaves open (an intent \
             committed just before the engine's move transaction, not yet in its View); closing \
             it needs the engine's move to compare the old machine's state key"]
 async fn a_unit_being_moved_never_runs_on_two_machines_at_once() {
