@@ -6,6 +6,7 @@ mod error;
 mod executor;
 mod fence;
 mod files;
+mod intent;
 mod machine_env;
 mod plan;
 mod register;
@@ -24,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 pub use error::{ActionError, retry_policy};
 pub use fence::{FencePolicy, PeerAnswer, Verdict, ask_peer, decide, fence_after, renew_interval};
 pub use files::UnitsDir;
+pub use intent::{START_PENDING, intents};
 pub use plan::{
     Action, Desired, Observed, adopted, found_after_restart, note_requests, plan, state_record,
 };
@@ -469,6 +471,8 @@ impl<M: UnitManager> Agent<M> {
         if actions.is_empty() {
             return;
         }
+        // Say in etcd that the units about to start are held here, before systemd runs them.
+        let actions = self.announce(actions).await;
         let started = std::time::Instant::now();
         let count = actions.len();
         let touched = self.execute(actions).await;

@@ -1,6 +1,6 @@
 //! Unit states: what each agent reports about the units on its machine, under its lease.
 
-use etcd_client::{PutOptions, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
 
 use super::kv::{MAX_TXN_OPS, json};
 use super::{Keys, Lease, Registry, RegistryError, TypedWatch, UnitStateRecord};
@@ -48,6 +48,39 @@ impl Registry {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Writes one machine's intent records (`agent::intent`) in one transaction under the
+    /// agent's `lease`, only if every one of those units is still scheduled on `machine`:
+    /// `Ok(false)`, and nothing written, when the engine removed one of their schedule entries
+    /// first (it is moving that unit away). At most `MAX_TXN_OPS` records (etcd refuses more).
+    pub async fn write_intents(
+        &self,
+        machine: &MachineId,
+        intents: &[(UnitName, UnitStateRecord)],
+        lease: &Lease,
+    ) -> Result<bool, RegistryError> {
+        let compares: Vec<Compare> = intents
+            .iter()
+            .map(|(unit, _)| {
+                Compare::version(self.keys.schedule(machine, unit), CompareOp::Greater, 0)
+            })
+            .collect();
+        let puts: Vec<TxnOp> = intents
+            .iter()
+            .map(|(unit, record)| {
+                TxnOp::put(
+                    self.keys.state(unit, machine),
+                    json(record),
+                    Some(PutOptions::new().with_lease(lease.id())),
+                )
+            })
+            .collect();
+        self.txn(
+            "writing intent records",
+            Txn::new().when(compares).and_then(puts),
+        )
+        .await
     }
 
     pub async fn states(

@@ -567,17 +567,22 @@ async fn a_long_randomized_churn_loses_nothing_and_never_places_a_unit_twice() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "fails now and then: the engine moves a unit in two phases (it is placed anew \
-            only once its old machine reports it stopped), but an agent publishes its states \
-            only at the end of a pass, so a unit it has just started and not reported yet (its \
-            pass still going, or its flotted killed first) can be moved at once; seeds 3, 5 and \
-            17 pass, seed 4 saw one 300 ms sample twice, seed 42 seven during a leader kill; \
-            fixing it needs the agent to publish a start before or as it makes it"]
+#[ignore = "fails now and then: agents publish an intent record before a start, and seeds 4 \
+            and 42 (which failed before) and 5 pass, but random seed 13303649579655581316 saw one \
+            300 ms sample with churn-06 left running on its old host during a graceful agent \
+            restart (its replay passed), possibly the race ARCHITECTURE.md's engine section leaves open (an intent \
+            committed just before the engine's move transaction, not yet in its View); closing \
+            it needs the engine's move to compare the old machine's state key"]
 async fn a_unit_being_moved_never_runs_on_two_machines_at_once() {
     churn(Moves::NeverOverlap).await;
 }
 
+/// The two churn runs share their hosts' addresses (`FIRST_IP`) and would each load a small
+/// machine: they run one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn churn(moves: Moves) {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let (seed, total) = run_settings(
         std::env::var("FLOTTE_CHURN_SEED").ok().as_deref(),
         std::env::var("FLOTTE_CHURN_OPS").ok().as_deref(),
