@@ -162,6 +162,8 @@ async fn lead(
     let mut drains = registry.watch_drains().spawn("drains");
     let mut units = registry.watch_units().spawn("units");
     let mut states = registry.watch_states().spawn("states");
+    // Instances' health, for a global unit's rollout that waits for its check.
+    let mut instances = registry.watch_instances().spawn("instances");
     let mut view = View {
         strategy: config.strategy,
         ..View::default()
@@ -218,6 +220,13 @@ async fn lead(
                     continue;
                 }
             }
+            Some(update) = instances.recv() => {
+                let releases = releases_a_rollout(&update, &held);
+                update.apply_to(&mut view.instances);
+                if !releases {
+                    continue;
+                }
+            }
             _ = crate::backoff::sleep_until(collect) => {
                 collect = None;
                 collect_contents(registry, leadership, &view).await;
@@ -256,6 +265,21 @@ fn holding(hold: Option<Instant>, view: &View) -> Option<(Instant, Vec<MachineId
     let until = hold.filter(|until| Instant::now() < *until)?;
     let missing: Vec<MachineId> = vanished(view).into_iter().collect();
     (!missing.is_empty()).then_some((until, missing))
+}
+
+/// Whether an instance `update` may let a rollout held back go on: a listing, or a change of
+/// an instance of a unit in `held`.
+fn releases_a_rollout(
+    update: &Update<crate::registry::InstanceId, crate::registry::InstanceRecord>,
+    held: &BTreeSet<UnitName>,
+) -> bool {
+    if held.is_empty() {
+        return false;
+    }
+    match update {
+        Update::Reset(_) => true,
+        Update::Changes(changes) => changes.iter().any(|(id, _)| held.contains(&id.unit)),
+    }
 }
 
 /// Whether a state `update` may release a move held back: a listing, or a change of a state
@@ -450,8 +474,14 @@ pub async fn read_requirements(
                 let messages: Vec<String> = errors.errors.into_iter().map(|e| e.message).collect();
                 format!("invalid [X-Fleet] section: {}", messages.join("; "))
             });
+        let checked = matches!(
+            crate::unit::ServiceDeclaration::from_unit(&name, file),
+            Ok(Some(d)) if d.check.is_some()
+        );
+        view.checked.insert(name.clone(), (hash, checked));
         view.requirements.insert(name, (hash, requirements));
     }
+    view.checked.retain(|u, _| view.units.contains_key(u));
     let used: std::collections::HashSet<UnitHash> = view.units.values().map(|r| r.hash).collect();
     contents.retain(|h, _| used.contains(h));
 }

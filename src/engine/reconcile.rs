@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use crate::machine::MachineId;
 use crate::registry::{
-    DrainRecord, EngineWrite, MachineRecord, MetadataOverride, PlacementRecord, ReasonRecord,
-    ScheduleEntry, UnitRecord, UnitStateRecord, effective_metadata,
+    DrainRecord, EngineWrite, Health, InstanceId, InstanceRecord, MachineRecord, MetadataOverride,
+    PlacementRecord, ReasonRecord, ScheduleEntry, UnitRecord, UnitStateRecord, effective_metadata,
 };
 use crate::resources::Resources;
 use crate::schedule::{self, ClusterView, Strategy};
@@ -34,6 +34,11 @@ pub struct View {
     pub strategy: Strategy,
     /// What the agents report of the units on their machines (`held_back` reads it).
     pub states: BTreeMap<(UnitName, MachineId), UnitStateRecord>,
+    /// For each unit: the content hash it was read from, and whether that content declares
+    /// a service with a check (`[X-Flotte-Service] Check=`); `rolling` waits for it.
+    pub checked: BTreeMap<UnitName, (UnitHash, bool)>,
+    /// The declared services' instances with their health, as the agents register them.
+    pub instances: BTreeMap<InstanceId, InstanceRecord>,
 }
 
 impl View {
@@ -116,7 +121,8 @@ pub fn held_back(
 /// DaemonSet's rolling update (at most one machine unavailable): a machine still on an older
 /// content of a launched global unit gets the new one only while no other machine of it runs
 /// the new content without being `active` on it yet (its agent has not reported it, it is
-/// starting, or it failed: then the rollout stops there until the content changes again).
+/// starting, or it failed: then the rollout stops there until the content changes again) and,
+/// where the new content declares a service check, without its instance there `passing`.
 /// Machines not running it yet (no entry) get it at once; machines whose unit is not active
 /// go first, then by ID. `machines` is where the plan wants it, `hash` its content; returns
 /// the machines held on their older content and those being waited for, or None when
@@ -137,10 +143,24 @@ pub fn rolling(
     if older.is_empty() {
         return None;
     }
+    let checked = view
+        .checked
+        .get(unit)
+        .is_some_and(|&(h, checked)| h == hash && checked);
+    let healthy = |m: &MachineId| {
+        !checked
+            || view
+                .instances
+                .values()
+                .any(|i| i.unit == *unit && i.machine == *m && i.health == Health::Passing)
+    };
     let waiting: Vec<MachineId> = machines
         .iter()
         .filter(|m| entry(m).is_some_and(|e| e.hash == hash))
-        .filter(|m| !state(m).is_some_and(|s| s.hash == hash && s.active == ActiveState::Active))
+        .filter(|m| {
+            !(state(m).is_some_and(|s| s.hash == hash && s.active == ActiveState::Active)
+                && healthy(m))
+        })
         .cloned()
         .collect();
     older.sort();

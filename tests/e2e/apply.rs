@@ -625,3 +625,80 @@ async fn a_changed_global_unit_is_replaced_one_machine_at_a_time() {
         assert_eq!(s.active.as_str(), "active", "{m}");
     }
 }
+
+/// A global unit serving HTTP on port 8071 of its machine's address, checked every 500 ms;
+/// `serving: false` runs but serves nothing, so its check fails.
+fn checked_global(serving: bool) -> String {
+    let start = if serving {
+        "/bin/sh -c 'exec /usr/bin/python3 -m http.server --bind \"$$FLOTTE_HOST_IP\" --directory /tmp 8071'"
+    } else {
+        "/bin/sleep 100000"
+    };
+    format!(
+        "[Service]\nEnvironmentFile=/run/flotte/machine.env\nExecStart={start}\n\n\
+         [X-Fleet]\nGlobal=true\n\n\
+         [X-Flotte-Service]\nName=gw\nPort=8071\nCheck=http /\nCheckInterval=500ms\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_global_units_rollout_stops_on_a_machine_whose_check_fails() {
+    use flotte::registry::Health;
+    let t = cluster(
+        "apply-global-check",
+        &[("host-1", ""), ("host-2", ""), ("host-3", "")],
+        &[],
+    )
+    .await;
+    let r = t.registry.clone();
+    let name = "gw.service";
+    submit(&r, name, &checked_global(true), Launched).await;
+    let old = hash_of(&checked_global(true));
+    await_map(
+        r.watch_instances(),
+        DEADLINE,
+        "gw passing on all three machines",
+        |m| {
+            (m.values()
+                .filter(|i| i.unit.as_str() == name && i.health == Health::Passing)
+                .count()
+                == 3)
+                .then_some(())
+        },
+    )
+    .await;
+
+    // New content whose check fails: the first machine gets it, and the others keep the old
+    // one while its instance is not passing.
+    submit(&r, name, &checked_global(false), Launched).await;
+    let new = hash_of(&checked_global(false));
+    let first = await_states(&r, DEADLINE, "one machine active on the new content", |s| {
+        s.iter()
+            .find(|((u, _), st)| {
+                u.as_str() == name && st.hash == new && st.active.as_str() == "active"
+            })
+            .map(|((_, m), _)| m.clone())
+    })
+    .await;
+    await_map(
+        r.watch_instances(),
+        DEADLINE,
+        format!("gw critical on {first}"),
+        |m| {
+            m.values()
+                .any(|i| {
+                    i.unit.as_str() == name && i.machine == first && i.health == Health::Critical
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    let states = r.states_of(&unit(name)).await.unwrap();
+    for ((_, m), s) in &states {
+        if *m != first {
+            assert_eq!(s.hash, old, "{m} kept the old content: {states:?}");
+            assert_eq!(s.active.as_str(), "active", "{m}: {states:?}");
+        }
+    }
+    assert_eq!(states.len(), 3, "{states:?}");
+}

@@ -834,3 +834,60 @@ fn a_global_unit_not_launched_takes_its_new_content_everywhere_at_once() {
         .count();
     assert_eq!(puts, 2, "{writes:?}");
 }
+
+#[test]
+fn a_global_unit_with_a_check_rolls_on_once_its_instance_passes() {
+    use crate::registry::{Health, InstanceId, InstanceRecord};
+    use crate::unit::ServiceName;
+    let with = |health: Option<Health>, checked: bool| {
+        let mut view = rolling_view(&[(1, 'b'), (2, 'a'), (3, 'a')], &[]);
+        view.0
+            .checked
+            .insert(name("g.service"), (hash('b'), checked));
+        if let Some(health) = health {
+            let service = ServiceName::new("g").unwrap();
+            view.0.instances.insert(
+                InstanceId {
+                    service: service.clone(),
+                    machine: id(1),
+                    unit: name("g.service"),
+                },
+                InstanceRecord {
+                    service,
+                    machine: id(1),
+                    hostname: "host-1".into(),
+                    address: "10.0.0.1".into(),
+                    port: 80,
+                    tags: vec![],
+                    unit: name("g.service"),
+                    health,
+                },
+            );
+        }
+        let (writes, holds) = reconcile_holding(&view.0);
+        let given: Vec<MachineId> = writes
+            .iter()
+            .flatten()
+            .filter_map(|w| match w {
+                EngineWrite::PutSchedule(m, _, _) => Some(m.clone()),
+                _ => None,
+            })
+            .collect();
+        (given, holds.get(&name("g.service")).cloned())
+    };
+    // (instance health on machine 1, content declares a check, machines given `b` now)
+    for (health, checked, expected) in [
+        (None, true, vec![]),
+        (Some(Health::Unknown), true, vec![]),
+        (Some(Health::Critical), true, vec![]),
+        (Some(Health::Passing), true, vec![id(2)]),
+        (None, false, vec![id(2)]),
+    ] {
+        let (given, hold) = with(health, checked);
+        assert_eq!(given, expected, "{health:?}, checked {checked}");
+        let waited = hold.map(|h| h.running_on).unwrap_or_default();
+        if expected.is_empty() {
+            assert_eq!(waited, vec![id(1)], "{health:?}: machine 1 waited for");
+        }
+    }
+}
