@@ -267,34 +267,37 @@ fn holding(hold: Option<Instant>, view: &View) -> Option<(Instant, Vec<MachineId
     (!missing.is_empty()).then_some((until, missing))
 }
 
-/// Whether an instance `update` may let a rollout held back go on: a listing, or a change of
-/// an instance of a unit in `held`.
-fn releases_a_rollout(
-    update: &Update<crate::registry::InstanceId, crate::registry::InstanceRecord>,
+/// Whether an `update` of a watch whose keys name a unit (`unit_of`) may release a change
+/// held back: a listing, or a change of a key of a unit in `held`. Any other report costs no
+/// pass.
+fn concerns_held<K, V>(
+    update: &Update<K, V>,
     held: &BTreeSet<UnitName>,
+    unit_of: impl Fn(&K) -> &UnitName,
 ) -> bool {
     if held.is_empty() {
         return false;
     }
     match update {
         Update::Reset(_) => true,
-        Update::Changes(changes) => changes.iter().any(|(id, _)| held.contains(&id.unit)),
+        Update::Changes(changes) => changes.iter().any(|(k, _)| held.contains(unit_of(k))),
     }
 }
 
-/// Whether a state `update` may release a move held back: a listing, or a change of a state
-/// of a unit in `held`. Any other state report costs no pass.
+/// Whether a state `update` may release a move or a rollout held back.
 fn releases_a_move(
     update: &Update<(UnitName, MachineId), crate::registry::UnitStateRecord>,
     held: &BTreeSet<UnitName>,
 ) -> bool {
-    if held.is_empty() {
-        return false;
-    }
-    match update {
-        Update::Reset(_) => true,
-        Update::Changes(changes) => changes.iter().any(|((u, _), _)| held.contains(u)),
-    }
+    concerns_held(update, held, |(u, _)| u)
+}
+
+/// Whether an instance `update` may let a rollout held back for a check go on.
+fn releases_a_rollout(
+    update: &Update<crate::registry::InstanceId, crate::registry::InstanceRecord>,
+    held: &BTreeSet<UnitName>,
+) -> bool {
+    concerns_held(update, held, |id| &id.unit)
 }
 
 /// One reconcile: reads the requirements, plans, and applies the writes. Returns when the next
