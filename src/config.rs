@@ -595,32 +595,21 @@ impl Config {
                 "must be an absolute path to a unix socket".into(),
             ));
         }
-        let listen_tcp = text(Key::ListenTcp)
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|a| {
-                a.parse::<SocketAddr>().map_err(|_| {
-                    invalid(
-                        Key::ListenTcp,
-                        format!("`{a}` is not an address such as 127.0.0.1:8080"),
-                    )
+        // A comma-separated list of socket addresses, each refused with an example.
+        let addresses = |key: Key, example: &str| {
+            text(key)
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|a| {
+                    a.parse::<SocketAddr>().map_err(|_| {
+                        invalid(key, format!("`{a}` is not an address such as {example}"))
+                    })
                 })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let dns_listen = text(Key::DnsListen)
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|a| {
-                a.parse::<SocketAddr>().map_err(|_| {
-                    invalid(
-                        Key::DnsListen,
-                        format!("`{a}` is not an address such as 10.0.0.5:53"),
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let listen_tcp = addresses(Key::ListenTcp, "127.0.0.1:8080")?;
+        let dns_listen = addresses(Key::DnsListen, "10.0.0.5:53")?;
         let dns_ttl =
             parse_duration(&text(Key::DnsTtl)).map_err(|why| invalid(Key::DnsTtl, why))?;
         if dns_ttl.subsec_nanos() != 0 {
