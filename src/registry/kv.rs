@@ -69,19 +69,27 @@ impl Registry {
         Ok(resp.header().map_or(0, |h| h.revision()))
     }
 
+    /// Every key under `prefix`, in one range request.
+    pub(super) async fn range_prefix(
+        &self,
+        prefix: &str,
+    ) -> Result<etcd_client::GetResponse, RegistryError> {
+        timed(
+            "range",
+            format!("listing {prefix}"),
+            self.client()
+                .get(prefix, Some(GetOptions::new().with_prefix())),
+        )
+        .await?
+        .map_err(|e| RegistryError::etcd(format!("listing {prefix}"), e))
+    }
+
     pub(super) async fn list<K, V: DeserializeOwned>(
         &self,
         prefix: String,
         key: impl Fn(&Keys, &[u8]) -> Option<K>,
     ) -> Result<(Vec<(K, V)>, i64), RegistryError> {
-        let resp = timed(
-            "range",
-            format!("listing {prefix}"),
-            self.client()
-                .get(prefix.as_str(), Some(GetOptions::new().with_prefix())),
-        )
-        .await?
-        .map_err(|e| RegistryError::etcd(format!("listing {prefix}"), e))?;
+        let resp = self.range_prefix(&prefix).await?;
         let revision = resp.header().map_or(0, |h| h.revision());
         let items = resp
             .kvs()

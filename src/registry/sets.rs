@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 use serde::{Deserialize, Serialize};
 
 use super::kv::{json, timed};
@@ -121,15 +121,7 @@ impl Registry {
     pub async fn units_with_revisions(
         &self,
     ) -> Result<(BTreeMap<UnitName, StoredUnit>, i64), RegistryError> {
-        let prefix = self.keys.units();
-        let resp = timed(
-            "range",
-            format!("listing {prefix}"),
-            self.client()
-                .get(prefix.as_str(), Some(GetOptions::new().with_prefix())),
-        )
-        .await?
-        .map_err(|e| RegistryError::etcd(format!("listing {prefix}"), e))?;
+        let resp = self.range_prefix(&self.keys.units()).await?;
         let revision = resp.header().map_or(0, |h| h.revision());
         let units = resp
             .kvs()
