@@ -400,11 +400,41 @@ fn checked_web(version: u32) -> String {
     )
 }
 
+/// Starts `flottectl apply DIR` and reads its output until it starts replacing web@1: the
+/// running child, the rest of its output, and what it printed so far.
+async fn apply_until_web1_is_replaced(
+    t: &TestCluster,
+    d: &str,
+) -> (
+    tokio::process::Child,
+    tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    String,
+) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = flottectl_command(t, &["apply", d, "--healthy-for", "0.5"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = String::new();
+    within("apply to start replacing web@1", DEADLINE, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.starts_with("[2/3] replace web@1.service") {
+                return;
+            }
+        }
+        panic!("apply ended before replacing web@1: {seen}");
+    })
+    .await;
+    (child, lines, seen)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rolling_update_waits_for_each_checked_instance_to_pass_and_ctrl_c_stops_it_between_steps()
  {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-
     let t = cluster("apply-health", &[("host-1", ""), ("host-2", "")], &[]).await;
     let r = t.registry.clone();
     let root = tempfile::tempdir().unwrap();
@@ -442,24 +472,7 @@ async fn a_rolling_update_waits_for_each_checked_instance_to_pass_and_ctrl_c_sto
     // Ctrl-C once the first instance's step is under way: that step finishes its writes, the
     // next never starts.
     std::fs::write(dir.join("web@.service"), checked_web(3)).unwrap();
-    let mut child = flottectl_command(&t, &["apply", d, "--healthy-for", "0.5"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut seen = String::new();
-    within("apply to start replacing web@1", DEADLINE, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            seen.push_str(&line);
-            seen.push('\n');
-            if line.starts_with("[2/3] replace web@1.service") {
-                return;
-            }
-        }
-        panic!("apply ended before replacing web@1: {seen}");
-    })
-    .await;
+    let (mut child, mut lines, mut seen) = apply_until_web1_is_replaced(&t, d).await;
     let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
     while let Some(line) = lines.next_line().await.unwrap() {
@@ -505,24 +518,7 @@ async fn a_rolling_update_waits_for_each_checked_instance_to_pass_and_ctrl_c_sto
     })
     .await;
     std::fs::write(dir.join("web@.service"), checked_web(4)).unwrap();
-    let mut child = flottectl_command(&t, &["apply", d, "--healthy-for", "0.5"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut seen = String::new();
-    within("apply to start replacing web@1", DEADLINE, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            seen.push_str(&line);
-            seen.push('\n');
-            if line.starts_with("[2/3] replace web@1.service") {
-                return;
-            }
-        }
-        panic!("apply ended before replacing web@1: {seen}");
-    })
-    .await;
+    let (mut child, mut lines, mut seen) = apply_until_web1_is_replaced(&t, d).await;
     set_desired(&r, "web@2.service", flotte::unit::DesiredState::Loaded).await;
     while let Some(line) = lines.next_line().await.unwrap() {
         seen.push_str(&line);
