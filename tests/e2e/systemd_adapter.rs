@@ -204,13 +204,13 @@ async fn new_units_start_and_stopped_units_go_without_a_daemon_reload() {
         await_state(&systemd, &mut changes, &name, ActiveState::Active).await;
         let pid = systemd.main_pid(&name).await.unwrap();
         // A simple service is active from its fork; until its exec, its command line is
-        // systemd's placeholder `(sleep)`.
+        // systemd's placeholder `(sleep)`, and while the exec replaces it, empty.
         let cmdline = flotte::isolated::wait_for(
             std::time::Duration::from_secs(10),
             || format!("round {round}: main PID {pid} never exec'd its command"),
             || async {
                 let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).ok()?;
-                (!cmdline.starts_with('(')).then_some(cmdline)
+                (!cmdline.is_empty() && !cmdline.starts_with('(')).then_some(cmdline)
             },
         )
         .await
