@@ -23,7 +23,7 @@ use crate::backoff::Backoff;
 use crate::machine::MachineId;
 use crate::registry::{
     Contact, EngineWrite, KeepAlive, KeepAliveOptions, Leadership, LossPolicy, Registry,
-    RegistryError, UnitRecord, Update,
+    RegistryError, StatesSeen, UnitRecord, Update,
 };
 use crate::unit::{DesiredState, Requirements, UnitFile, UnitHash, UnitName};
 
@@ -161,7 +161,7 @@ async fn lead(
     let mut overrides = registry.watch_metadata_overrides().spawn("metadata");
     let mut drains = registry.watch_drains().spawn("drains");
     let mut units = registry.watch_units().spawn("units");
-    let mut states = registry.watch_states().spawn("states");
+    let mut states = registry.watch_states().spawn_with_revisions("states");
     // Instances' health, for a global unit's rollout that waits for its check.
     let mut instances = registry.watch_instances().spawn("instances");
     let mut view = View {
@@ -211,11 +211,12 @@ async fn lead(
                 }
                 update.apply_to(&mut view.units);
             }
-            Some(update) = states.recv() => {
+            Some((update, revision)) = states.recv() => {
                 let first = !listed.states;
                 listed.states |= matches!(update, Update::Reset(_));
                 let releases = first || releases_a_move(&update, &held);
                 update.apply_to(&mut view.states);
+                view.states_revision = revision;
                 if !releases {
                     continue;
                 }
@@ -330,9 +331,20 @@ async fn pass(
         return Ok(None);
     }
     let started = std::time::Instant::now();
-    match registry.apply(&leadership.fence, &writes).await {
-        Ok(()) => {
+    let guards: Vec<_> = writes.iter().map(|g| reconcile::guard(view, g)).collect();
+    match registry
+        .apply_guarded(&leadership.fence, &writes, &guards)
+        .await
+    {
+        Ok(written) => {
             failures.reset();
+            let (writes, refused) = refused_groups(writes, &guards, &written);
+            if !refused.is_empty() {
+                // A state of these units changed after the view's: the view catches up
+                // through the states watch, whose next update of them calls for a pass.
+                tracing::info!(units = ?refused, "placements wait for the view to catch up with unit states");
+                held.extend(refused);
+            }
             view.apply(&writes);
             record_pass(view, &writes, pass);
             let n: usize = writes.iter().map(Vec::len).sum();
@@ -351,6 +363,25 @@ async fn pass(
             Ok(Some(Instant::now() + delay))
         }
     }
+}
+
+/// Splits the groups a guarded apply returned `written` for into those written and the
+/// units of the guarded ones it refused.
+fn refused_groups(
+    groups: Vec<Vec<EngineWrite>>,
+    guards: &[Option<StatesSeen>],
+    written: &[bool],
+) -> (Vec<Vec<EngineWrite>>, Vec<UnitName>) {
+    let mut refused = Vec::new();
+    let mut kept = Vec::new();
+    for ((group, guard), &ok) in groups.into_iter().zip(guards).zip(written) {
+        match (ok, guard) {
+            (true, _) => kept.push(group),
+            (false, Some(g)) => refused.push(g.unit.clone()),
+            (false, None) => unreachable!("only a guarded group is refused"),
+        }
+    }
+    (kept, refused)
 }
 
 /// The first complete reconcile of a term: everything listed, placed and written.

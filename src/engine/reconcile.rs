@@ -7,7 +7,8 @@ use std::sync::Arc;
 use crate::machine::MachineId;
 use crate::registry::{
     DrainRecord, EngineWrite, Health, InstanceId, InstanceRecord, MachineRecord, MetadataOverride,
-    PlacementRecord, ReasonRecord, ScheduleEntry, UnitRecord, UnitStateRecord, effective_metadata,
+    PlacementRecord, ReasonRecord, ScheduleEntry, StatesSeen, UnitRecord, UnitStateRecord,
+    effective_metadata,
 };
 use crate::resources::Resources;
 use crate::schedule::{self, ClusterView, Strategy};
@@ -34,6 +35,8 @@ pub struct View {
     pub strategy: Strategy,
     /// What the agents report of the units on their machines (`held_back` reads it).
     pub states: BTreeMap<(UnitName, MachineId), UnitStateRecord>,
+    /// The etcd revision `states` stands at: it holds every state written up to it (`guard`).
+    pub states_revision: i64,
     /// For each unit: the content hash it was read from, and whether that content declares
     /// a service with a check (`[X-Flotte-Service] Check=`); `rolling` waits for it.
     pub checked: BTreeMap<UnitName, (UnitHash, bool)>,
@@ -173,6 +176,28 @@ pub fn rolling(
     (!to.is_empty()).then_some(HeldMove {
         to,
         running_on: waiting,
+    })
+}
+
+/// The guard a group of writes needs (`Registry::apply_guarded`): a group that schedules a
+/// non-global unit on a machine the view has no entry of it for (the second phase of a move,
+/// a move whose old machines run nothing, or a first placement) is written only if no state
+/// of that unit changed after the view's `states_revision`. `held_back` let it through on
+/// the states the view holds; an agent's intent record committed just before, while its
+/// schedule entry still existed, and not in the view yet, must stop it (the agent then starts
+/// the unit, so the new machine must not). If the agent's write comes after the group's, its
+/// own compare (the entry still there) fails instead: etcd orders the two.
+pub fn guard(view: &View, group: &[EngineWrite]) -> Option<StatesSeen> {
+    group.iter().find_map(|w| match w {
+        EngineWrite::PutSchedule(m, u, e)
+            if !e.global && !view.schedule.contains_key(&(m.clone(), u.clone())) =>
+        {
+            Some(StatesSeen {
+                unit: u.clone(),
+                revision: view.states_revision,
+            })
+        }
+        _ => None,
     })
 }
 

@@ -134,10 +134,18 @@ impl Registry {
     }
 
     pub(super) async fn txn(&self, what: &str, txn: Txn) -> Result<bool, RegistryError> {
-        let resp = timed("txn", what.to_owned(), self.client().txn(txn))
+        Ok(self.txn_response(what, txn).await?.succeeded())
+    }
+
+    /// `txn`, with etcd's whole answer (the responses of its operations).
+    pub(super) async fn txn_response(
+        &self,
+        what: &str,
+        txn: Txn,
+    ) -> Result<etcd_client::TxnResponse, RegistryError> {
+        timed("txn", what.to_owned(), self.client().txn(txn))
             .await?
-            .map_err(|e| RegistryError::etcd(what.to_owned(), e))?;
-        Ok(resp.succeeded())
+            .map_err(|e| RegistryError::etcd(what.to_owned(), e))
     }
 
     pub(super) fn watch<K, V: DeserializeOwned>(

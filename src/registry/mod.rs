@@ -36,7 +36,7 @@ pub use model::{
     ContentRecord, DrainRecord, MachineRecord, MetadataOverride, PlacementRecord, ReasonRecord,
     ScheduleEntry, UnitRecord, UnitStateRecord, effective_metadata,
 };
-pub use schedule::EngineWrite;
+pub use schedule::{EngineWrite, StatesSeen};
 pub use sets::{SetName, SetNameError, SetRecord, StoredUnit};
 pub use units::ETCD_MAX_REQUEST_BYTES;
 pub use watch::{Phase, TypedWatch, Update};

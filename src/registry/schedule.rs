@@ -1,7 +1,7 @@
 //! The engine's output: schedule entries per machine, placements and reasons per unit, read
 //! back and written in transactions fenced on leadership.
 
-use etcd_client::{Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, Txn, TxnOp, TxnOpResponse};
 
 use super::kv::{MAX_TXN_OPS, json};
 use super::{
@@ -57,14 +57,59 @@ impl Registry {
         fence: &Fence,
         groups: &[Vec<EngineWrite>],
     ) -> Result<(), RegistryError> {
-        for batch in pack(groups, MAX_TXN_OPS) {
-            let ops: Vec<TxnOp> = batch.iter().map(|w| self.op(w)).collect();
+        self.apply_guarded(fence, groups, &[]).await.map(|_| ())
+    }
+
+    /// `apply`, where a group may also carry a guard (`guards[i]` for `groups[i]`; missing
+    /// ones are `None`): such a group is written only if no state of its unit changed after
+    /// the guard's revision (a nested transaction in the fenced one, so a refused group
+    /// costs no other group). Returns, for each group, whether it was written.
+    pub async fn apply_guarded(
+        &self,
+        fence: &Fence,
+        groups: &[Vec<EngineWrite>],
+        guards: &[Option<StatesSeen>],
+    ) -> Result<Vec<bool>, RegistryError> {
+        let guard = |i: usize| guards.get(i).and_then(Option::as_ref);
+        let mut written = vec![true; groups.len()];
+        for batch in pack(groups, |i| guard(i).is_some(), MAX_TXN_OPS) {
+            let ops: Vec<TxnOp> = batch
+                .iter()
+                .flat_map(|&(i, writes)| match guard(i) {
+                    Some(seen) => vec![TxnOp::txn(
+                        Txn::new()
+                            .when([self.states_unchanged(seen)])
+                            .and_then(writes.iter().map(|w| self.op(w)).collect::<Vec<_>>()),
+                    )],
+                    None => writes.iter().map(|w| self.op(w)).collect(),
+                })
+                .collect();
             let txn = Txn::new().when([fence.compare()]).and_then(ops);
-            if !self.txn("applying the engine's plan", txn).await? {
+            let resp = self.txn_response("applying the engine's plan", txn).await?;
+            if !resp.succeeded() {
                 return Err(RegistryError::Fenced);
             }
+            let nested = resp.op_responses().into_iter().filter_map(|r| match r {
+                TxnOpResponse::Txn(t) => Some(t.succeeded()),
+                _ => None,
+            });
+            let guarded = batch.iter().filter(|(i, _)| guard(*i).is_some());
+            for ((i, _), ok) in guarded.zip(nested) {
+                written[*i] = ok;
+            }
         }
-        Ok(())
+        Ok(written)
+    }
+
+    /// Compares that every state key of the guard's unit was last written at its revision or
+    /// before (a key that does not exist passes).
+    fn states_unchanged(&self, seen: &StatesSeen) -> Compare {
+        Compare::mod_revision(
+            self.keys.states_of(&seen.unit),
+            CompareOp::Less,
+            seen.revision + 1,
+        )
+        .with_prefix()
     }
 
     fn op(&self, write: &EngineWrite) -> TxnOp {
@@ -91,19 +136,44 @@ pub enum EngineWrite {
     DeleteReason(UnitName),
 }
 
+/// A condition of one group of engine writes besides the fence: no agent's state of `unit`
+/// was written after `revision`, the revision the engine's view of the states stands at.
+/// The engine guards a group that places a non-global unit on a machine it is not scheduled
+/// on (`reconcile::guard`): an intent record an agent committed just before, that the view
+/// has not caught up with, then refuses the placement instead of letting the unit run twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatesSeen {
+    pub unit: UnitName,
+    pub revision: i64,
+}
+
+/// A batch's piece: a group's index and writes of it.
+type Piece<'a> = (usize, &'a [EngineWrite]);
+
 /// Packs groups into batches of at most `max` writes without splitting a group that fits.
-fn pack(groups: &[Vec<EngineWrite>], max: usize) -> Vec<Vec<&EngineWrite>> {
-    let mut batches: Vec<Vec<&EngineWrite>> = Vec::new();
-    let mut current: Vec<&EngineWrite> = Vec::new();
-    for group in groups.iter().filter(|g| !g.is_empty()) {
-        if current.len() + group.len() > max && !current.is_empty() {
+/// A group that is larger is split, unless `whole` says it must stay whole (a guarded group:
+/// a non-global unit's few writes).
+fn pack(
+    groups: &[Vec<EngineWrite>],
+    whole: impl Fn(usize) -> bool,
+    max: usize,
+) -> Vec<Vec<Piece<'_>>> {
+    let mut batches: Vec<Vec<Piece<'_>>> = Vec::new();
+    let mut current: Vec<Piece<'_>> = Vec::new();
+    let mut size = 0;
+    for (i, group) in groups.iter().enumerate().filter(|(_, g)| !g.is_empty()) {
+        if size + group.len() > max && !current.is_empty() {
             batches.push(std::mem::take(&mut current));
+            size = 0;
         }
-        for chunk in group.chunks(max) {
-            if current.len() + chunk.len() > max {
+        let chunk = if whole(i) { group.len() } else { max };
+        for writes in group.chunks(chunk) {
+            if size + writes.len() > max && !current.is_empty() {
                 batches.push(std::mem::take(&mut current));
+                size = 0;
             }
-            current.extend(chunk);
+            current.push((i, writes));
+            size += writes.len();
         }
     }
     if !current.is_empty() {
@@ -124,7 +194,10 @@ mod tests {
     }
 
     fn sizes(groups: &[Vec<EngineWrite>], max: usize) -> Vec<usize> {
-        pack(groups, max).iter().map(Vec::len).collect()
+        pack(groups, |_| false, max)
+            .iter()
+            .map(|b| b.iter().map(|(_, w)| w.len()).sum())
+            .collect()
     }
 
     #[test]
@@ -147,5 +220,27 @@ mod tests {
             group("c.service", 1),
         ];
         assert_eq!(sizes(&groups, 5), vec![2, 5, 5, 3]);
+    }
+
+    #[test]
+    fn a_group_kept_whole_is_one_piece_and_pieces_name_their_group() {
+        let groups = vec![
+            group("a.service", 2),
+            group("moved.service", 7),
+            group("c.service", 1),
+        ];
+        let pieces: Vec<Vec<(usize, usize)>> = pack(&groups, |i| i == 1, 5)
+            .iter()
+            .map(|b| b.iter().map(|(i, w)| (*i, w.len())).collect())
+            .collect();
+        assert_eq!(pieces, vec![vec![(0, 2)], vec![(1, 7)], vec![(2, 1)]]);
+        let pieces: Vec<Vec<(usize, usize)>> = pack(&groups, |_| false, 5)
+            .iter()
+            .map(|b| b.iter().map(|(i, w)| (*i, w.len())).collect())
+            .collect();
+        assert_eq!(
+            pieces,
+            vec![vec![(0, 2)], vec![(1, 5)], vec![(1, 2), (2, 1)]]
+        );
     }
 }

@@ -359,7 +359,21 @@ impl<K: Send + 'static, V: Send + 'static> TypedWatch<K, V> {
     /// Runs the watch in a task of its own and hands its updates over a channel, so that the
     /// consumer's loop only ever waits on channels. Failures are logged and retried with
     /// backoff; the watch resumes where it stood. The task ends when the receiver is dropped.
-    pub fn spawn(mut self, what: &'static str) -> mpsc::Receiver<Update<K, V>> {
+    pub fn spawn(self, what: &'static str) -> mpsc::Receiver<Update<K, V>> {
+        self.spawn_as(what, |update, _| update)
+    }
+
+    /// `spawn`, handing over each update with its revision (`revision`): once a consumer
+    /// applied it, its copy holds every change of the prefix up to that revision.
+    pub fn spawn_with_revisions(self, what: &'static str) -> mpsc::Receiver<(Update<K, V>, i64)> {
+        self.spawn_as(what, |update, revision| (update, revision))
+    }
+
+    fn spawn_as<T: Send + 'static>(
+        mut self,
+        what: &'static str,
+        hand: fn(Update<K, V>, i64) -> T,
+    ) -> mpsc::Receiver<T> {
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
             let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
@@ -369,7 +383,7 @@ impl<K: Send + 'static, V: Send + 'static> TypedWatch<K, V> {
                     update = self.next() => match update {
                         Ok(update) => {
                             backoff.reset();
-                            if tx.send(update).await.is_err() {
+                            if tx.send(hand(update, self.revision)).await.is_err() {
                                 return;
                             }
                         }

@@ -7,9 +7,9 @@ use flotte::isolated::Etcd;
 use flotte::machine::{MachineId, Metadata};
 use flotte::registry::{
     EngineWrite, EtcdSettings, LossPolicy, MachineRecord, MetadataOverride, ReasonRecord, Registry,
-    RegistryError, Update,
+    RegistryError, ScheduleEntry, StatesSeen, UnitStateRecord, Update,
 };
-use flotte::unit::{DesiredState, UnitFile, UnitName};
+use flotte::unit::{DesiredState, Target, UnitFile, UnitName};
 
 async fn etcd() -> (Etcd, tempfile::TempDir) {
     let dir = tempfile::Builder::new()
@@ -284,6 +284,105 @@ async fn a_deposed_leaders_late_write_is_fenced_off() {
     let late = registry.apply(&a.fence, &write).await.unwrap_err();
     assert!(matches!(late, RegistryError::Fenced), "{late}");
     registry.apply(&b.fence, &write).await.unwrap();
+}
+
+/// The second phase of a move, as the engine writes it: guarded by the states its view saw.
+#[tokio::test]
+async fn a_guarded_placement_is_refused_after_a_state_the_guard_did_not_see_and_only_it() {
+    let (etcd, _dir) = etcd().await;
+    let registry = Registry::connect(&settings(&etcd, "/t4g/")).await.unwrap();
+    let lease = registry.grant_lease(Duration::from_secs(30)).await.unwrap();
+    let leader = within("campaign", SOON, registry.campaign(&lease, &machine('a')))
+        .await
+        .unwrap();
+    let (old, new) = (machine('b'), machine('c'));
+    let file = file("[Service]\nExecStart=/bin/sleep 1\n");
+    let state = |active: &str| UnitStateRecord {
+        hash: file.hash(),
+        current: Target::Launched,
+        load: "loaded".into(),
+        active: active.into(),
+        sub: "dead".into(),
+        message: None,
+        started: 0,
+    };
+    let place = |u: &str| {
+        vec![EngineWrite::PutSchedule(
+            new.clone(),
+            unit(u),
+            ScheduleEntry {
+                hash: file.hash(),
+                target: Target::Launched,
+                global: false,
+                start: 0,
+            },
+        )]
+    };
+    let groups = vec![
+        vec![EngineWrite::PutReason(
+            unit("other.service"),
+            ReasonRecord { reason: "r".into() },
+        )],
+        place("moved.service"),
+        place("fresh.service"),
+    ];
+    let scheduled = || async {
+        let (entries, _) = registry.schedule().await.unwrap();
+        let mut names: Vec<String> = entries
+            .into_iter()
+            .map(|((_, u), _)| u.to_string())
+            .collect();
+        names.sort();
+        names
+    };
+
+    // The old machine reported the unit stopped; the view saw it.
+    registry
+        .put_state(&unit("moved.service"), &old, &state("inactive"), &lease)
+        .await
+        .unwrap();
+    let (_, seen) = registry.states_at().await.unwrap();
+    let guards = |revision: i64| {
+        vec![
+            None,
+            Some(StatesSeen {
+                unit: unit("moved.service"),
+                revision,
+            }),
+            Some(StatesSeen {
+                unit: unit("fresh.service"),
+                revision,
+            }),
+        ]
+    };
+    // Its agent then commits an intent the view has not caught up with: the placement that
+    // needs the view's revision is refused, the rest of the batch is written.
+    registry
+        .put_state(&unit("moved.service"), &old, &state("activating"), &lease)
+        .await
+        .unwrap();
+    let written = registry
+        .apply_guarded(&leader.fence, &groups, &guards(seen))
+        .await
+        .unwrap();
+    assert_eq!(written, vec![true, false, true]);
+    assert_eq!(scheduled().await, ["fresh.service"]);
+    assert!(
+        registry
+            .reason(&unit("other.service"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // With the view caught up, it is written.
+    let (_, caught_up) = registry.states_at().await.unwrap();
+    let written = registry
+        .apply_guarded(&leader.fence, &groups, &guards(caught_up))
+        .await
+        .unwrap();
+    assert_eq!(written, vec![true, true, true]);
+    assert_eq!(scheduled().await, ["fresh.service", "moved.service"]);
 }
 
 #[tokio::test]

@@ -891,3 +891,68 @@ fn a_global_unit_with_a_check_rolls_on_once_its_instance_passes() {
         }
     }
 }
+
+#[test]
+fn a_group_placing_a_non_global_unit_on_a_new_machine_is_guarded_by_the_states_seen() {
+    let mut view = moving(true).0;
+    view.states_revision = 41;
+    let guarded = Some(StatesSeen {
+        unit: name("web.service"),
+        revision: 41,
+    });
+    let rewritten = EngineWrite::PutSchedule(
+        id(1),
+        name("web.service"),
+        ScheduleEntry {
+            hash: hash('b'),
+            target: L,
+            global: false,
+            start: 0,
+        },
+    );
+    let cases: Vec<(&str, Vec<EngineWrite>, Option<StatesSeen>)> = vec![
+        (
+            "a move in one transaction",
+            vec![
+                put("web.service", 2, 'a', L),
+                del("web.service", 1),
+                placement("web.service", &[2]),
+            ],
+            guarded.clone(),
+        ),
+        (
+            "the second phase of a move",
+            vec![
+                put("web.service", 2, 'a', L),
+                placement("web.service", &[2]),
+            ],
+            guarded.clone(),
+        ),
+        (
+            "a first placement",
+            vec![
+                put("new.service", 2, 'a', L),
+                placement("new.service", &[2]),
+            ],
+            Some(StatesSeen {
+                unit: name("new.service"),
+                revision: 41,
+            }),
+        ),
+        (
+            "the first phase of a move",
+            vec![del("web.service", 1)],
+            None,
+        ),
+        ("an entry rewritten where it is", vec![rewritten], None),
+        (
+            "a global unit's entry on a new machine",
+            vec![put_global("g.service", 2, 'a')],
+            None,
+        ),
+        ("a reason", vec![reason("web.service", "no machine")], None),
+    ];
+    for (what, group, expected) in cases {
+        assert_eq!(guard(&view, &group), expected, "{what}");
+    }
+}
