@@ -447,8 +447,7 @@ pub enum Twice {
     /// Scheduled on more than one of them: the engine placed a non-global unit twice.
     Placed(Vec<usize>),
     /// Scheduled on at most one of them: the others run copies their agents have yet to
-    /// stop (a move or a destroy under way: the engine places the new copy without waiting
-    /// for the old one to stop).
+    /// stop (a move or a destroy under way whose new copy did not wait for the old one).
     Leftover(Vec<usize>),
 }
 
