@@ -150,30 +150,36 @@ pub struct StatesSeen {
 /// A batch's piece: a group's index and writes of it.
 type Piece<'a> = (usize, &'a [EngineWrite]);
 
-/// Packs groups into batches of at most `max` writes without splitting a group that fits.
-/// A group that is larger is split, unless `whole` says it must stay whole (a guarded group:
-/// a non-global unit's few writes).
+/// Packs groups into batches that etcd takes without splitting a group that fits, counting
+/// `max` operations to a transaction. A group larger than that is split, unless `nested`
+/// says it is sent as a nested transaction: then it stays whole and costs one operation more.
+/// (etcd 3.4 takes a nested transaction of at most `max` less the operations of the level
+/// above; counting both against `max` keeps every level within it.)
 fn pack(
     groups: &[Vec<EngineWrite>],
-    whole: impl Fn(usize) -> bool,
+    nested: impl Fn(usize) -> bool,
     max: usize,
 ) -> Vec<Vec<Piece<'_>>> {
     let mut batches: Vec<Vec<Piece<'_>>> = Vec::new();
     let mut current: Vec<Piece<'_>> = Vec::new();
     let mut size = 0;
     for (i, group) in groups.iter().enumerate().filter(|(_, g)| !g.is_empty()) {
-        if size + group.len() > max && !current.is_empty() {
+        let (chunk, extra) = if nested(i) {
+            (group.len(), 1)
+        } else {
+            (max, 0)
+        };
+        if size + group.len() + extra > max && !current.is_empty() {
             batches.push(std::mem::take(&mut current));
             size = 0;
         }
-        let chunk = if whole(i) { group.len() } else { max };
         for writes in group.chunks(chunk) {
-            if size + writes.len() > max && !current.is_empty() {
+            if size + writes.len() + extra > max && !current.is_empty() {
                 batches.push(std::mem::take(&mut current));
                 size = 0;
             }
             current.push((i, writes));
-            size += writes.len();
+            size += writes.len() + extra;
         }
     }
     if !current.is_empty() {
@@ -234,6 +240,11 @@ mod tests {
             .map(|b| b.iter().map(|(i, w)| (*i, w.len())).collect())
             .collect();
         assert_eq!(pieces, vec![vec![(0, 2)], vec![(1, 7)], vec![(2, 1)]]);
+        // A nested group costs one more: 2 + (2 + 1) fits in 5, 2 + (3 + 1) does not.
+        let small = vec![group("a.service", 2), group("b.service", 2)];
+        assert_eq!(pack(&small, |i| i == 1, 5).len(), 1);
+        let small = vec![group("a.service", 2), group("b.service", 3)];
+        assert_eq!(pack(&small, |i| i == 1, 5).len(), 2);
         let pieces: Vec<Vec<(usize, usize)>> = pack(&groups, |_| false, 5)
             .iter()
             .map(|b| b.iter().map(|(i, w)| (*i, w.len())).collect())
