@@ -566,18 +566,23 @@ async fn collect_contents(registry: &Registry, leadership: &Leadership, view: &V
         .map(|(_, r)| r.hash)
         .chain(view.schedule.values().map(|e| e.hash))
         .collect();
-    for (hash, revision) in stored {
-        if used.contains(&hash) || revision > listed_at {
-            continue;
-        }
-        match registry
-            .delete_content_if_unchanged(&leadership.fence, &hash, revision)
-            .await
-        {
-            Ok(true) => tracing::debug!(%hash, "collected unused content"),
-            Ok(false) => {}
-            Err(e) => tracing::warn!(%hash, error = %e, "cannot collect content"),
-        }
+    let unused: Vec<(UnitHash, i64)> = stored
+        .into_iter()
+        .filter(|(hash, revision)| !used.contains(hash) && *revision <= listed_at)
+        .collect();
+    if unused.is_empty() {
+        return;
+    }
+    match registry
+        .delete_contents_if_unchanged(&leadership.fence, &unused)
+        .await
+    {
+        Ok(n) => tracing::debug!(
+            collected = n,
+            unused = unused.len(),
+            "collected unused contents"
+        ),
+        Err(e) => tracing::warn!(error = %e, unused = unused.len(), "cannot collect contents"),
     }
 }
 

@@ -13,7 +13,7 @@ const CONTENT_BATCHES_IN_FLIGHT: usize = 4;
 impl Registry {
     /// Stores a unit with its content in one transaction. The content is written even when
     /// that hash is already stored: the new modification revision makes a concurrent garbage
-    /// collection of it fail (see `delete_content_if_unchanged`).
+    /// collection of it fail (see `delete_contents_if_unchanged`).
     pub async fn put_unit(
         &self,
         name: &UnitName,
@@ -268,21 +268,46 @@ impl Registry {
             .collect())
     }
 
-    /// Garbage-collects one content if nobody wrote it since `revision`.
-    pub async fn delete_content_if_unchanged(
+    /// Garbage-collects contents, each only if nobody wrote it since its revision, in as
+    /// few transactions fenced on leadership as it takes: each deletion is a transaction
+    /// nested in the fenced one, comparing its content's revision, so a content written again
+    /// meanwhile stays without keeping the others. Returns how many were deleted.
+    pub async fn delete_contents_if_unchanged(
         &self,
         fence: &Fence,
-        hash: &UnitHash,
-        revision: i64,
-    ) -> Result<bool, RegistryError> {
-        let key = self.keys.content(hash);
-        let txn = Txn::new()
-            .when([
-                fence.compare(),
-                Compare::mod_revision(key.as_str(), CompareOp::Equal, revision),
-            ])
-            .and_then([TxnOp::delete(key.as_str(), None)]);
-        self.txn(&format!("collecting {key}"), txn).await
+        contents: &[(UnitHash, i64)],
+    ) -> Result<usize, RegistryError> {
+        let mut deleted = 0;
+        // Each deletion is two operations against etcd's limit: its nested transaction and
+        // the delete in it (see `schedule::pack`).
+        for chunk in contents.chunks(MAX_TXN_OPS / 2) {
+            let ops: Vec<TxnOp> = chunk
+                .iter()
+                .map(|(hash, revision)| {
+                    let key = self.keys.content(hash);
+                    TxnOp::txn(
+                        Txn::new()
+                            .when([Compare::mod_revision(
+                                key.as_str(),
+                                CompareOp::Equal,
+                                *revision,
+                            )])
+                            .and_then([TxnOp::delete(key.as_str(), None)]),
+                    )
+                })
+                .collect();
+            let txn = Txn::new().when([fence.compare()]).and_then(ops);
+            let resp = self.txn_response("collecting unused contents", txn).await?;
+            if !resp.succeeded() {
+                return Err(RegistryError::Fenced);
+            }
+            deleted += resp
+                .op_responses()
+                .iter()
+                .filter(|r| matches!(r, TxnOpResponse::Txn(t) if t.succeeded()))
+                .count();
+        }
+        Ok(deleted)
     }
 }
 

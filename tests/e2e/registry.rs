@@ -383,6 +383,69 @@ async fn a_guarded_placement_is_refused_after_a_state_the_guard_did_not_see_and_
         .unwrap();
     assert_eq!(written, vec![true, true, true]);
     assert_eq!(scheduled().await, ["fresh.service", "moved.service"]);
+
+    // A full batch of plain writes and a guarded group: etcd takes a nested transaction only
+    // within its limit less the level above, so they must go in two transactions.
+    let mut full: Vec<Vec<EngineWrite>> = (0..flotte::registry::MAX_TXN_OPS - 1)
+        .map(|i| {
+            vec![EngineWrite::PutReason(
+                unit(&format!("r{i}.service")),
+                ReasonRecord { reason: "r".into() },
+            )]
+        })
+        .collect();
+    full.push(place("last.service"));
+    let mut guards = vec![None; full.len() - 1];
+    guards.push(Some(StatesSeen {
+        unit: unit("last.service"),
+        revision: caught_up,
+    }));
+    let written = registry
+        .apply_guarded(&leader.fence, &full, &guards)
+        .await
+        .unwrap();
+    assert!(written.iter().all(|w| *w));
+    assert!(scheduled().await.contains(&"last.service".to_owned()));
+}
+
+#[tokio::test]
+async fn unused_contents_are_collected_in_batches_except_one_written_again() {
+    let (etcd, _dir) = etcd().await;
+    let registry = Registry::connect(&settings(&etcd, "/t4c/")).await.unwrap();
+    let lease = registry.grant_lease(Duration::from_secs(30)).await.unwrap();
+    let leader = within("campaign", SOON, registry.campaign(&lease, &machine('a')))
+        .await
+        .unwrap();
+    // More than one transaction's worth.
+    let n = flotte::registry::MAX_TXN_OPS + 12;
+    let content = |i: usize| file(&format!("[Service]\nExecStart=/bin/sleep {i}\n"));
+    for i in 0..n {
+        registry
+            .put_unit(
+                &unit(&format!("u{i}.service")),
+                &content(i),
+                DesiredState::Loaded,
+            )
+            .await
+            .unwrap();
+    }
+    let stored = registry.content_revisions().await.unwrap();
+    assert_eq!(stored.len(), n);
+    // A unit submitted again with content 7 after the listing: that content must stay.
+    registry
+        .put_unit(&unit("again.service"), &content(7), DesiredState::Loaded)
+        .await
+        .unwrap();
+    let deleted = registry
+        .delete_contents_if_unchanged(&leader.fence, &stored)
+        .await
+        .unwrap();
+    assert_eq!(deleted, n - 1);
+    let left = registry.content_revisions().await.unwrap();
+    assert_eq!(
+        left.iter().map(|(h, _)| *h).collect::<Vec<_>>(),
+        vec![content(7).hash()]
+    );
 }
 
 #[tokio::test]
