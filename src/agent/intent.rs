@@ -77,6 +77,7 @@ impl<M: UnitManager> Agent<M> {
         for chunk in intents.chunks(MAX_TXN_OPS) {
             match self.registry.write_intents(&me, chunk, &self.lease).await {
                 Ok(true) => {
+                    tracing::debug!(units = ?chunk.iter().map(|(n, _)| n).collect::<Vec<_>>(), "intent records written");
                     for (name, record) in chunk {
                         self.published.insert(name.clone(), record.clone());
                     }

@@ -440,8 +440,18 @@ impl<M: UnitManager> Agent<M> {
         tracing::trace!(took = ?t.elapsed(), "published");
     }
 
-    /// Plans, acts (units in backoff wait their turn) and reads the touched units back.
+    /// Plans, acts (units in backoff wait their turn) and reads the touched units back. A
+    /// unit no longer placed here that this stopped, and that systemd already reports
+    /// stopped when read back, is unloaded at once, in a second round; one still stopping
+    /// is unloaded by the pass its signal brings.
     async fn converge(&mut self) {
+        if self.converge_once().await {
+            self.converge_once().await;
+        }
+    }
+
+    /// One round of `converge`; whether it stopped units no longer placed here.
+    async fn converge_once(&mut self) -> bool {
         let t = std::time::Instant::now();
         self.look_up_new().await;
         tracing::trace!(took = ?t.elapsed(), "looked up new units");
@@ -469,15 +479,20 @@ impl<M: UnitManager> Agent<M> {
             })
             .collect();
         if actions.is_empty() {
-            return;
+            return false;
         }
         // Say in etcd that the units about to start are held here, before systemd runs them.
         let actions = self.announce(actions).await;
+        tracing::debug!(?actions, "acting");
+        let leaving = actions
+            .iter()
+            .any(|a| matches!(a, Action::Stop(u) if !self.desired.contains_key(u)));
         let started = std::time::Instant::now();
         let count = actions.len();
         let touched = self.execute(actions).await;
         self.refresh(touched).await;
         tracing::debug!(actions = count, took = ?started.elapsed(), "converged");
+        leaving
     }
 
     /// Reads systemd's view of units placed here that this agent has nothing of yet, in one

@@ -93,7 +93,15 @@ pub fn plan(
         let have = observed.get(name).unwrap_or(&none);
         let Some(want) = desired.get(name) else {
             if have.file.is_some() || have.done.is_some() {
-                stops.push(Action::Unload(name.clone()));
+                // A unit that runs is stopped first and unloaded once systemd reports it
+                // stopped (its signal brings the next pass): until then its state stays
+                // published as running, so a move waits for it (a stop job only begins the
+                // stop; the process may take a while to exit).
+                match have.status.as_ref().map(|s| &s.active) {
+                    Some(ActiveState::Deactivating) => {}
+                    Some(a) if a.is_running() => stops.push(Action::Stop(name.clone())),
+                    _ => stops.push(Action::Unload(name.clone())),
+                }
             }
             continue;
         };
@@ -345,6 +353,36 @@ mod tests {
             load: LoadState::from(load),
             active: ActiveState::Inactive,
             sub: "dead".into(),
+        }
+    }
+
+    #[test]
+    fn a_unit_no_longer_placed_here_is_unloaded_only_once_it_stopped() {
+        use ActiveState::*;
+        let u = || name("u.service");
+        let running = |active: ActiveState| Observed {
+            status: Some(UnitStatus {
+                load: LoadState::Loaded,
+                active,
+                sub: "x".into(),
+            }),
+            ..have(Some('a'), Some(Target::Launched))
+        };
+        let cases: Vec<(ActiveState, Vec<Action>)> = vec![
+            // Running: stopped, the file stays (its state stays published as running).
+            (Active, vec![Action::Stop(u())]),
+            (Activating, vec![Action::Stop(u())]),
+            (Reloading, vec![Action::Stop(u())]),
+            (Refreshing, vec![Action::Stop(u())]),
+            // Stopping: nothing until systemd's signal says it stopped.
+            (Deactivating, vec![]),
+            // Stopped: unloaded.
+            (Inactive, vec![Action::Unload(u())]),
+            (Failed, vec![Action::Unload(u())]),
+            (Maintenance, vec![Action::Unload(u())]),
+        ];
+        for (active, expected) in cases {
+            check(None, Some(running(active.clone())), &expected);
         }
     }
 

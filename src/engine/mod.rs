@@ -321,6 +321,7 @@ async fn pass(
             units = moves.len(),
             "moves wait for their old machines to stop the units"
         );
+        tracing::debug!(held = ?moves, "held moves");
     }
     *held = moves.into_keys().collect();
     if writes.is_empty() {

@@ -206,3 +206,68 @@ async fn drain_moves_normal_units_off_keeps_new_ones_away_until_undrain() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A unit slow to stop (its `ExecStop=` takes seconds) keeps its old machine's state
+/// published as stopping, and its new machine gets it only once systemd there reports it
+/// stopped: never two copies while a move waits for a graceful stop.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_unit_slow_to_stop_reaches_its_new_machine_only_once_it_stopped_on_the_old() {
+    let t = cluster("slowstop", &[("host-1", ""), ("host-2", "")], FAST).await;
+    let r = t.registry.clone();
+    let slow = "[Service]\nExecStart=/bin/sleep 100000\nExecStop=/bin/sleep 3\n";
+    submit(&r, "slow.service", slow, Launched).await;
+    let placed = await_active(&r, &["slow.service"], DEADLINE).await;
+    let old = placed["slow.service"].clone();
+    let v = t.cluster.index_of(&old).unwrap();
+    let new = t.cluster.machine_id(1 - v).clone();
+    let systemd = Systemd::connect(&t.cluster.host(v).bus()).await.unwrap();
+    let on_old = || async {
+        systemd
+            .list_by_names(&[unit("slow.service")])
+            .await
+            .unwrap()
+            .into_iter()
+            .next()
+            .map(|(_, s)| s.active)
+    };
+
+    r.drain(&old, &flotte::registry::DrainRecord { since: 1 })
+        .await
+        .unwrap();
+    // The old machine reports it stopping while its ExecStop runs.
+    await_unit_state(
+        &r,
+        "slow.service",
+        &old,
+        DEADLINE,
+        "reported deactivating on its old machine",
+        |s| s.active.as_str() == "deactivating",
+    )
+    .await;
+    // While systemd there still stops it, the new machine has no entry of it: the schedule
+    // is read first, the old machine's systemd after.
+    let mut checked = 0;
+    loop {
+        let (entries, _) = r.schedule().await.unwrap();
+        let placed_new = entries
+            .iter()
+            .any(|((m, u), _)| *m == new && u.as_str() == "slow.service");
+        match on_old().await {
+            Some(a) if a.is_running() => {
+                assert!(
+                    !placed_new,
+                    "slow.service was placed on {new} while {old} still ran it ({a:?})"
+                );
+                checked += 1;
+            }
+            _ => break,
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        checked > 5,
+        "the stop was hardly seen ({checked} checks); ExecStop takes 3 s"
+    );
+    let moved = await_active(&r, &["slow.service"], DEADLINE).await;
+    assert_eq!(moved["slow.service"], new);
+}
