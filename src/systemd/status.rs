@@ -104,9 +104,11 @@ impl ActiveState {
     /// The state to report of a unit systemd calls `active` while a job of `job_type` is
     /// queued or running for it (`ListUnitsByNames`' job type, empty when none): a restart or
     /// start job means the process now running is about to be replaced, so it is
-    /// `activating`; a stop job, `deactivating`. Any other state is reported as it is. An
-    /// agent that queued a restart and read the unit back at once would otherwise report the
-    /// old process as the new content active.
+    /// `activating`; a stop job, `deactivating`. An `inactive` or `failed` unit with a start,
+    /// restart or reload-or-start job is `activating` too (it is about to run). Any other
+    /// state is reported as it is. An agent that queued a restart and read the unit back at
+    /// once would otherwise report the old process as the new content active, or the unit
+    /// between the restart's stop and start as stopped.
     pub fn with_job(self, job_type: &str) -> ActiveState {
         match (self, job_type) {
             (
@@ -114,6 +116,13 @@ impl ActiveState {
                 "start" | "restart" | "try-restart" | "reload-or-start" | "verify-active",
             ) => ActiveState::Activating,
             (ActiveState::Active, "stop") => ActiveState::Deactivating,
+            // Between a restart's stop and its start (systemd turns the job into a start),
+            // or before a queued start begins: about to run, not stopped. Reported inactive,
+            // a two-phase move would take it for stopped and start it elsewhere too.
+            (
+                ActiveState::Inactive | ActiveState::Failed,
+                "start" | "restart" | "reload-or-start",
+            ) => ActiveState::Activating,
             (state, _) => state,
         }
     }
@@ -132,7 +141,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_active_unit_with_a_job_is_reported_in_transition() {
+    fn a_unit_with_a_job_is_reported_in_transition() {
         use ActiveState::*;
         for (state, job, expected) in [
             (Active, "", Active),
@@ -141,9 +150,15 @@ mod tests {
             (Active, "try-restart", Activating),
             (Active, "stop", Deactivating),
             (Active, "reload", Active),
-            (Inactive, "start", Inactive),
-            (Failed, "restart", Failed),
+            (Inactive, "start", Activating),
+            (Inactive, "restart", Activating),
+            (Failed, "restart", Activating),
+            (Failed, "reload-or-start", Activating),
+            (Inactive, "try-restart", Inactive),
+            (Inactive, "stop", Inactive),
+            (Inactive, "", Inactive),
             (Activating, "start", Activating),
+            (Deactivating, "restart", Deactivating),
         ] {
             assert_eq!(
                 state.clone().with_job(job),
