@@ -567,13 +567,10 @@ async fn a_long_randomized_churn_loses_nothing_and_never_places_a_unit_twice() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "fails now and then: with the engine's guarded placements it passed 18 of 20 runs \
-            (the seed that failed before, 13303649579655581316, included), but random seed \
-            2561994716940991031 saw one 300 ms sample with churn-13 running on two hosts, \
-            neither of them scheduled (copies left by moves, during agent restarts and a leader \
-            change), and one run did not converge; a likely cause: an agent unloading a unit \
-            forgets it, and so deletes its state, once the stop job is queued, while systemd may \
-            still be deactivating it, which this test counts as running"]
+#[ignore = "not yet in CI: it found three ways a moved unit ran twice, all fixed (the engine's \
+            guarded placement, an agent unloading a unit only once it stopped, a unit between a \
+            restart's stop and start read as activating); with all three it passed 8 of 8 runs, \
+            too few to trust a random seed in every CI run; one earlier run did not converge"]
 async fn a_unit_being_moved_never_runs_on_two_machines_at_once() {
     churn(Moves::NeverOverlap).await;
 }
