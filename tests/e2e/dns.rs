@@ -474,20 +474,14 @@ async fn flottectl_services_catalog(t: &TestCluster) -> String {
 /// `GET /flotte/v1/catalog/NAME` over host-1's API socket, as JSON.
 async fn catalog(t: &TestCluster, name: &str) -> serde_json::Value {
     use http_body_util::BodyExt;
-    let stream = tokio::net::UnixStream::connect(t.cluster.socket(0))
-        .await
-        .unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+    let response = http_get(
+        tokio::net::UnixStream::connect(t.cluster.socket(0))
             .await
-            .unwrap();
-    tokio::spawn(connection);
-    let request = hyper::Request::builder()
-        .uri(flotte::wire::catalog_path(name))
-        .header("host", "flotte")
-        .body(http_body_util::Empty::<hyper::body::Bytes>::new())
-        .unwrap();
-    let response = sender.send_request(request).await.unwrap();
+            .unwrap(),
+        "flotte",
+        &flotte::wire::catalog_path(name),
+    )
+    .await;
     assert_eq!(response.status(), 200);
     let body = response.into_body().collect().await.unwrap().to_bytes();
     serde_json::from_slice(&body).unwrap()

@@ -336,18 +336,12 @@ impl BodyLines {
 }
 
 async fn open_events(socket: &Path, since: Option<i64>) -> BodyLines {
-    let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
-    let request = hyper::Request::builder()
-        .uri(flotte::wire::events_path(since))
-        .header("host", "flotte")
-        .body(http_body_util::Empty::<hyper::body::Bytes>::new())
-        .unwrap();
-    let response = sender.send_request(request).await.unwrap();
+    let response = http_get(
+        tokio::net::UnixStream::connect(socket).await.unwrap(),
+        "flotte",
+        &flotte::wire::events_path(since),
+    )
+    .await;
     assert_eq!(response.status(), 200);
     BodyLines {
         body: response.into_body(),

@@ -17,18 +17,12 @@ const DEADLINE: Duration = Duration::from_secs(30);
 
 /// `GET /metrics` over the API socket: the content type and the text.
 async fn scrape(socket: &Path) -> (String, String) {
-    let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
-    let request = hyper::Request::builder()
-        .uri(flotte::wire::METRICS)
-        .header("host", "flotte")
-        .body(http_body_util::Empty::<hyper::body::Bytes>::new())
-        .unwrap();
-    let response = sender.send_request(request).await.unwrap();
+    let response = http_get(
+        tokio::net::UnixStream::connect(socket).await.unwrap(),
+        "flotte",
+        flotte::wire::METRICS,
+    )
+    .await;
     assert_eq!(response.status(), 200);
     let content_type = response.headers()["content-type"]
         .to_str()
@@ -134,18 +128,12 @@ async fn metrics_pass_promtool_and_count_a_unit_started() {
 
 /// `GET path` on a TCP address: the status and the body.
 async fn get_tcp(addr: &str, path: &str) -> (u16, String) {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
-    let request = hyper::Request::builder()
-        .uri(path)
-        .header("host", addr)
-        .body(http_body_util::Empty::<hyper::body::Bytes>::new())
-        .unwrap();
-    let response = sender.send_request(request).await.unwrap();
+    let response = http_get(
+        tokio::net::TcpStream::connect(addr).await.unwrap(),
+        addr,
+        path,
+    )
+    .await;
     let status = response.status().as_u16();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())

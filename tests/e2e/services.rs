@@ -57,18 +57,12 @@ async fn await_instances<T>(
 
 /// `GET path` over a flotted's API socket: the status and the body as JSON.
 async fn get(socket: &Path, path: &str) -> (u16, serde_json::Value) {
-    let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
-    let request = hyper::Request::builder()
-        .uri(path)
-        .header("host", "flotte")
-        .body(http_body_util::Empty::<hyper::body::Bytes>::new())
-        .unwrap();
-    let response = sender.send_request(request).await.unwrap();
+    let response = http_get(
+        tokio::net::UnixStream::connect(socket).await.unwrap(),
+        "flotte",
+        path,
+    )
+    .await;
     let status = response.status().as_u16();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     let json = serde_json::from_slice(&body)

@@ -287,3 +287,21 @@ pub fn succeeded(args: &[&str], out: &Output) -> String {
     );
     stdout
 }
+
+/// `GET path` over `io` (a connection to a flotted's API socket or TCP listener) with this
+/// `Host:` header, as any HTTP/1.1 client sends it: the response, its body unread.
+pub async fn http_get<S>(io: S, host: &str, path: &str) -> hyper::Response<hyper::body::Incoming>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = hyper::Request::get(path)
+        .header("host", host)
+        .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+        .unwrap();
+    sender.send_request(request).await.unwrap()
+}

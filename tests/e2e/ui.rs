@@ -15,8 +15,7 @@ use std::time::Duration;
 use flotte::isolated::{EtcdAccess, HostSpec};
 use flotte::registry::AnnouncerRecord;
 use flotte::unit::DesiredState;
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
+use http_body_util::BodyExt;
 
 use crate::support::*;
 use browser::{Browser, Requests};
@@ -53,17 +52,12 @@ fn chromium() -> Option<PathBuf> {
 
 /// A GET on host-1's TCP listener: its status and body.
 async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let request = hyper::Request::get(path)
-        .header("Host", addr.to_string())
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let response = sender.send_request(request).await.unwrap();
+    let response = http_get(
+        tokio::net::TcpStream::connect(addr).await.unwrap(),
+        &addr.to_string(),
+        path,
+    )
+    .await;
     let status = response.status().as_u16();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())
